@@ -1,0 +1,10 @@
+//! The probe: the agent Palisade places inside every container.
+//!
+//! [`protocol`] holds the typed requests and replies the harness and the probe exchange (one JSON
+//! object per line); [`agent`] is the program that runs inside the container and answers them.
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod protocol;
+
+pub use protocol::{Facts, Reply, Request, Response};

@@ -1,0 +1,124 @@
+//! What the harness asks and what the probe answers, as types shared by both sides.
+//!
+//! Framing: the harness passes a [`Request`] as the probe's single argument (one-shot) or writes one
+//! per line to its stdin (`serve`); the probe prints one [`Response`] per request, one JSON object
+//! per line, and exits non-zero if a one-shot request failed. Failure is never inferred from stderr.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The argument that puts the probe into request/reply mode on stdin/stdout.
+pub const SERVE: &str = "serve";
+
+/// A request to the probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    /// Report what the process sees: pids, namespaces, hostname, kernel, os-release, credentials.
+    Facts,
+    /// Call sethostname(2) and report the outcome.
+    SetHostname { name: String },
+    /// Start a child that sleeps until killed; report its pid as seen inside.
+    SpawnSleeper,
+    /// Sleep until killed (used as the sleeper child, and as a long-lived container process).
+    Sleep,
+    /// Exit with this code (after replying).
+    Exit { code: i32 },
+}
+
+/// The probe's answer to one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Response {
+    Ok { reply: Reply },
+    Error { op: String, message: String },
+}
+
+/// The successful outcome of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Reply {
+    Facts(Box<Facts>),
+    /// The outcome of a syscall that a scenario expects to succeed or to be refused.
+    Syscall(SyscallOutcome),
+    Spawned { pid: i32 },
+    Done,
+}
+
+/// Whether a syscall succeeded, and the errno name if not (`EPERM`, `EROFS`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyscallOutcome {
+    pub errno: Option<String>,
+}
+
+impl SyscallOutcome {
+    pub fn succeeded(&self) -> bool {
+        self.errno.is_none()
+    }
+}
+
+/// What a process inside the container sees of itself and its surroundings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facts {
+    pub pid: i32,
+    pub ppid: i32,
+    /// `NSpid` from `/proc/self/status`: the pid in each pid namespace, outermost first.
+    pub nspid: Vec<i32>,
+    pub uid: u32,
+    pub gid: u32,
+    pub hostname: String,
+    /// `uname -r`.
+    pub kernel_release: String,
+    /// The contents of `/etc/os-release`, or None if it is absent.
+    pub os_release: Option<String>,
+    /// Namespace type (`pid`, `net`, ...) to the inode of `/proc/self/ns/<type>`.
+    pub namespaces: BTreeMap<String, u64>,
+    /// The pids listed in `/proc`, sorted.
+    pub visible_pids: Vec<i32>,
+    pub capabilities: CapabilitySets,
+    pub no_new_privs: bool,
+}
+
+/// The five capability sets as bit masks, as `/proc/self/status` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapabilitySets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub bounding: u64,
+    pub ambient: u64,
+}
+
+impl Response {
+    /// One JSON line, as the probe prints it.
+    pub fn to_line(&self) -> String {
+        // Serializing these plain data types cannot fail; an error text is still a valid answer.
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(r#"{{"status":"error","op":"encode","message":"{e}"}}"#)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(Request::Facts, r#"{"op":"facts"}"#)]
+    #[case(Request::SetHostname { name: "a".into() }, r#"{"op":"set-hostname","name":"a"}"#)]
+    #[case(Request::Exit { code: 3 }, r#"{"op":"exit","code":3}"#)]
+    fn requests_have_a_stable_wire_form(#[case] request: Request, #[case] wire: &str) {
+        assert_eq!(serde_json::to_string(&request).expect("encode"), wire);
+        assert_eq!(serde_json::from_str::<Request>(wire).expect("decode"), request);
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let response = Response::Ok { reply: Reply::Spawned { pid: 7 } };
+        let line = response.to_line();
+        assert_eq!(line, r#"{"status":"ok","reply":{"kind":"spawned","pid":7}}"#);
+        assert_eq!(serde_json::from_str::<Response>(&line).expect("decode"), response);
+    }
+}
