@@ -16,12 +16,17 @@ pub fn main() -> ExitCode {
             Ok(request) => one_shot(request),
             Err(e) => answer_and_exit(bad_request(&e.to_string())),
         },
-        _ => answer_and_exit(bad_request("expected one argument: a JSON request, or `serve`")),
+        _ => answer_and_exit(bad_request(
+            "expected one argument: a JSON request, or `serve`",
+        )),
     }
 }
 
 fn bad_request(message: &str) -> Response {
-    Response::Error { op: "parse".into(), message: message.into() }
+    Response::Error {
+        op: "parse".into(),
+        message: message.into(),
+    }
 }
 
 fn one_shot(request: Request) -> ExitCode {
@@ -32,7 +37,11 @@ fn one_shot(request: Request) -> ExitCode {
 fn answer_and_exit(response: Response) -> ExitCode {
     let failed = matches!(response, Response::Error { .. });
     println!("{}", response.to_line());
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Answers one request per stdin line until stdin closes or an `exit` request arrives.
@@ -49,7 +58,10 @@ fn serve() -> ExitCode {
             Ok(request) => handle(request),
             Err(e) => bad_request(&e.to_string()),
         };
-        if writeln!(stdout, "{}", response.to_line()).and_then(|()| stdout.flush()).is_err() {
+        if writeln!(stdout, "{}", response.to_line())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
             break;
         }
         if let Ok(Request::Exit { code }) = request {
@@ -94,7 +106,9 @@ fn run(request: &Request) -> Result<Reply, String> {
 }
 
 fn outcome(result: nix::Result<()>) -> SyscallOutcome {
-    SyscallOutcome { errno: result.err().map(errno_name) }
+    SyscallOutcome {
+        errno: result.err().map(errno_name),
+    }
 }
 
 /// The symbolic name of an errno (`EPERM`), which is what scenarios compare against.
@@ -105,7 +119,9 @@ pub fn errno_name(errno: Errno) -> String {
 fn facts() -> Result<Facts, String> {
     use procfs::process::Process;
     let me = Process::myself().map_err(|e| format!("reading /proc/self: {e}"))?;
-    let status = me.status().map_err(|e| format!("reading /proc/self/status: {e}"))?;
+    let status = me
+        .status()
+        .map_err(|e| format!("reading /proc/self/status: {e}"))?;
     let namespaces = me
         .namespaces()
         .map_err(|e| format!("reading /proc/self/ns: {e}"))?
@@ -152,7 +168,9 @@ fn spawn_sleeper() -> Result<Reply, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("spawning the sleeper: {e}"))?;
-    Ok(Reply::Spawned { pid: child.id() as i32 })
+    Ok(Reply::Spawned {
+        pid: child.id() as i32,
+    })
 }
 
 fn sleep_until_killed() -> ! {

@@ -42,7 +42,9 @@ pub enum Reply {
     Facts(Box<Facts>),
     /// The outcome of a syscall that a scenario expects to succeed or to be refused.
     Syscall(SyscallOutcome),
-    Spawned { pid: i32 },
+    Spawned {
+        pid: i32,
+    },
     Done,
 }
 
@@ -94,9 +96,8 @@ impl Response {
     /// One JSON line, as the probe prints it.
     pub fn to_line(&self) -> String {
         // Serializing these plain data types cannot fail; an error text is still a valid answer.
-        serde_json::to_string(self).unwrap_or_else(|e| {
-            format!(r#"{{"status":"error","op":"encode","message":"{e}"}}"#)
-        })
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!(r#"{{"status":"error","op":"encode","message":"{e}"}}"#))
     }
 }
 
@@ -111,14 +112,25 @@ mod tests {
     #[case(Request::Exit { code: 3 }, r#"{"op":"exit","code":3}"#)]
     fn requests_have_a_stable_wire_form(#[case] request: Request, #[case] wire: &str) {
         assert_eq!(serde_json::to_string(&request).expect("encode"), wire);
-        assert_eq!(serde_json::from_str::<Request>(wire).expect("decode"), request);
+        assert_eq!(
+            serde_json::from_str::<Request>(wire).expect("decode"),
+            request
+        );
     }
 
     #[test]
     fn responses_round_trip() {
-        let response = Response::Ok { reply: Reply::Spawned { pid: 7 } };
+        let response = Response::Ok {
+            reply: Reply::Spawned { pid: 7 },
+        };
         let line = response.to_line();
-        assert_eq!(line, r#"{"status":"ok","reply":{"kind":"spawned","pid":7}}"#);
-        assert_eq!(serde_json::from_str::<Response>(&line).expect("decode"), response);
+        assert_eq!(
+            line,
+            r#"{"status":"ok","reply":{"kind":"spawned","pid":7}}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Response>(&line).expect("decode"),
+            response
+        );
     }
 }

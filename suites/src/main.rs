@@ -1,1 +1,109 @@
-fn main() {}
+//! The `palisade` command.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use libtest_mimic::Arguments;
+use palisade_harness::runner::Mode;
+use palisade_suites::entry::{self, SuiteRun, default_runtimes, sibling_binary};
+
+#[derive(Parser)]
+#[command(
+    name = "palisade",
+    version,
+    about = "A conformance suite for Linux container isolation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the scenarios against a runtime.
+    Run(RunArgs),
+    /// Run every negative control: each scenario must FAIL under its control.
+    Selftest(RunArgs),
+    /// List the scenarios with what each checks and its negative control.
+    List,
+    /// Remove what killed runs left behind (containers, cgroups, namespaces, temp dirs).
+    Cleanup {
+        /// Also clean up after runs that are still alive.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The runtime under test: a name looked up on PATH, or a path. Default: the bundled runtime.
+    #[arg(long, env = "PALISADE_RUNTIME", value_delimiter = ',')]
+    runtime: Vec<String>,
+    /// Run only scenarios whose name contains this (`pid::`).
+    filter: Option<String>,
+    /// Match the filter exactly.
+    #[arg(long)]
+    exact: bool,
+    /// How many scenarios run at once.
+    #[arg(long)]
+    test_threads: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => suite(args, Mode::Scenarios),
+        Command::Selftest(args) => suite(args, Mode::Controls),
+        Command::List => {
+            for scenario in palisade_suites::all() {
+                println!(
+                    "{:<55} {}\n{:<55} control: {}",
+                    scenario.full_name(),
+                    scenario.checks,
+                    "",
+                    scenario.control
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Cleanup { all } => {
+            let removed = palisade_harness::cleanup::cleanup_all(all);
+            for item in &removed.items {
+                println!("removed {item}");
+            }
+            for problem in &removed.problems {
+                eprintln!("palisade: cleanup: {problem}");
+            }
+            if removed.items.is_empty() && removed.problems.is_empty() {
+                println!("nothing to clean up");
+            }
+            if removed.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn suite(args: RunArgs, mode: Mode) -> ExitCode {
+    let explicit = !args.runtime.is_empty();
+    let runtimes = if explicit {
+        args.runtime
+    } else {
+        default_runtimes(&sibling_binary("palisade-runtime"))
+    };
+    let test_args = Arguments {
+        filter: args.filter,
+        exact: args.exact,
+        test_threads: args.test_threads,
+        ..Arguments::default()
+    };
+    entry::run(SuiteRun {
+        runtimes,
+        mode,
+        probe: sibling_binary("palisade-probe"),
+        args: test_args,
+        explicit,
+    })
+}

@@ -1,0 +1,247 @@
+//! Removing what a run made: containers, cgroups, mounts, network namespaces, temp dirs.
+//!
+//! Every run cleans up after itself at its end; `palisade cleanup` applies the same steps to the
+//! leftovers of runs that were killed, found by the `palisade-` prefix.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::exec;
+use crate::run::{PREFIX, RECORD_FILE, RunRecord, runtime_timeout, start_time};
+
+/// What a cleanup removed, to be printed.
+#[derive(Debug, Default)]
+pub struct Removed {
+    pub items: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+impl Removed {
+    fn note(&mut self, item: String) {
+        self.items.push(item);
+    }
+
+    fn problem(&mut self, problem: String) {
+        self.problems.push(problem);
+    }
+}
+
+/// Removes everything belonging to the run whose directory is `dir`.
+pub fn cleanup_run(dir: &Path, removed: &mut Removed) {
+    let record: Option<RunRecord> = fs::read_to_string(dir.join(RECORD_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let run_tag = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let Some(record) = &record {
+        for runtime in &record.runtimes {
+            delete_containers(&runtime.path, &runtime.root, removed);
+        }
+    }
+    remove_cgroups(&|name| name.starts_with(&run_tag), removed);
+    remove_netns(&|name| name.starts_with(&run_tag), removed);
+    unmount_below(dir, removed);
+    match fs::remove_dir_all(dir) {
+        Ok(()) => removed.note(format!("directory {}", dir.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => removed.problem(format!("removing {}: {e}", dir.display())),
+    }
+}
+
+/// Removes the leftovers of every Palisade run that is no longer alive (or of all runs, with
+/// `include_live`), and palisade cgroups and namespaces no run directory accounts for.
+pub fn cleanup_all(include_live: bool) -> Removed {
+    let mut removed = Removed::default();
+    let tmp = std::env::temp_dir();
+    let mut live_tags = Vec::new();
+    for dir in palisade_entries(&tmp) {
+        if !dir.is_dir() {
+            continue;
+        }
+        let record: Option<RunRecord> = fs::read_to_string(dir.join(RECORD_FILE))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+        let alive = record
+            .as_ref()
+            .is_some_and(|r| start_time(r.owner_pid) == Some(r.owner_start));
+        if alive && !include_live {
+            live_tags.push(
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+            continue;
+        }
+        cleanup_run(&dir, &mut removed);
+    }
+    let orphan = |name: &str| {
+        name.starts_with(PREFIX) && !live_tags.iter().any(|tag| name.starts_with(tag.as_str()))
+    };
+    remove_cgroups(&orphan, &mut removed);
+    remove_netns(&orphan, &mut removed);
+    removed
+}
+
+fn palisade_entries(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(PREFIX))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn delete_containers(runtime: &Path, root: &Path, removed: &mut Removed) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        if !entry.path().is_dir() {
+            continue;
+        }
+        let mut command = Command::new(runtime);
+        command
+            .arg("--root")
+            .arg(root)
+            .args(["delete", "--force", &id]);
+        match exec::run(&mut command, runtime_timeout()) {
+            Ok(done) if done.status.success() => removed.note(format!("container {id}")),
+            Ok(done) => removed.problem(format!("deleting container {id}: {}", done.stderr.trim())),
+            Err(e) => removed.problem(format!("deleting container {id}: {e}")),
+        }
+    }
+}
+
+/// The mount points of every cgroup hierarchy (v1 controllers and the unified one).
+pub fn cgroup_mounts() -> Vec<PathBuf> {
+    let Ok(me) = procfs::process::Process::myself() else {
+        return Vec::new();
+    };
+    let Ok(mounts) = me.mountinfo() else {
+        return Vec::new();
+    };
+    mounts
+        .into_iter()
+        .filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2")
+        .map(|m| m.mount_point)
+        .collect()
+}
+
+/// Kills the processes in, then removes, every cgroup (at the top three levels of each hierarchy)
+/// whose name matches.
+fn remove_cgroups(matches: &dyn Fn(&str) -> bool, removed: &mut Removed) {
+    for mount in cgroup_mounts() {
+        for dir in matching_dirs(&mount, matches, 3) {
+            kill_cgroup_processes(&dir);
+            remove_cgroup_tree(&dir, removed);
+        }
+    }
+}
+
+fn matching_dirs(root: &Path, matches: &dyn Fn(&str) -> bool, depth: usize) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir(root) else {
+        return found;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let path = entry.path();
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if matches(&entry.file_name().to_string_lossy()) {
+            found.push(path);
+        } else if depth > 1 {
+            found.extend(matching_dirs(&path, matches, depth - 1));
+        }
+    }
+    found
+}
+
+fn kill_cgroup_processes(dir: &Path) {
+    let mut pids = Vec::new();
+    collect_procs(dir, &mut pids);
+    for &pid in &pids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+    }
+    for pid in pids {
+        let _ = exec::wait_for_exit(pid, Duration::from_secs(5));
+    }
+}
+
+fn collect_procs(dir: &Path, pids: &mut Vec<i32>) {
+    if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
+        pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.filter_map(|e| e.ok()) {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_procs(&entry.path(), pids);
+            }
+        }
+    }
+}
+
+/// Removes a cgroup and its children, deepest first (cgroup directories only accept rmdir).
+fn remove_cgroup_tree(dir: &Path, removed: &mut Removed) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.filter_map(|e| e.ok()) {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&entry.path(), removed);
+            }
+        }
+    }
+    match fs::remove_dir(dir) {
+        Ok(()) => removed.note(format!("cgroup {}", dir.display())),
+        Err(e) => removed.problem(format!("removing cgroup {}: {e}", dir.display())),
+    }
+}
+
+/// Named network namespaces live in /run/netns as bind-mounted nsfs files.
+pub const NETNS_DIR: &str = "/run/netns";
+
+fn remove_netns(matches: &dyn Fn(&str) -> bool, removed: &mut Removed) {
+    let Ok(entries) = fs::read_dir(NETNS_DIR) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !matches(&name) {
+            continue;
+        }
+        let path = entry.path();
+        let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+        match fs::remove_file(&path) {
+            Ok(()) => removed.note(format!("network namespace {name}")),
+            Err(e) => removed.problem(format!("removing network namespace {name}: {e}")),
+        }
+    }
+}
+
+/// Detaches any mount left below `dir` (a runtime that died mid-create can leave its rootfs bind).
+fn unmount_below(dir: &Path, removed: &mut Removed) {
+    let Ok(me) = procfs::process::Process::myself() else {
+        return;
+    };
+    let Ok(mounts) = me.mountinfo() else { return };
+    let mut points: Vec<PathBuf> = mounts
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    // Deepest first, so parents are not busy.
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for point in points {
+        match nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) => removed.note(format!("mount {}", point.display())),
+            Err(e) => removed.problem(format!("unmounting {}: {e}", point.display())),
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Drives an OCI runtime through runc's command-line conventions.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use oci_spec::runtime::{ContainerState, State};
+use serde::Serialize;
+
+use crate::exec::{self, ExecError};
+
+/// Which runtime is under test, as printed at the start of every run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeInfo {
+    /// The name the user gave (`runc`) or the file name of the path.
+    pub name: String,
+    pub path: PathBuf,
+    /// The first line of `<runtime> --version`.
+    pub version: String,
+}
+
+/// The container's standard streams, handed to `create` (detached, pass-through).
+pub struct ContainerStdio {
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    /// Also receives the runtime's own messages during `create`.
+    pub stderr: File,
+}
+
+/// The lifecycle verbs of an OCI runtime.
+pub trait RuntimeDriver: Send + Sync {
+    fn info(&self) -> &RuntimeInfo;
+    fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        stdio: ContainerStdio,
+    ) -> Result<(), RuntimeError>;
+    fn start(&self, id: &str) -> Result<(), RuntimeError>;
+    fn state(&self, id: &str) -> Result<State, RuntimeError>;
+    fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError>;
+    fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("runtime hung in `{verb}` after {} s (killed)", after.as_secs_f32())]
+    Hung { verb: &'static str, after: Duration },
+    #[error("`{runtime} {verb}` failed ({status}): {stderr}")]
+    Failed {
+        runtime: String,
+        verb: &'static str,
+        status: String,
+        stderr: String,
+    },
+    #[error("cannot run the runtime `{}`: {source}", path.display())]
+    Spawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{runtime} state` printed something that is not an OCI state ({problem}): {output:?}")]
+    BadState {
+        runtime: String,
+        problem: String,
+        output: String,
+    },
+    #[error("waiting for the runtime: {0}")]
+    Wait(std::io::Error),
+    #[error("preparing the container's stdio: {0}")]
+    Stdio(std::io::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FindRuntimeError {
+    #[error("runtime `{0}` not found on PATH")]
+    NotOnPath(String),
+    #[error("runtime `{}` does not exist", .0.display())]
+    NoSuchFile(PathBuf),
+    #[error("runtime `{}` did not answer `--version`: {source}", path.display())]
+    Version { path: PathBuf, source: ExecError },
+    #[error("runtime `{}` failed `--version` ({status}): {stderr}", path.display())]
+    VersionFailed {
+        path: PathBuf,
+        status: String,
+        stderr: String,
+    },
+}
+
+/// Resolves a runtime given by name (looked up on PATH) or by path.
+pub fn find_runtime(name_or_path: &str) -> Result<PathBuf, FindRuntimeError> {
+    if name_or_path.contains('/') {
+        let path = PathBuf::from(name_or_path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(FindRuntimeError::NoSuchFile(path))
+        };
+    }
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path_var)
+        .map(|dir| dir.join(name_or_path))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| FindRuntimeError::NotOnPath(name_or_path.to_owned()))
+}
+
+/// The OCI command-line driver: `<runtime> --root <dir> <verb> ...`.
+pub struct OciCli {
+    info: RuntimeInfo,
+    /// This run's own state directory, so nothing collides with the user's containers.
+    root: PathBuf,
+    timeout: Duration,
+    global_args: Vec<String>,
+}
+
+impl OciCli {
+    /// Finds the runtime and asks its version (with a deadline: a hanging runtime is an error too).
+    pub fn new(
+        name_or_path: &str,
+        root: &Path,
+        timeout: Duration,
+    ) -> Result<OciCli, FindRuntimeError> {
+        let path = find_runtime(name_or_path)?;
+        let done = exec::run(Command::new(&path).arg("--version"), timeout).map_err(|source| {
+            FindRuntimeError::Version {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        if !done.status.success() {
+            return Err(FindRuntimeError::VersionFailed {
+                path,
+                status: done.status.to_string(),
+                stderr: done.stderr.trim().to_owned(),
+            });
+        }
+        let version = done.stdout.lines().next().unwrap_or("").trim().to_owned();
+        let name = if name_or_path.contains('/') {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            name_or_path.to_owned()
+        };
+        Ok(OciCli {
+            info: RuntimeInfo {
+                name,
+                path,
+                version,
+            },
+            root: root.to_owned(),
+            timeout,
+            global_args: Vec::new(),
+        })
+    }
+
+    /// Extra global flags passed before every verb (runc's `--no-pivot` is one, for a negative control).
+    pub fn with_global_args(mut self, args: Vec<String>) -> OciCli {
+        self.global_args = args;
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.info.path);
+        command
+            .arg("--root")
+            .arg(&self.root)
+            .args(&self.global_args);
+        command
+    }
+
+    fn call(&self, verb: &'static str, args: &[&str]) -> Result<String, RuntimeError> {
+        let mut command = self.command();
+        command.arg(verb).args(args);
+        let done = exec::run(&mut command, self.timeout).map_err(|e| self.exec_error(verb, e))?;
+        if done.status.success() {
+            Ok(done.stdout)
+        } else {
+            Err(self.failed(verb, done.status.to_string(), &done.stderr))
+        }
+    }
+
+    fn exec_error(&self, verb: &'static str, error: ExecError) -> RuntimeError {
+        match error {
+            ExecError::TimedOut { after, .. } => RuntimeError::Hung { verb, after },
+            ExecError::Spawn { source, .. } => RuntimeError::Spawn {
+                path: self.info.path.clone(),
+                source,
+            },
+            ExecError::Wait { source, .. } => RuntimeError::Wait(source),
+        }
+    }
+
+    fn failed(&self, verb: &'static str, status: String, stderr: &str) -> RuntimeError {
+        RuntimeError::Failed {
+            runtime: self.info.name.clone(),
+            verb,
+            status,
+            stderr: last_lines(stderr, 5),
+        }
+    }
+}
+
+impl RuntimeDriver for OciCli {
+    fn info(&self) -> &RuntimeInfo {
+        &self.info
+    }
+
+    fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        stdio: ContainerStdio,
+    ) -> Result<(), RuntimeError> {
+        let ContainerStdio {
+            stdin,
+            stdout,
+            stderr,
+        } = stdio;
+        let mut log = stderr.try_clone().map_err(RuntimeError::Stdio)?;
+        let mut command = self.command();
+        command
+            .arg("create")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(pid_file)
+            .arg(id)
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr);
+        let status = exec::run_spawned(&mut command, &self.info.name, self.timeout)
+            .map_err(|e| self.exec_error("create", e))?;
+        if status.success() {
+            return Ok(());
+        }
+        // The container's stderr file holds the runtime's error message.
+        use std::io::{Read, Seek};
+        let mut text = String::new();
+        if log.rewind().is_ok() {
+            let _ = log.read_to_string(&mut text);
+        }
+        Err(self.failed("create", status.to_string(), &text))
+    }
+
+    fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call("start", &[id]).map(drop)
+    }
+
+    fn state(&self, id: &str) -> Result<State, RuntimeError> {
+        let output = self.call("state", &[id])?;
+        parse_state(&self.info.name, id, &output)
+    }
+
+    fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
+        self.call("kill", &[id, signal]).map(drop)
+    }
+
+    fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
+        if force {
+            self.call("delete", &["--force", id])
+        } else {
+            self.call("delete", &[id])
+        }
+        .map(drop)
+    }
+}
+
+/// Parses `state` output strictly: the OCI fields must be there and name the container asked about.
+pub fn parse_state(runtime: &str, id: &str, output: &str) -> Result<State, RuntimeError> {
+    let bad = |problem: String| RuntimeError::BadState {
+        runtime: runtime.to_owned(),
+        problem,
+        output: output.chars().take(200).collect(),
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(output).map_err(|e| bad(format!("not JSON: {e}")))?;
+    for field in ["ociVersion", "id", "status", "bundle"] {
+        if value.get(field).is_none() {
+            return Err(bad(format!("no `{field}` field")));
+        }
+    }
+    let state: State = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+    if state.id() != id {
+        return Err(bad(format!("it describes `{}`, not `{id}`", state.id())));
+    }
+    let needs_pid = matches!(
+        state.status(),
+        ContainerState::Created | ContainerState::Running
+    );
+    if needs_pid && state.pid().is_none_or(|pid| pid <= 0) {
+        return Err(bad(format!(
+            "status is {} but there is no pid",
+            state.status()
+        )));
+    }
+    Ok(state)
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::runc(r#"{"ociVersion":"1.0.2-dev","id":"c1","pid":42,"status":"running","bundle":"/b","rootfs":"/b/rootfs","created":"2026-01-01T00:00:00Z","owner":""}"#, ContainerState::Running, Some(42))]
+    #[case::stopped_without_pid(
+        r#"{"ociVersion":"1.0.2","id":"c1","status":"stopped","bundle":"/b"}"#,
+        ContainerState::Stopped,
+        None
+    )]
+    fn parses_runtime_state(
+        #[case] output: &str,
+        #[case] status: ContainerState,
+        #[case] pid: Option<i32>,
+    ) {
+        let state = parse_state("rt", "c1", output).expect("valid state");
+        assert_eq!(*state.status(), status);
+        assert_eq!(*state.pid(), pid);
+    }
+
+    #[rstest]
+    #[case::garbage("hello", "not JSON")]
+    #[case::empty_object("{}", "no `ociVersion` field")]
+    #[case::other_container(
+        r#"{"ociVersion":"1","id":"c2","status":"stopped","bundle":"/b"}"#,
+        "not `c1`"
+    )]
+    #[case::unknown_status(
+        r#"{"ociVersion":"1","id":"c1","status":"dancing","bundle":"/b"}"#,
+        "unknown variant"
+    )]
+    #[case::running_without_pid(
+        r#"{"ociVersion":"1","id":"c1","status":"running","bundle":"/b"}"#,
+        "no pid"
+    )]
+    fn rejects_bad_state(#[case] output: &str, #[case] problem: &str) {
+        let err = parse_state("rt", "c1", output)
+            .expect_err("must be rejected")
+            .to_string();
+        assert!(err.contains(problem), "{err}");
+        assert!(
+            err.starts_with("`rt state` printed something that is not an OCI state"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_runtime_path_is_named() {
+        let err = OciCli::new(
+            "/nonexistent/runc",
+            Path::new("/tmp"),
+            Duration::from_secs(1),
+        )
+        .err()
+        .expect("must fail")
+        .to_string();
+        assert_eq!(err, "runtime `/nonexistent/runc` does not exist");
+    }
+
+    #[test]
+    fn a_missing_runtime_name_is_named() {
+        let err = find_runtime("palisade-no-such-runtime")
+            .expect_err("must fail")
+            .to_string();
+        assert_eq!(err, "runtime `palisade-no-such-runtime` not found on PATH");
+    }
+}

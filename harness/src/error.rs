@@ -1,0 +1,38 @@
+//! Errors of the harness's mechanism (as opposed to a scenario's verdict).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::bundle::BundleError;
+use crate::driver::RuntimeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("the runtime reported success for `create` but wrote no pid file at {}", path.display())]
+    NoPidFile { path: PathBuf },
+    #[error("the runtime's pid file {} holds {text:?}, not a pid", path.display())]
+    BadPidFile { path: PathBuf, text: String },
+    #[error(
+        "the probe in `{id}` did not answer before the scenario's deadline; container stderr: {stderr:?}"
+    )]
+    ProbeSilent { id: String, stderr: String },
+    #[error("the probe in `{id}` exited without answering; container stderr: {stderr:?}")]
+    ProbeGone { id: String, stderr: String },
+    #[error("the probe printed something that is not a response ({problem}): {line:?}")]
+    ProbeGarbage { line: String, problem: String },
+    #[error("the probe could not `{op}`: {message}")]
+    ProbeFailed { op: String, message: String },
+    #[error("the probe's stdin is already closed")]
+    StdinClosed,
+    #[error("timed out after {} s waiting for {what}", after.as_secs_f32())]
+    Timeout { what: String, after: Duration },
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}

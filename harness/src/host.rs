@@ -1,0 +1,182 @@
+//! Facts about the machine the suite runs on; they decide which scenarios can run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, TMPFS_MAGIC, statfs};
+use serde::Serialize;
+
+/// How cgroups are mounted at `/sys/fs/cgroup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CgroupMode {
+    /// Only cgroup v1 hierarchies.
+    V1,
+    /// v1 hierarchies plus a cgroup2 mount at `/sys/fs/cgroup/unified` (systemd's hybrid layout).
+    Hybrid,
+    /// Only the unified cgroup2 hierarchy.
+    V2,
+    /// Nothing recognisable is mounted there.
+    Unknown,
+}
+
+impl std::fmt::Display for CgroupMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CgroupMode::V1 => "v1",
+            CgroupMode::Hybrid => "hybrid (v1 + unified)",
+            CgroupMode::V2 => "v2",
+            CgroupMode::Unknown => "unknown",
+        })
+    }
+}
+
+/// What the suite knows about the host before any scenario runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostFacts {
+    pub euid: u32,
+    /// CAP_SYS_ADMIN in the effective set: what "privileged" really means for these scenarios.
+    pub has_sys_admin: bool,
+    /// The capability bounding set: a capability outside it cannot be granted to any container.
+    pub bounding_caps: u64,
+    pub cgroup_mode: CgroupMode,
+    /// Namespace types the kernel offers (`/proc/self/ns/*`).
+    pub namespaces: BTreeSet<String>,
+    pub kernel_release: String,
+    pub hostname: String,
+    pub in_vm: bool,
+    pub in_ci: bool,
+}
+
+impl HostFacts {
+    pub fn detect() -> HostFacts {
+        let uname = nix::sys::utsname::uname().ok();
+        HostFacts {
+            euid: nix::unistd::geteuid().as_raw(),
+            has_sys_admin: caps::has_cap(
+                None,
+                caps::CapSet::Effective,
+                caps::Capability::CAP_SYS_ADMIN,
+            )
+            .unwrap_or(false),
+            bounding_caps: caps::read(None, caps::CapSet::Bounding)
+                .map(|set| caps_to_mask(&set))
+                .unwrap_or(0),
+            cgroup_mode: detect_cgroup_mode(Path::new("/sys/fs/cgroup")),
+            namespaces: std::fs::read_dir("/proc/self/ns")
+                .map(|dir| {
+                    dir.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            kernel_release: uname
+                .as_ref()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            hostname: current_hostname(),
+            in_vm: detect_vm(),
+            in_ci: std::env::var_os("CI").is_some() || std::env::var_os("GITHUB_ACTIONS").is_some(),
+        }
+    }
+
+    pub fn is_privileged(&self) -> bool {
+        self.euid == 0 && self.has_sys_admin
+    }
+
+    pub fn has_namespace(&self, kind: &str) -> bool {
+        self.namespaces.contains(kind)
+    }
+
+    /// Whether `cap` is in the host's bounding set, i.e. whether any container can be granted it.
+    pub fn can_grant(&self, cap: caps::Capability) -> bool {
+        self.bounding_caps & cap.bitmask() != 0
+    }
+}
+
+/// The namespaces of the calling thread, which the runtime commands it starts inherit: the "host"
+/// side of every namespace comparison. (`/proc/thread-self`, because a thread may have unshared.)
+pub fn thread_namespaces() -> BTreeMap<String, u64> {
+    namespaces_at(Path::new("/proc/thread-self/ns"))
+}
+
+/// The namespaces of process `pid`, as the host sees them in `/proc/<pid>/ns`.
+pub fn process_namespaces(pid: i32) -> BTreeMap<String, u64> {
+    namespaces_at(&Path::new("/proc").join(pid.to_string()).join("ns"))
+}
+
+fn namespaces_at(dir: &Path) -> BTreeMap<String, u64> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return BTreeMap::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            // stat follows the magic link to the nsfs inode that identifies the namespace.
+            let inode = std::fs::metadata(e.path()).ok()?.ino();
+            Some((e.file_name().to_string_lossy().into_owned(), inode))
+        })
+        .collect()
+}
+
+pub fn current_hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+pub fn caps_to_mask(set: &caps::CapsHashSet) -> u64 {
+    set.iter().fold(0, |mask, cap| mask | cap.bitmask())
+}
+
+/// Reads the cgroup mode from the filesystem type at `root` (and at `root/unified` for hybrid).
+pub fn detect_cgroup_mode(root: &Path) -> CgroupMode {
+    let magic = |p: &Path| statfs(p).map(|s| s.filesystem_type()).ok();
+    match magic(root) {
+        Some(m) if m == CGROUP2_SUPER_MAGIC => CgroupMode::V2,
+        Some(m) if m == TMPFS_MAGIC => {
+            if magic(&root.join("unified")) == Some(CGROUP2_SUPER_MAGIC) {
+                CgroupMode::Hybrid
+            } else {
+                CgroupMode::V1
+            }
+        }
+        _ => CgroupMode::Unknown,
+    }
+}
+
+fn detect_vm() -> bool {
+    let cpu_flags_say_hypervisor = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|text| {
+            text.lines()
+                .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"))
+        })
+        .unwrap_or(false);
+    cpu_flags_say_hypervisor || Path::new("/sys/hypervisor/type").exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_host_has_a_known_cgroup_mode() {
+        let mode = detect_cgroup_mode(Path::new("/sys/fs/cgroup"));
+        assert_ne!(mode, CgroupMode::Unknown);
+    }
+
+    #[test]
+    fn a_plain_directory_is_not_a_cgroup_mount() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(detect_cgroup_mode(dir.path()), CgroupMode::Unknown);
+    }
+
+    #[test]
+    fn bounding_mask_round_trips_the_capability_bits() {
+        let set: caps::CapsHashSet = [caps::Capability::CAP_CHOWN, caps::Capability::CAP_KILL]
+            .into_iter()
+            .collect();
+        assert_eq!(caps_to_mask(&set), (1 << 0) | (1 << 5));
+    }
+}

@@ -1,0 +1,168 @@
+//! One run of the suite: its id, its directory, the host facts and the runtimes under test.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::driver::{FindRuntimeError, OciCli, RuntimeDriver};
+use crate::host::HostFacts;
+
+/// Every file, cgroup, namespace and container id of a run starts with this, then the run id.
+pub const PREFIX: &str = "palisade-";
+
+/// How long one runtime verb may take before it is declared hung.
+pub fn runtime_timeout() -> Duration {
+    env_secs("PALISADE_RUNTIME_TIMEOUT", 10)
+}
+
+/// How long one scenario may take in all.
+pub fn scenario_timeout() -> Duration {
+    env_secs("PALISADE_SCENARIO_TIMEOUT", 30)
+}
+
+fn env_secs(var: &str, default: u64) -> Duration {
+    let secs = std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    Duration::from_secs(secs)
+}
+
+/// What a run leaves in its directory so `palisade cleanup` can undo a run that was killed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    /// The palisade process and its start time (clock ticks), to tell a live run from a dead one.
+    pub owner_pid: i32,
+    pub owner_start: u64,
+    /// Each runtime used, with its `--root` state directory.
+    pub runtimes: Vec<RuntimeRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuntimeRecord {
+    pub path: PathBuf,
+    pub root: PathBuf,
+}
+
+pub const RECORD_FILE: &str = "run.json";
+
+/// The run's shared environment, handed to every scenario.
+pub struct RunEnv {
+    pub id: String,
+    pub dir: PathBuf,
+    pub host: HostFacts,
+    /// The run's copy of the probe, hard-linked into every rootfs.
+    pub probe: PathBuf,
+    record: std::sync::Mutex<RunRecord>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunSetupError {
+    #[error("creating the run directory {}: {source}", path.display())]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the probe binary {} is missing ({source}); build it with `cargo build --bin palisade-probe`", path.display())]
+    Probe {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Runtime(#[from] FindRuntimeError),
+}
+
+impl RunEnv {
+    /// Creates `<tmp>/palisade-<run id>/` with a copy of the probe.
+    pub fn new(probe: &Path) -> Result<Arc<RunEnv>, RunSetupError> {
+        let id = new_run_id();
+        let dir = std::env::temp_dir().join(format!("{PREFIX}{id}"));
+        fs::create_dir_all(&dir).map_err(|source| RunSetupError::Dir {
+            path: dir.clone(),
+            source,
+        })?;
+        let probe_copy = dir.join("palisade-probe");
+        fs::copy(probe, &probe_copy).map_err(|source| RunSetupError::Probe {
+            path: probe.to_owned(),
+            source,
+        })?;
+        let record = RunRecord {
+            run_id: id.clone(),
+            owner_pid: std::process::id() as i32,
+            owner_start: own_start_time(),
+            runtimes: Vec::new(),
+        };
+        let env = RunEnv {
+            id,
+            dir,
+            host: HostFacts::detect(),
+            probe: probe_copy,
+            record: record.into(),
+        };
+        env.save_record();
+        Ok(Arc::new(env))
+    }
+
+    /// Sets up the driver for one runtime, with a state directory of its own inside the run.
+    pub fn runtime(&self, name_or_path: &str) -> Result<Arc<dyn RuntimeDriver>, RunSetupError> {
+        let slot = self.record.lock().map(|r| r.runtimes.len()).unwrap_or(0);
+        let root = self.dir.join(format!("state-{slot}"));
+        let driver = OciCli::new(name_or_path, &root, runtime_timeout())?;
+        if let Ok(mut record) = self.record.lock() {
+            record.runtimes.push(RuntimeRecord {
+                path: driver.info().path.clone(),
+                root,
+            });
+        }
+        self.save_record();
+        Ok(Arc::new(driver))
+    }
+
+    pub fn record(&self) -> Option<RunRecord> {
+        self.record.lock().ok().map(|r| r.clone())
+    }
+
+    fn save_record(&self) {
+        if let Some(json) = self
+            .record()
+            .and_then(|r| serde_json::to_string_pretty(&r).ok())
+        {
+            let _ = fs::write(self.dir.join(RECORD_FILE), json);
+        }
+    }
+
+    /// A name for something this run creates: `palisade-<run id>-<what>`.
+    pub fn name(&self, what: &str) -> String {
+        format!("{PREFIX}{}-{what}", self.id)
+    }
+
+    /// The cgroup every container of this run is placed under (`cgroupsPath` parent).
+    pub fn cgroup_parent(&self) -> String {
+        format!("/{PREFIX}{}", self.id)
+    }
+}
+
+fn new_run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:06x}", (nanos ^ (std::process::id() << 12)) & 0xff_ffff)
+}
+
+/// The start time of a process in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
+pub fn start_time(pid: i32) -> Option<u64> {
+    procfs::process::Process::new(pid)
+        .ok()?
+        .stat()
+        .ok()
+        .map(|s| s.starttime)
+}
+
+fn own_start_time() -> u64 {
+    start_time(std::process::id() as i32).unwrap_or(0)
+}

@@ -1,0 +1,259 @@
+//! Turns scenarios × runtimes into libtest-mimic trials, runs the preflight, records every verdict.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Completion, Failed, Trial};
+use palisade_probe::Request;
+use serde::Serialize;
+
+use crate::driver::{RuntimeDriver, RuntimeInfo};
+use crate::run::{RunEnv, scenario_timeout};
+use crate::scenario::{Ctx, Failure, Scenario};
+
+/// A runtime the suite was asked to test, or the reason it cannot be.
+#[derive(Clone)]
+pub struct Target {
+    pub label: String,
+    pub driver: Result<Arc<dyn RuntimeDriver>, String>,
+}
+
+impl Target {
+    pub fn info(&self) -> Option<&RuntimeInfo> {
+        self.driver.as_ref().ok().map(|d| d.info())
+    }
+}
+
+/// Which half of the suite to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The scenarios: each must pass.
+    Scenarios,
+    /// The negative controls (`selftest`): each scenario must FAIL under its control.
+    Controls,
+    /// Both, as `cargo test` does.
+    Both,
+}
+
+/// The verdict of one trial, as reports see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", content = "message", rename_all = "kebab-case")]
+pub enum Verdict {
+    Pass,
+    Fail(String),
+    Skip(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialResult {
+    pub runtime: String,
+    pub name: String,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    pub duration: Duration,
+}
+
+/// Collects every trial's verdict, in completion order.
+#[derive(Clone, Default)]
+pub struct Results(Arc<Mutex<Vec<TrialResult>>>);
+
+impl Results {
+    fn push(&self, result: TrialResult) {
+        if let Ok(mut all) = self.0.lock() {
+            all.push(result);
+        }
+    }
+
+    pub fn all(&self) -> Vec<TrialResult> {
+        self.0.lock().map(|all| all.clone()).unwrap_or_default()
+    }
+
+    /// Skip reasons with how many trials each skipped, so a silent skip is impossible.
+    pub fn skip_summary(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for result in self.all() {
+            if let Verdict::Skip(reason) = result.verdict {
+                *counts.entry(reason).or_default() += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// Runs one trivial container. Its error, with the runtime's own stderr, is the one error to show
+/// when a runtime cannot run containers here at all.
+pub fn preflight(run: &Arc<RunEnv>, runtime: &Arc<dyn RuntimeDriver>) -> Result<(), String> {
+    let deadline = Instant::now() + scenario_timeout();
+    let ctx = Ctx::new(run.clone(), runtime.clone(), "preflight", false, deadline);
+    let outcome = ctx
+        .spec("preflight", &Request::Facts)
+        .and_then(|spec| ctx.facts_of(spec))
+        .map(drop)
+        .map_err(|e| e.to_string());
+    outcome.map_err(|e| {
+        format!(
+            "`{}` could not run a trivial container: {e}",
+            runtime.info().name
+        )
+    })
+}
+
+/// Builds the trials for `scenarios` on every target. `preflight_errors` holds the targets whose
+/// preflight failed: their scenarios are skipped, and one `preflight` trial fails with the error.
+pub fn trials(
+    run: &Arc<RunEnv>,
+    targets: &[Target],
+    scenarios: &[&'static Scenario],
+    mode: Mode,
+    preflight_errors: &BTreeMap<String, String>,
+    results: &Results,
+) -> Vec<Trial> {
+    let mut trials = Vec::new();
+    for target in targets {
+        let blocked: Option<String> = match (&target.driver, preflight_errors.get(&target.label)) {
+            (Err(reason), _) => Some(reason.clone()),
+            (Ok(_), Some(_)) => Some(format!("`{}` failed its preflight", target.label)),
+            (Ok(_), None) => None,
+        };
+        if let (Ok(_), Some(error)) = (&target.driver, preflight_errors.get(&target.label)) {
+            let error = error.clone();
+            let (results, runtime) = (results.clone(), target.label.clone());
+            trials.push(
+                Trial::test("preflight", move || {
+                    results.push(TrialResult {
+                        runtime,
+                        name: "preflight".into(),
+                        verdict: Verdict::Fail(error.clone()),
+                        duration: Duration::ZERO,
+                    });
+                    Err(error.into())
+                })
+                .with_kind(&target.label),
+            );
+        }
+        for &scenario in scenarios {
+            let halves: &[bool] = match mode {
+                Mode::Scenarios => &[false],
+                Mode::Controls => &[true],
+                Mode::Both => &[false, true],
+            };
+            for &control in halves {
+                trials.push(trial(
+                    run,
+                    target,
+                    scenario,
+                    control,
+                    blocked.clone(),
+                    results.clone(),
+                ));
+            }
+        }
+    }
+    trials
+}
+
+fn trial(
+    run: &Arc<RunEnv>,
+    target: &Target,
+    scenario: &'static Scenario,
+    control: bool,
+    blocked: Option<String>,
+    results: Results,
+) -> Trial {
+    let name = if control {
+        format!("selftest::{}", scenario.full_name())
+    } else {
+        scenario.full_name()
+    };
+    let skip = blocked.or_else(|| scenario.requires.iter().find_map(|r| r.unmet(&run.host)));
+    let (run, driver, label) = (
+        run.clone(),
+        target.driver.clone().ok(),
+        target.label.clone(),
+    );
+    let trial_name = name.clone();
+    Trial::ignorable_test(name, move || {
+        let started = Instant::now();
+        let verdict = match (skip, driver) {
+            (Some(reason), _) => Verdict::Skip(reason),
+            (None, None) => Verdict::Skip(format!("`{label}` is not available")),
+            (None, Some(driver)) => {
+                let outcome = execute(&run, &driver, scenario, &trial_name, control);
+                judge(outcome, control, scenario)
+            }
+        };
+        results.push(TrialResult {
+            runtime: label,
+            name: trial_name,
+            verdict: verdict.clone(),
+            duration: started.elapsed(),
+        });
+        match verdict {
+            Verdict::Pass => Ok(Completion::Completed),
+            Verdict::Skip(reason) => Ok(Completion::ignored_with(reason)),
+            Verdict::Fail(message) => Err(Failed::from(message)),
+        }
+    })
+    .with_kind(&target.label)
+}
+
+/// A scenario passes by passing; its negative control passes by making the scenario fail.
+fn judge(outcome: Result<(), Failure>, control: bool, scenario: &Scenario) -> Verdict {
+    match (outcome, control) {
+        (Ok(()), false) => Verdict::Pass,
+        (Err(Failure::Failed(message)), false) => Verdict::Fail(message),
+        (Err(Failure::Failed(_)), true) => Verdict::Pass,
+        (Ok(()), true) => Verdict::Fail(format!(
+            "the negative control did not make the scenario fail (control: {}); the check has no teeth",
+            scenario.control
+        )),
+        (Err(Failure::Skipped(reason)), _) => Verdict::Skip(reason),
+    }
+}
+
+/// Runs the scenario on its own thread, so a panic or a hang is a verdict, not a crash. Containers
+/// clean themselves up on drop, panics included; whatever a hung thread still holds is removed by
+/// the end-of-run cleanup.
+fn execute(
+    run: &Arc<RunEnv>,
+    runtime: &Arc<dyn RuntimeDriver>,
+    scenario: &'static Scenario,
+    trial_name: &str,
+    control: bool,
+) -> Result<(), Failure> {
+    let timeout = scenario_timeout();
+    let ctx = Ctx::new(
+        run.clone(),
+        runtime.clone(),
+        trial_name,
+        control,
+        Instant::now() + timeout,
+    );
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (scenario.run)(&ctx)));
+        let _ = sender.send(outcome);
+    });
+    // Every blocking step honours the deadline; the grace covers the cleanup after it.
+    match receiver.recv_timeout(timeout + Duration::from_secs(15)) {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(panic)) => Err(Failure::Failed(format!(
+            "the scenario panicked: {}",
+            panic_message(&panic)
+        ))),
+        Err(_) => Err(Failure::Failed(format!(
+            "the scenario did not finish within {} s",
+            timeout.as_secs()
+        ))),
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "(no message)".to_owned())
+}

@@ -1,0 +1,160 @@
+//! Running the suite: shared by `palisade run`/`selftest` and by `cargo test`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use libtest_mimic::Arguments;
+use palisade_harness::RunEnv;
+use palisade_harness::cleanup::{Removed, cleanup_run};
+use palisade_harness::runner::{self, Mode, Results, Target};
+
+/// What to run.
+pub struct SuiteRun {
+    /// Runtime names (looked up on PATH) or paths.
+    pub runtimes: Vec<String>,
+    pub mode: Mode,
+    /// The probe binary to place in every rootfs.
+    pub probe: PathBuf,
+    /// Filter, `--list`, `--exact`, threads...: libtest's usual arguments.
+    pub args: Arguments,
+    /// The user named the runtime: a runtime that cannot be found is an error, not a skip.
+    pub explicit: bool,
+}
+
+/// Exit code for a run that could not start at all (bad runtime, no probe).
+pub const EXIT_SETUP: u8 = 2;
+
+pub fn run(suite: SuiteRun) -> ExitCode {
+    let run = match RunEnv::new(&suite.probe) {
+        Ok(run) => run,
+        Err(e) => return setup_error(&e.to_string()),
+    };
+    let code = run_in(&run, &suite);
+    let mut removed = Removed::default();
+    cleanup_run(&run.dir, &mut removed);
+    for problem in &removed.problems {
+        eprintln!("palisade: cleanup: {problem}");
+    }
+    code
+}
+
+fn run_in(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun) -> ExitCode {
+    let host = &run.host;
+    if !suite.args.list {
+        println!(
+            "palisade: run {} on kernel {}, cgroup {}, {}{}",
+            run.id,
+            host.kernel_release,
+            host.cgroup_mode,
+            if host.is_privileged() {
+                "privileged"
+            } else {
+                "unprivileged"
+            },
+            match (host.in_vm, host.in_ci) {
+                (true, true) => ", VM, CI",
+                (true, false) => ", VM",
+                (false, true) => ", CI",
+                (false, false) => "",
+            }
+        );
+    }
+    let mut targets = Vec::new();
+    for name in &suite.runtimes {
+        let driver = run.runtime(name).map_err(|e| e.to_string());
+        if let Err(e) = &driver
+            && suite.explicit
+        {
+            return setup_error(e);
+        }
+        let label = runtime_label(name);
+        if !suite.args.list {
+            match &driver {
+                Ok(d) => println!(
+                    "palisade: runtime {label}: {} ({})",
+                    d.info().version,
+                    d.info().path.display()
+                ),
+                Err(e) => println!("palisade: runtime {label}: unavailable: {e}"),
+            }
+        }
+        targets.push(Target { label, driver });
+    }
+
+    let mut preflight_errors = BTreeMap::new();
+    if host.is_privileged() && !suite.args.list {
+        for target in &targets {
+            if let Ok(driver) = &target.driver
+                && let Err(e) = runner::preflight(run, driver)
+            {
+                preflight_errors.insert(target.label.clone(), e);
+            }
+        }
+        let usable = targets
+            .iter()
+            .filter(|t| t.driver.is_ok() && !preflight_errors.contains_key(&t.label))
+            .count();
+        if usable == 0 && !preflight_errors.is_empty() {
+            // Nothing can run: one clear error per runtime instead of a wall of identical failures.
+            for error in preflight_errors.values() {
+                eprintln!("palisade: preflight failed: {error}");
+            }
+            return ExitCode::FAILURE;
+        }
+    }
+
+    let results = Results::default();
+    let scenarios = crate::all();
+    let trials = runner::trials(
+        run,
+        &targets,
+        &scenarios,
+        suite.mode,
+        &preflight_errors,
+        &results,
+    );
+    let conclusion = libtest_mimic::run(&suite.args, trials);
+    let skips = results.skip_summary();
+    if !skips.is_empty() {
+        println!("palisade: skipped, by reason:");
+        for (reason, count) in &skips {
+            println!("  {count:>4}  {reason}");
+        }
+    }
+    conclusion.exit_code()
+}
+
+fn setup_error(message: &str) -> ExitCode {
+    eprintln!("palisade: error: {message}");
+    ExitCode::from(EXIT_SETUP)
+}
+
+/// `runc` → `runc`; `/path/to/palisade-runtime` → `palisade-runtime`.
+pub fn runtime_label(name_or_path: &str) -> String {
+    Path::new(name_or_path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name_or_path.to_owned())
+}
+
+/// A binary installed next to the running one (`cargo` puts them side by side; test binaries
+/// live one level down, in `deps/`).
+pub fn sibling_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let candidate = dir.join(name);
+    if !candidate.exists()
+        && dir.ends_with("deps")
+        && let Some(parent) = dir.parent()
+    {
+        return parent.join(name);
+    }
+    candidate
+}
+
+/// The runtimes `cargo test` and `palisade run` use when none is named.
+pub fn default_runtimes(bundled: &Path) -> Vec<String> {
+    let _ = bundled;
+    vec!["runc".to_owned(), "crun".to_owned()]
+}

@@ -1,0 +1,183 @@
+//! PID namespace: the container's first process is pid 1 of its own world, and an ordinary
+//! process on the host.
+
+use oci_spec::runtime::{ContainerState, LinuxNamespaceType::Pid};
+use palisade_harness::exec::ProcessHandle;
+use palisade_harness::scenario::expect_facts;
+use palisade_harness::{Ctx, Outcome, Reply, Request, Requirement, Scenario, check};
+
+const PRIVILEGED: &[Requirement] = &[Requirement::Privileged];
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        area: "pid",
+        name: "init_is_pid_1",
+        checks: "The container's first process sees itself as pid 1.",
+        control: "no pid namespace in the config",
+        requires: PRIVILEGED,
+        run: init_is_pid_1,
+    },
+    Scenario {
+        area: "pid",
+        name: "host_sees_an_ordinary_process",
+        checks: "The host sees the container's init under another pid, and its NSpid reads `<host pid> 1`.",
+        control: "no pid namespace in the config",
+        requires: PRIVILEGED,
+        run: host_sees_an_ordinary_process,
+    },
+    Scenario {
+        area: "pid",
+        name: "proc_lists_only_the_container",
+        checks: "`/proc` inside lists the container's processes and nothing of the host's.",
+        control: "no pid namespace in the config",
+        requires: PRIVILEGED,
+        run: proc_lists_only_the_container,
+    },
+    Scenario {
+        area: "pid",
+        name: "only_sigkill_stops_init",
+        checks: "Pid 1 ignores a SIGTERM it has no handler for; SIGKILL from the host stops it and `state` says stopped.",
+        control: "no pid namespace in the config (the probe is no init, so SIGTERM kills it)",
+        requires: PRIVILEGED,
+        run: only_sigkill_stops_init,
+    },
+    Scenario {
+        area: "pid",
+        name: "children_die_with_init",
+        checks: "When the init exits, a background child it started is killed too: nothing leaks to the host.",
+        control: "no pid namespace in the config (the child outlives its parent)",
+        requires: PRIVILEGED,
+        run: children_die_with_init,
+    },
+];
+
+/// The reference container, minus its pid namespace under the negative control.
+fn container(
+    cx: &Ctx,
+    label: &str,
+    request: &Request,
+) -> Result<palisade_harness::ContainerSpec, palisade_harness::HarnessError> {
+    let spec = cx.spec(label, request)?;
+    Ok(if cx.under_control() {
+        spec.without_namespace(Pid)
+    } else {
+        spec
+    })
+}
+
+fn init_is_pid_1(cx: &Ctx) -> Outcome {
+    let facts = cx.facts_of(container(cx, "pid-one", &Request::Facts)?)?;
+    check!(
+        facts.pid == 1,
+        "expected the container's first process to be pid 1, saw pid {} (ppid {}): it shares a pid \
+         namespace with other processes, so it can see and signal them",
+        facts.pid,
+        facts.ppid
+    );
+    Ok(())
+}
+
+fn host_sees_an_ordinary_process(cx: &Ctx) -> Outcome {
+    let mut container = cx.launch(container(cx, "pid-host-view", &Request::Facts)?.serve())?;
+    container.ask(&Request::Facts)?;
+    let host_pid = container.host_pid();
+    let state_pid = container.state()?.pid().unwrap_or(0);
+    check!(
+        state_pid == host_pid,
+        "expected `state` to report the pid the runtime wrote to --pid-file ({host_pid}), saw {state_pid}"
+    );
+    check!(
+        host_pid != 1,
+        "expected the host to see the init as an ordinary process, saw host pid 1"
+    );
+    let nspid = procfs::process::Process::new(host_pid)
+        .and_then(|p| p.status())
+        .map(|s| s.nspid.unwrap_or_default())
+        .unwrap_or_default();
+    check!(
+        nspid == [host_pid, 1],
+        "expected /proc/{host_pid}/status on the host to read `NSpid: {host_pid} 1` (pid 1 in a nested \
+         namespace), saw {nspid:?}: the init is not the first process of a pid namespace of its own"
+    );
+    Ok(())
+}
+
+fn proc_lists_only_the_container(cx: &Ctx) -> Outcome {
+    let facts = cx.facts_of(container(cx, "pid-proc", &Request::Facts)?)?;
+    check!(
+        facts.visible_pids == [facts.pid] && facts.pid == 1,
+        "expected /proc inside to list only the probe (pid 1), saw {} pids ({:?}…): the host's \
+         processes are visible from the container",
+        facts.visible_pids.len(),
+        &facts.visible_pids[..facts.visible_pids.len().min(8)]
+    );
+    Ok(())
+}
+
+fn only_sigkill_stops_init(cx: &Ctx) -> Outcome {
+    let mut container = cx.launch(container(cx, "pid-kill", &Request::Facts)?.serve())?;
+    container.ask(&Request::Facts)?;
+    let host_pid = nix::unistd::Pid::from_raw(container.host_pid());
+
+    // SIGTERM from the host: an init without a handler for it is protected by the kernel.
+    nix::sys::signal::kill(host_pid, nix::sys::signal::SIGTERM).map_err(|e| {
+        palisade_harness::Failure::Failed(format!("sending SIGTERM to {host_pid}: {e}"))
+    })?;
+    let still_answers = container.ask(&Request::Facts).map(expect_facts);
+    check!(
+        matches!(still_answers, Ok(Ok(_))),
+        "expected the container's init to ignore SIGTERM (pid 1 has no handler for it), but it stopped \
+         answering ({still_answers:?}): it is not protected as the init of its own pid namespace"
+    );
+
+    // SIGKILL from the host (the seed's `kill -9`) ends it, and the runtime notices.
+    nix::sys::signal::kill(host_pid, nix::sys::signal::SIGKILL).map_err(|e| {
+        palisade_harness::Failure::Failed(format!("sending SIGKILL to {host_pid}: {e}"))
+    })?;
+    container.wait_exit()?;
+    let status = container.status()?;
+    check!(
+        status == ContainerState::Stopped,
+        "expected `state` to say stopped after SIGKILL to the init (host pid {host_pid}), saw {status}"
+    );
+    container.delete()?;
+    Ok(())
+}
+
+fn children_die_with_init(cx: &Ctx) -> Outcome {
+    let mut container = cx.launch(container(cx, "pid-orphans", &Request::Facts)?.serve())?;
+    let Reply::Spawned { pid: inner_pid } = container.ask(&Request::SpawnSleeper)? else {
+        palisade_harness::skip!("the probe could not report its child");
+    };
+    // The child's host pid: the process whose parent is the init.
+    let child = child_of(container.host_pid()).ok_or_else(|| {
+        palisade_harness::Failure::Failed(format!(
+            "the probe reported a child (pid {inner_pid} inside) but the host sees no child of {}",
+            container.host_pid()
+        ))
+    })?;
+    container.ask(&Request::Exit { code: 0 })?;
+    container.wait_exit()?;
+    let gone = child
+        .wait(std::time::Duration::from_secs(5))
+        .unwrap_or(false);
+    if !gone {
+        child.kill();
+    }
+    check!(
+        gone,
+        "expected the init's child (host pid {}) to be killed when the init exited, but it is still \
+         running: processes started in the container outlive it on the host",
+        child.pid()
+    );
+    Ok(())
+}
+
+fn child_of(parent: i32) -> Option<ProcessHandle> {
+    let pid = procfs::process::all_processes()
+        .ok()?
+        .filter_map(|p| p.ok())
+        .find(|p| p.stat().is_ok_and(|s| s.ppid == parent))?
+        .pid;
+    ProcessHandle::open(pid).ok().flatten()
+}
