@@ -245,3 +245,102 @@ fn unmount_below(dir: &Path, removed: &mut Removed) {
         }
     }
 }
+
+/// What a run still holds after every scenario has finished, other than its directory and the
+/// shared cgroup parent: each entry is a leak of some scenario's cleanup guard.
+pub fn leftovers(run_dir: &Path, run_tag: &str, state_roots: &[PathBuf]) -> Vec<String> {
+    let mut found = Vec::new();
+    for root in state_roots {
+        for entry in fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+        {
+            found.push(format!(
+                "runtime state for container {}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    for entry in fs::read_dir(run_dir.join("bundles"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
+        found.push(format!("bundle {}", entry.path().display()));
+    }
+    for mount in cgroup_mounts() {
+        for dir in matching_dirs(&mount, &|name| name.starts_with(run_tag), 3) {
+            // The run's own parent cgroup is removed at the end of the run; what is inside it is not ours to leave.
+            for child in fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+            {
+                if child.file_type().is_ok_and(|t| t.is_dir()) {
+                    found.push(format!("cgroup {}", child.path().display()));
+                }
+            }
+        }
+    }
+    for entry in fs::read_dir(NETNS_DIR)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
+        if entry.file_name().to_string_lossy().starts_with(run_tag) {
+            found.push(format!(
+                "network namespace {}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    if let Ok(mounts) = procfs::process::Process::myself().and_then(|me| me.mountinfo()) {
+        for mount in mounts
+            .into_iter()
+            .filter(|m| m.mount_point.starts_with(run_dir))
+        {
+            found.push(format!("mount {}", mount.mount_point.display()));
+        }
+    }
+    // A container process has its root inside a bundle of the run.
+    for process in procfs::process::all_processes()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.ok())
+    {
+        if process.root().is_ok_and(|root| root.starts_with(run_dir)) {
+            found.push(format!(
+                "process {} rooted in {}",
+                process.pid,
+                run_dir.display()
+            ));
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bundle_or_container_state_left_in_the_run_is_a_leak() {
+        let run = tempfile::tempdir().expect("tempdir");
+        let state = run.path().join("state-0");
+        fs::create_dir_all(state.join("palisade-x-c1")).expect("state");
+        fs::create_dir_all(run.path().join("bundles/palisade-x-c1")).expect("bundle");
+        let leaks = leftovers(run.path(), "palisade-x", &[state]);
+        assert_eq!(leaks.len(), 2, "{leaks:?}");
+        assert!(
+            leaks[0].contains("runtime state for container palisade-x-c1"),
+            "{leaks:?}"
+        );
+    }
+
+    #[test]
+    fn an_empty_run_leaves_nothing() {
+        let run = tempfile::tempdir().expect("tempdir");
+        assert!(leftovers(run.path(), "palisade-none", &[]).is_empty());
+    }
+}

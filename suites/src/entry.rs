@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use libtest_mimic::Arguments;
 use palisade_harness::RunEnv;
-use palisade_harness::cleanup::{Removed, cleanup_run};
+use palisade_harness::cleanup::{self, Removed, cleanup_run};
 use palisade_harness::runner::{self, Mode, Results, Target};
 
 /// What to run.
@@ -30,7 +30,16 @@ pub fn run(suite: SuiteRun) -> ExitCode {
         Ok(run) => run,
         Err(e) => return setup_error(&e.to_string()),
     };
-    let code = run_in(&run, &suite);
+    let mut code = run_in(&run, &suite);
+    if !suite.args.list {
+        let leaks = leftovers(&run);
+        for leak in &leaks {
+            eprintln!("palisade: leak check: left behind: {leak}");
+        }
+        if !leaks.is_empty() {
+            code = ExitCode::FAILURE;
+        }
+    }
     let mut removed = Removed::default();
     cleanup_run(&run.dir, &mut removed);
     for problem in &removed.problems {
@@ -123,6 +132,15 @@ fn run_in(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun) -> ExitCode {
         }
     }
     conclusion.exit_code()
+}
+
+/// What the scenarios' own cleanup guards failed to remove.
+fn leftovers(run: &RunEnv) -> Vec<String> {
+    let roots: Vec<PathBuf> = run
+        .record()
+        .map(|r| r.runtimes.into_iter().map(|rt| rt.root).collect())
+        .unwrap_or_default();
+    cleanup::leftovers(&run.dir, &run.cgroup_parent()[1..], &roots)
 }
 
 fn setup_error(message: &str) -> ExitCode {

@@ -21,3 +21,19 @@ pub fn all() -> Vec<&'static Scenario> {
     .flatten()
     .collect()
 }
+
+/// The README's scenario table: what each scenario checks and its negative control.
+pub fn scenario_table() -> String {
+    let mut table = String::from(
+        "| scenario | what it checks | negative control (must FAIL) |\n|---|---|---|\n",
+    );
+    for scenario in all() {
+        table.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            scenario.full_name(),
+            scenario.checks,
+            scenario.control
+        ));
+    }
+    table
+}

@@ -25,7 +25,11 @@ enum Command {
     /// Run every negative control: each scenario must FAIL under its control.
     Selftest(RunArgs),
     /// List the scenarios with what each checks and its negative control.
-    List,
+    List {
+        /// Print the README's Markdown table instead.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Remove what killed runs left behind (containers, cgroups, namespaces, temp dirs).
     Cleanup {
         /// Also clean up after runs that are still alive.
@@ -54,7 +58,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => suite(args, Mode::Scenarios),
         Command::Selftest(args) => suite(args, Mode::Controls),
-        Command::List => {
+        Command::List { markdown: true } => {
+            print!("{}", palisade_suites::scenario_table());
+            ExitCode::SUCCESS
+        }
+        Command::List { markdown: false } => {
             for scenario in palisade_suites::all() {
                 println!(
                     "{:<55} {}\n{:<55} control: {}",

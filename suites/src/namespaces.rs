@@ -12,7 +12,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         area: "namespaces",
         name: "pid_mnt_uts_ipc_new_net_cgroup_shared",
-        checks: "Asked for pid, mnt, uts and ipc: those four have inodes of their own in /proc/<pid>/ns; net and cgroup are the host's.",
+        checks: "Asked for pid, mnt, uts and ipc: those four have inodes of their own in `/proc/<pid>/ns`; net and cgroup are the host's.",
         control: "the ipc entry joins the host's ipc namespace (a runtime that did not unshare it)",
         requires: PRIVILEGED,
         run: first_subset,
