@@ -309,7 +309,10 @@ impl RuntimeDriver for OciCli {
         )
         .map(|done| done.stdout + &done.stderr)
         .unwrap_or_default();
-        let listed = |flag: &str| help.split_whitespace().any(|word| word == flag);
+        let listed = |flag: &str| {
+            help.split_whitespace()
+                .any(|word| word.split(['=', ',']).next() == Some(flag))
+        };
         if defect.leaked_dir.is_some() && !listed("--preserve-fds") {
             return None;
         }

@@ -5,6 +5,7 @@ pub mod entry;
 pub mod kernel;
 pub mod namespaces;
 pub mod pid;
+pub mod rootfs;
 pub mod uts;
 
 use palisade_harness::Scenario;
@@ -16,6 +17,7 @@ pub fn all() -> Vec<&'static Scenario> {
         namespaces::SCENARIOS,
         uts::SCENARIOS,
         kernel::SCENARIOS,
+        rootfs::SCENARIOS,
     ]
     .into_iter()
     .flatten()
