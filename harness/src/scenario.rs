@@ -192,8 +192,14 @@ impl Ctx {
         };
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(io)?;
         for flags in [MsFlags::MS_SLAVE, MsFlags::MS_SHARED] {
-            mount(None::<&str>, "/", None::<&str>, flags | MsFlags::MS_REC, None::<&str>)
-                .map_err(io)?;
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                flags | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(io)?;
         }
         Ok(())
     }

@@ -111,9 +111,7 @@ fn run(request: &Request) -> Result<Reply, String> {
             std::fs::write(path, contents).map_err(io_errno),
         ))),
         Request::ChrootEscape { depth, paths } => Ok(Reply::Escape(chroot_escape(*depth, paths))),
-        Request::Chroot { path } => Ok(Reply::Syscall(outcome(nix::unistd::chroot(
-            path.as_str(),
-        )))),
+        Request::Chroot { path } => Ok(Reply::Syscall(outcome(nix::unistd::chroot(path.as_str())))),
         Request::MountTmpfs { target, source } => {
             Ok(Reply::Syscall(outcome(mount_tmpfs(target, source))))
         }
@@ -172,7 +170,10 @@ fn chroot_escape(depth: u32, paths: &[String]) -> EscapeReport {
         }
     }
     if let Ok(all) = procfs::process::all_processes() {
-        through.extend(all.filter_map(|p| p.ok()).map(|p| format!("/proc/{}/root", p.pid)));
+        through.extend(
+            all.filter_map(|p| p.ok())
+                .map(|p| format!("/proc/{}/root", p.pid)),
+        );
     }
     let mut files: Vec<FileRead> = through
         .iter()
@@ -218,10 +219,7 @@ fn chroot_escape(depth: u32, paths: &[String]) -> EscapeReport {
 
 fn mount_tmpfs(target: &str, source: &str) -> nix::Result<()> {
     use nix::mount::{MsFlags, mount};
-    match nix::unistd::mkdir(target, nix::sys::stat::Mode::from_bits_truncate(0o755)) {
-        Ok(()) | Err(Errno::EEXIST) => {}
-        Err(e) => return Err(e),
-    }
+    std::fs::create_dir_all(target).map_err(io_errno)?;
     mount(
         Some(source),
         target,
@@ -232,14 +230,15 @@ fn mount_tmpfs(target: &str, source: &str) -> nix::Result<()> {
 }
 
 fn create_ipc(key: i32, mq: &str) -> Result<Reply, String> {
-    use nix::mqueue::{MQ_OFlag, mq_close, mq_open};
+    use nix::mqueue::{MQ_OFlag, MqAttr, mq_close, mq_open};
     use nix::sys::stat::Mode;
     crate::sys::shm_create(key).map_err(|e| format!("shmget({key:#x}): {}", errno_name(e)))?;
     let queue = mq_open(
         mq,
         MQ_OFlag::O_CREAT | MQ_OFlag::O_EXCL | MQ_OFlag::O_RDWR,
         Mode::from_bits_truncate(0o600),
-        None,
+        // Without attributes nix calls mq_open without its mode argument: pass them.
+        Some(&MqAttr::new(0, 4, 64, 0)),
     )
     .map_err(|e| format!("mq_open({mq}): {}", errno_name(e)))?;
     let _ = mq_close(queue);

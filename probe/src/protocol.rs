@@ -64,11 +64,16 @@ pub enum Reply {
     },
     Done,
     /// What reading each path gave, in request order.
-    Files { files: Vec<FileRead> },
+    Files {
+        files: Vec<FileRead>,
+    },
     /// What the chroot escape did and what it found.
     Escape(EscapeReport),
     /// Which IPC objects exist.
-    Ipc { shm: bool, mq: bool },
+    Ipc {
+        shm: bool,
+        mq: bool,
+    },
 }
 
 /// The contents of one path, or why it could not be read.

@@ -1,9 +1,13 @@
 //! Palisade's scenarios, one file per area, and the entry points shared by the `palisade` command
 //! and `cargo test`.
 
+pub mod capabilities;
 pub mod entry;
+pub mod ipc;
 pub mod kernel;
+pub mod mounts;
 pub mod namespaces;
+pub mod paths;
 pub mod pid;
 pub mod rootfs;
 pub mod uts;
@@ -18,6 +22,10 @@ pub fn all() -> Vec<&'static Scenario> {
         uts::SCENARIOS,
         kernel::SCENARIOS,
         rootfs::SCENARIOS,
+        paths::SCENARIOS,
+        mounts::SCENARIOS,
+        ipc::SCENARIOS,
+        capabilities::SCENARIOS,
     ]
     .into_iter()
     .flatten()

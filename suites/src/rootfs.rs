@@ -9,7 +9,9 @@ use std::path::Path;
 use oci_spec::runtime::{Capability, Mount, MountBuilder, Spec};
 use palisade_harness::driver::Defect;
 use palisade_harness::hostfs::{Marker, parse_mountinfo, thread_mounts};
-use palisade_harness::{ContainerSpec, Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check, skip};
+use palisade_harness::{
+    ContainerSpec, Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check, skip,
+};
 use palisade_probe::protocol::FileRead;
 
 const PRIVILEGED: &[Requirement] = &[Requirement::Privileged];
@@ -86,9 +88,8 @@ fn writes_land_in_the_bundle(cx: &Ctx) -> Outcome {
         spec = spec.edit(|s| add_mount(s, tmpfs_at("/palisade-out")));
     }
     let container = cx.create(spec)?;
-    std::fs::create_dir_all(container.rootfs().join("palisade-out")).map_err(|e| {
-        Failure::Failed(format!("making /palisade-out in the rootfs: {e}"))
-    })?;
+    std::fs::create_dir_all(container.rootfs().join("palisade-out"))
+        .map_err(|e| Failure::Failed(format!("making /palisade-out in the rootfs: {e}")))?;
     container.start()?;
     let reply = container.reply()?;
     check!(
@@ -133,7 +134,9 @@ fn chroot_escape_stays_inside(cx: &Ctx) -> Outcome {
         cx
     };
     let Reply::Escape(report) = cx.run_once(spec)? else {
-        return Err(Failure::Failed("the probe did not report the escape".into()));
+        return Err(Failure::Failed(
+            "the probe did not report the escape".into(),
+        ));
     };
     check!(
         report.first_chroot.succeeded(),
@@ -163,7 +166,9 @@ fn old_root_is_gone(cx: &Ctx) -> Outcome {
     }
     let destinations = configured_mount_points(&spec);
     let Reply::Escape(report) = cx.run_once(spec)? else {
-        return Err(Failure::Failed("the probe did not report the escape".into()));
+        return Err(Failure::Failed(
+            "the probe did not report the escape".into(),
+        ));
     };
     let Some(mountinfo) = report.files.last().and_then(|f| f.contents.clone()) else {
         return Err(Failure::Failed(format!(
