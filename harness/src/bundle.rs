@@ -35,6 +35,16 @@ pub fn default_capabilities() -> Capabilities {
     .collect()
 }
 
+/// A capability set as the bit mask `/proc/<pid>/status` shows (unknown names are left out).
+pub fn capability_mask(set: &Capabilities) -> u64 {
+    set.iter()
+        .filter_map(|cap| {
+            let name = serde_json::to_value(cap).ok()?;
+            name.as_str()?.parse::<caps::Capability>().ok()
+        })
+        .fold(0, |mask, cap| mask | cap.bitmask())
+}
+
 /// The name a namespace type has under `/proc/<pid>/ns/`.
 pub fn proc_ns_name(kind: LinuxNamespaceType) -> &'static str {
     match kind {
@@ -313,6 +323,14 @@ mod tests {
         assert_eq!(
             spec.spec.process().as_ref().and_then(|p| p.args().clone()),
             Some(vec![PROBE_PATH.to_owned(), r#"{"op":"facts"}"#.to_owned()])
+        );
+    }
+
+    #[test]
+    fn the_baseline_mask_is_audit_write_kill_net_bind_service() {
+        assert_eq!(
+            capability_mask(&default_capabilities()),
+            (1 << 29) | (1 << 5) | (1 << 10)
         );
     }
 

@@ -42,6 +42,24 @@ pub trait RuntimeDriver: Send + Sync {
     fn state(&self, id: &str) -> Result<State, RuntimeError>;
     fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError>;
     fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError>;
+
+    /// The same runtime with a defect switched on, for negative controls; `None` if this driver
+    /// cannot make such a variant.
+    fn variant(&self, defect: &Defect) -> Option<std::sync::Arc<dyn RuntimeDriver>> {
+        let _ = defect;
+        None
+    }
+}
+
+/// A runtime defect a negative control can switch on through the driver.
+#[derive(Debug, Clone, Default)]
+pub struct Defect {
+    /// Extra flags for `create` (`--no-pivot`); a flag the runtime's `create --help` does not
+    /// list is left out.
+    pub create_flags: Vec<String>,
+    /// A host directory handed to the container as an open fd 3 (`--preserve-fds 1`): the leak
+    /// behind CVE-2024-21626.
+    pub leaked_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,12 +124,14 @@ pub fn find_runtime(name_or_path: &str) -> Result<PathBuf, FindRuntimeError> {
 }
 
 /// The OCI command-line driver: `<runtime> --root <dir> <verb> ...`.
+#[derive(Clone)]
 pub struct OciCli {
     info: RuntimeInfo,
     /// This run's own state directory, so nothing collides with the user's containers.
     root: PathBuf,
     timeout: Duration,
     global_args: Vec<String>,
+    defect: Defect,
 }
 
 impl OciCli {
@@ -152,6 +172,7 @@ impl OciCli {
             root: root.to_owned(),
             timeout,
             global_args: Vec::new(),
+            defect: Defect::default(),
         })
     }
 
@@ -224,9 +245,28 @@ impl RuntimeDriver for OciCli {
             stderr,
         } = stdio;
         let mut log = stderr.try_clone().map_err(RuntimeError::Stdio)?;
-        let mut command = self.command();
+        let mut command = match &self.defect.leaked_dir {
+            // The shell opens the directory as fd 3 and execs the runtime, which keeps it.
+            Some(dir) => {
+                let runtime = self.command();
+                let mut shell = Command::new("/bin/sh");
+                shell
+                    .arg("-c")
+                    .arg(r#"exec "$@" 3<"$PALISADE_LEAKED_DIR""#)
+                    .arg("sh")
+                    .arg(runtime.get_program())
+                    .args(runtime.get_args())
+                    .env("PALISADE_LEAKED_DIR", dir);
+                shell
+            }
+            None => self.command(),
+        };
+        command.arg("create");
+        if self.defect.leaked_dir.is_some() {
+            command.arg("--preserve-fds").arg("1");
+        }
         command
-            .arg("create")
+            .args(&self.defect.create_flags)
             .arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
@@ -260,6 +300,33 @@ impl RuntimeDriver for OciCli {
 
     fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
         self.call("kill", &[id, signal]).map(drop)
+    }
+
+    fn variant(&self, defect: &Defect) -> Option<std::sync::Arc<dyn RuntimeDriver>> {
+        let help = exec::run(
+            Command::new(&self.info.path).args(["create", "--help"]),
+            self.timeout,
+        )
+        .map(|done| done.stdout + &done.stderr)
+        .unwrap_or_default();
+        let listed = |flag: &str| {
+            help.split_whitespace()
+                .any(|word| word.split(['=', ',']).next() == Some(flag))
+        };
+        if defect.leaked_dir.is_some() && !listed("--preserve-fds") {
+            return None;
+        }
+        let mut variant = self.clone();
+        variant.defect = Defect {
+            create_flags: defect
+                .create_flags
+                .iter()
+                .filter(|flag| listed(flag))
+                .cloned()
+                .collect(),
+            leaked_dir: defect.leaked_dir.clone(),
+        };
+        Some(std::sync::Arc::new(variant))
     }
 
     fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {

@@ -157,6 +157,79 @@ impl Ctx {
         Ok(name)
     }
 
+    /// This context with the runtime swapped for a variant that has `defect` (negative controls);
+    /// `None` if the driver cannot make one. Containers get ids of their own (`tag`).
+    pub fn with_defect(&self, defect: &crate::driver::Defect, tag: &str) -> Option<Ctx> {
+        let runtime = self.runtime.variant(defect)?;
+        Some(Ctx::new(
+            self.run.clone(),
+            runtime,
+            &format!("{}-{tag}", self.trial),
+            self.control,
+            self.deadline,
+        ))
+    }
+
+    /// Gives this scenario's thread, and so every runtime command it starts, a throwaway IPC
+    /// namespace that plays the host: objects made there vanish with the thread, whatever happens.
+    pub fn isolate_host_ipc(&self) -> Result<(), HarnessError> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).map_err(|source| {
+            HarnessError::Io {
+                what: "isolating the host's IPC namespace",
+                source: source.into(),
+            }
+        })
+    }
+
+    /// Gives this scenario's thread a mount namespace of its own that plays the host: a copy of
+    /// the host's mount tree that receives the host's mounts (slave) but sends nothing back, and
+    /// shares its own mounts with the containers it starts. Mounts made there die with the thread.
+    pub fn isolate_host_mounts(&self) -> Result<(), HarnessError> {
+        use nix::mount::{MsFlags, mount};
+        let io = |source: nix::Error| HarnessError::Io {
+            what: "isolating the host's mount namespace",
+            source: source.into(),
+        };
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(io)?;
+        for flags in [MsFlags::MS_SLAVE, MsFlags::MS_SHARED] {
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                flags | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the probe on the host side (this thread's namespaces) with `request`, one-shot.
+    pub fn host_probe(&self, request: &Request) -> Result<Reply, HarnessError> {
+        let json = serde_json::to_string(request).map_err(|e| HarnessError::Io {
+            what: "encoding a request",
+            source: std::io::Error::other(e),
+        })?;
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let done = crate::exec::run(std::process::Command::new(&self.run.probe).arg(json), left)
+            .map_err(|e| HarnessError::Io {
+                what: "running the probe on the host",
+                source: std::io::Error::other(e),
+            })?;
+        let line = done.stdout.lines().next().unwrap_or_default().to_owned();
+        let response: palisade_probe::Response =
+            serde_json::from_str(&line).map_err(|e| HarnessError::ProbeGarbage {
+                line: line.clone(),
+                problem: e.to_string(),
+            })?;
+        match response {
+            palisade_probe::Response::Ok { reply } => Ok(reply),
+            palisade_probe::Response::Error { op, message } => {
+                Err(HarnessError::ProbeFailed { op, message })
+            }
+        }
+    }
+
     /// The reference container for this scenario, running the probe with `request`.
     pub fn spec(&self, label: &str, request: &Request) -> Result<ContainerSpec, HarnessError> {
         Ok(ContainerSpec::new(label, request)?)

@@ -5,7 +5,9 @@ use std::process::{Command, ExitCode, Stdio};
 
 use nix::errno::Errno;
 
-use crate::protocol::{CapabilitySets, Facts, Reply, Request, Response, SERVE, SyscallOutcome};
+use crate::protocol::{
+    CapabilitySets, EscapeReport, Facts, FileRead, Reply, Request, Response, SERVE, SyscallOutcome,
+};
 
 /// Entry point of the `palisade-probe` binary.
 pub fn main() -> ExitCode {
@@ -102,7 +104,172 @@ fn run(request: &Request) -> Result<Reply, String> {
             }
             Ok(Reply::Done)
         }
+        Request::ReadFiles { paths } => Ok(Reply::Files {
+            files: paths.iter().map(|p| read_file(p)).collect(),
+        }),
+        Request::WriteFile { path, contents } => Ok(Reply::Syscall(outcome(
+            std::fs::write(path, contents).map_err(io_errno),
+        ))),
+        Request::ChrootEscape { depth, paths } => Ok(Reply::Escape(chroot_escape(*depth, paths))),
+        Request::Chroot { path } => Ok(Reply::Syscall(outcome(nix::unistd::chroot(path.as_str())))),
+        Request::MountTmpfs { target, source } => {
+            Ok(Reply::Syscall(outcome(mount_tmpfs(target, source))))
+        }
+        Request::RawSocket => {
+            use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
+            let opened = socket(
+                AddressFamily::Inet,
+                SockType::Raw,
+                SockFlag::SOCK_CLOEXEC,
+                SockProtocol::Icmp,
+            );
+            Ok(Reply::Syscall(outcome(opened.map(drop))))
+        }
+        Request::CreateIpc { key, mq } => create_ipc(*key, mq),
+        Request::FindIpc { key, mq } => Ok(find_ipc(*key, mq)),
     }
+}
+
+fn io_errno(error: std::io::Error) -> Errno {
+    error.raw_os_error().map_or(Errno::EIO, Errno::from_raw)
+}
+
+/// At most this much of a file is reported.
+const READ_LIMIT: u64 = 64 * 1024;
+
+fn read_file(path: &str) -> FileRead {
+    use std::io::Read;
+    let read = std::fs::File::open(path).and_then(|file| {
+        let mut bytes = Vec::new();
+        file.take(READ_LIMIT).read_to_end(&mut bytes)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    });
+    match read {
+        Ok(contents) => FileRead {
+            path: path.to_owned(),
+            contents: Some(contents),
+            errno: None,
+        },
+        Err(e) => FileRead {
+            path: path.to_owned(),
+            contents: None,
+            errno: Some(errno_name(io_errno(e))),
+        },
+    }
+}
+
+fn chroot_escape(depth: u32, paths: &[String]) -> EscapeReport {
+    use nix::sys::stat::Mode;
+    // First through any directory fd the runtime let the process inherit, and through every
+    // visible process's root, before the escape changes what `/` means.
+    let mut through: Vec<String> = Vec::new();
+    for fd in 3..=20 {
+        let link = format!("/proc/self/fd/{fd}");
+        if std::fs::metadata(&link).is_ok_and(|m| m.is_dir()) {
+            through.push(link);
+        }
+    }
+    if let Ok(all) = procfs::process::all_processes() {
+        through.extend(
+            all.filter_map(|p| p.ok())
+                .map(|p| format!("/proc/{}/root", p.pid)),
+        );
+    }
+    let mut files: Vec<FileRead> = through
+        .iter()
+        .flat_map(|base| paths.iter().map(move |p| format!("{base}{p}")))
+        .map(|p| read_file(&p))
+        .collect();
+    let cell = "/palisade-escape";
+    // An existing directory is fine: only the chroot into it matters.
+    let _ = nix::unistd::mkdir(cell, Mode::from_bits_truncate(0o755));
+    let first = nix::unistd::chroot(cell);
+    if first.is_ok() {
+        // The cwd is still outside the new root: climbing from it is what the escape relies on.
+        for _ in 0..depth {
+            if nix::unistd::chdir("..").is_err() {
+                break;
+            }
+        }
+    }
+    let last = if first.is_ok() {
+        nix::unistd::chroot(".")
+    } else {
+        Err(Errno::EPERM)
+    };
+    let _ = nix::unistd::chdir("/");
+    let mut root_entries: Vec<String> = std::fs::read_dir("/")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    root_entries.sort();
+    EscapeReport {
+        first_chroot: outcome(first),
+        final_chroot: outcome(last),
+        root_entries,
+        files: {
+            files.extend(paths.iter().map(|p| read_file(p)));
+            files
+        },
+    }
+}
+
+fn mount_tmpfs(target: &str, source: &str) -> nix::Result<()> {
+    use nix::mount::{MsFlags, mount};
+    std::fs::create_dir_all(target).map_err(io_errno)?;
+    mount(
+        Some(source),
+        target,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("size=64k"),
+    )
+}
+
+fn create_ipc(key: i32, mq: &str) -> Result<Reply, String> {
+    use nix::mqueue::{MQ_OFlag, MqAttr, mq_close, mq_open};
+    use nix::sys::stat::Mode;
+    crate::sys::shm_create(key).map_err(|e| format!("shmget({key:#x}): {}", errno_name(e)))?;
+    let queue = mq_open(
+        mq,
+        MQ_OFlag::O_CREAT | MQ_OFlag::O_EXCL | MQ_OFlag::O_RDWR,
+        Mode::from_bits_truncate(0o600),
+        // Without attributes nix calls mq_open without its mode argument: pass them.
+        Some(&MqAttr::new(0, 4, 64, 0)),
+    )
+    .map_err(|e| format!("mq_open({mq}): {}", errno_name(e)))?;
+    let _ = mq_close(queue);
+    Ok(Reply::Ipc {
+        shm: true,
+        mq: true,
+    })
+}
+
+fn find_ipc(key: i32, mq: &str) -> Reply {
+    use nix::mqueue::{MQ_OFlag, mq_close, mq_open};
+    use nix::sys::stat::Mode;
+    // /proc/sysvipc/shm lists the segments of the reader's IPC namespace; the key is column 1.
+    let shm = std::fs::read_to_string("/proc/sysvipc/shm")
+        .map(|text| {
+            text.lines().skip(1).any(|line| {
+                line.split_whitespace()
+                    .next()
+                    .and_then(|k| k.parse::<i64>().ok())
+                    == Some(i64::from(key))
+            })
+        })
+        .unwrap_or(false);
+    let mq = match mq_open(mq, MQ_OFlag::O_RDONLY, Mode::empty(), None) {
+        Ok(queue) => {
+            let _ = mq_close(queue);
+            true
+        }
+        Err(_) => false,
+    };
+    Reply::Ipc { shm, mq }
 }
 
 fn outcome(result: nix::Result<()>) -> SyscallOutcome {

@@ -2,9 +2,10 @@
 //!
 //! [`protocol`] holds the typed requests and replies the harness and the probe exchange (one JSON
 //! object per line); [`agent`] is the program that runs inside the container and answers them.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod agent;
 pub mod protocol;
+mod sys;
 
 pub use protocol::{Facts, Reply, Request, Response};

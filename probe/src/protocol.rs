@@ -25,6 +25,23 @@ pub enum Request {
     Sleep,
     /// Exit with this code (after replying).
     Exit { code: i32 },
+    /// Read each path (at most 64 KiB of it) and report its contents or the errno.
+    ReadFiles { paths: Vec<String> },
+    /// Create or truncate `path` and write `contents` to it.
+    WriteFile { path: String, contents: String },
+    /// The classic chroot escape: `mkdir x; chroot x; chdir("..")` `depth` times, `chroot(".")`;
+    /// then read `paths` from wherever that landed. It changes the probe's root: one-shot only.
+    ChrootEscape { depth: u32, paths: Vec<String> },
+    /// chroot(2) to `path` and report the outcome.
+    Chroot { path: String },
+    /// Create the directory `target` and mount a tmpfs there, with `source` as its name.
+    MountTmpfs { target: String, source: String },
+    /// Open a raw IPv4 socket (CAP_NET_RAW) and report the outcome.
+    RawSocket,
+    /// Create a SysV shared memory segment with `key` and a POSIX message queue named `mq`.
+    CreateIpc { key: i32, mq: String },
+    /// Report whether a SysV segment with `key` (per /proc/sysvipc/shm) and the queue `mq` exist.
+    FindIpc { key: i32, mq: String },
 }
 
 /// The probe's answer to one request.
@@ -46,6 +63,37 @@ pub enum Reply {
         pid: i32,
     },
     Done,
+    /// What reading each path gave, in request order.
+    Files {
+        files: Vec<FileRead>,
+    },
+    /// What the chroot escape did and what it found.
+    Escape(EscapeReport),
+    /// Which IPC objects exist.
+    Ipc {
+        shm: bool,
+        mq: bool,
+    },
+}
+
+/// The contents of one path, or why it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRead {
+    pub path: String,
+    pub contents: Option<String>,
+    pub errno: Option<String>,
+}
+
+/// The steps of the chroot escape, and what the probe saw after them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EscapeReport {
+    /// The first `chroot` into the fresh subdirectory (fails without CAP_SYS_CHROOT).
+    pub first_chroot: SyscallOutcome,
+    /// The final `chroot(".")` after climbing.
+    pub final_chroot: SyscallOutcome,
+    /// The names in `/` afterwards, sorted: shows where the escape landed.
+    pub root_entries: Vec<String>,
+    pub files: Vec<FileRead>,
 }
 
 /// Whether a syscall succeeded, and the errno name if not (`EPERM`, `EROFS`, ...).
