@@ -11,7 +11,7 @@ use nix::unistd::ForkResult;
 
 use crate::cgroups::{self, CgroupError, CgroupRecord};
 use crate::cli::CreateArgs;
-use crate::container::init::{self, InitContext};
+use crate::container::init::{self, CgroupGate, InitContext};
 use crate::container::{Message, Receiver, Sender};
 use crate::spec::{self, SpecError};
 use crate::state::{self, ContainerState, EXEC_FIFO, StateError};
@@ -147,23 +147,28 @@ fn spawn(
         .custom_flags(nix::libc::O_NONBLOCK)
         .open(&fifo_path)
         .map_err(fifo_err)?;
+    // init → create (reports) and create → init (cgroup placement done).
     let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(CreateError::Pipe)?;
+    let (gate_rx, gate_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(CreateError::Pipe)?;
 
     let child = match sys::fork().map_err(CreateError::Fork)? {
         ForkResult::Child => {
             drop(rx);
+            drop(gate_tx);
             let ctx = InitContext {
                 plan,
                 layout,
-                cgroup: cgroup.as_ref(),
                 fifo,
             };
-            init::intermediate(ctx, Sender::new(tx))
+            let gate = CgroupGate::new(Receiver::new(gate_rx), plan);
+            init::intermediate(ctx, Sender::new(tx), gate)
         }
         ForkResult::Parent { child } => child,
     };
     drop(tx);
     drop(fifo);
+    drop(gate_rx);
+    let mut gate_tx = Sender::new(gate_tx);
 
     let mut rx = Receiver::new(rx);
     let mut ready = false;
@@ -177,8 +182,17 @@ fn spawn(
             Ok(Some(Message::InitPid { pid })) => {
                 init_pid = Some(pid);
                 cleanup.init = Some(pid);
+                if let Err(e) = cgroup.add_pid(pid) {
+                    break Err(e.into());
+                }
+                if let Err(e) = gate_tx.send(&Message::CgroupJoined) {
+                    break Err(CreateError::Channel(e));
+                }
             }
             Ok(Some(Message::Ready)) => ready = true,
+            Ok(Some(Message::CgroupJoined)) => {
+                break Err(CreateError::Channel(std::io::Error::other("unexpected message")));
+            }
             Ok(Some(Message::Error { message })) => break Err(CreateError::Init(message)),
             Ok(None) => break Err(CreateError::InitVanished),
             Err(e) => break Err(CreateError::Channel(e)),

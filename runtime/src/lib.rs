@@ -44,7 +44,7 @@ pub fn main() -> ExitCode {
     match dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
-            logging::error(cli.log.as_deref(), cli.log_format, &format!("{e:#}"));
+            logging::error(cli.log.as_deref(), cli.log_format, &e.to_string());
             ExitCode::FAILURE
         }
     }

@@ -76,8 +76,8 @@ pub enum Layout {
 pub trait CgroupManager {
     /// Creates the cgroup directories and applies the resource limits.
     fn create(&mut self, resources: &Resources) -> Result<(), CgroupError>;
-    /// Moves the calling process into the cgroup in every hierarchy.
-    fn join_self(&self) -> Result<(), CgroupError>;
+    /// Moves a process into the cgroup in every hierarchy.
+    fn add_pid(&self, pid: i32) -> Result<(), CgroupError>;
     /// What to persist for `delete`.
     fn record(&self) -> CgroupRecord;
 }

@@ -100,9 +100,10 @@ impl CgroupManager for V2Manager {
         Ok(())
     }
 
-    fn join_self(&self) -> Result<(), CgroupError> {
+    fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
+        let pid = pid.to_string();
         for dir in &self.record.paths {
-            write(dir, "cgroup.procs", "0")?;
+            write(dir, "cgroup.procs", &pid)?;
         }
         Ok(())
     }

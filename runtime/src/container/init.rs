@@ -21,8 +21,8 @@ use nix::sched::{CloneFlags, setns, unshare};
 use nix::unistd::{ForkResult, Gid, Uid};
 use rustix::event::{PollFd, PollFlags, poll};
 
-use super::{Message, Sender, rootfs};
-use crate::cgroups::{CgroupError, CgroupManager, Layout};
+use super::{Message, Receiver, Sender, rootfs};
+use crate::cgroups::{CgroupError, Layout};
 use crate::spec::Plan;
 use crate::sys;
 
@@ -43,6 +43,8 @@ pub enum InitError {
     },
     #[error("exec: {0:?}: executable file not found in $PATH")]
     ExecutableNotFound(String),
+    #[error("palisade-runtime create did not place the init in its cgroup")]
+    CgroupNotJoined,
     #[error("exec fifo closed without a start signal")]
     StartAborted,
     #[error("reporting to palisade-runtime create: {0}")]
@@ -63,14 +65,52 @@ fn caps_err(what: impl Into<String>) -> impl FnOnce(caps::errors::CapsError) -> 
 pub struct InitContext<'a> {
     pub plan: &'a Plan,
     pub layout: &'a Layout,
-    pub cgroup: &'a dyn CgroupManager,
     /// Read end of the exec fifo, opened non-blocking by `create`.
     pub fifo: File,
 }
 
+/// Waits (once) until `create` has moved the init into its cgroups, then unshares the cgroup
+/// namespace so that it is rooted at the container's cgroup.
+///
+/// `create` migrates the init while the init prepares its rootfs: on cgroup v1 the first
+/// migration costs an RCU grace period (~9 ms here), which this overlaps with the mount work.
+pub struct CgroupGate {
+    rx: Receiver,
+    new_cgroup_ns: bool,
+    done: bool,
+}
+
+impl CgroupGate {
+    pub fn new(rx: Receiver, plan: &Plan) -> Self {
+        Self {
+            rx,
+            new_cgroup_ns: plan
+                .namespaces
+                .iter()
+                .any(|n| n.flag == CloneFlags::CLONE_NEWCGROUP && n.path.is_none()),
+            done: false,
+        }
+    }
+
+    pub fn wait(&mut self) -> Result<(), InitError> {
+        if self.done {
+            return Ok(());
+        }
+        match self.rx.recv().map_err(InitError::Channel)? {
+            Some(Message::CgroupJoined) => {}
+            _ => return Err(InitError::CgroupNotJoined),
+        }
+        if self.new_cgroup_ns {
+            unshare(CloneFlags::CLONE_NEWCGROUP).map_err(sys_err("unshare cgroup namespace"))?;
+        }
+        self.done = true;
+        Ok(())
+    }
+}
+
 /// Body of the intermediate process. Never returns.
-pub fn intermediate(ctx: InitContext<'_>, mut tx: Sender) -> ! {
-    match intermediate_steps(&ctx, &mut tx) {
+pub fn intermediate(ctx: InitContext<'_>, mut tx: Sender, gate: CgroupGate) -> ! {
+    match intermediate_steps(&ctx, &mut tx, gate) {
         Ok(()) => std::process::exit(0),
         Err(e) => fail(&mut tx, &e),
     }
@@ -84,9 +124,11 @@ fn fail(tx: &mut Sender, e: &InitError) -> ! {
     std::process::exit(1)
 }
 
-fn intermediate_steps(ctx: &InitContext<'_>, tx: &mut Sender) -> Result<(), InitError> {
-    // Join the cgroup before unsharing the cgroup namespace, so the namespace is rooted there.
-    ctx.cgroup.join_self()?;
+fn intermediate_steps(
+    ctx: &InitContext<'_>,
+    tx: &mut Sender,
+    mut gate: CgroupGate,
+) -> Result<(), InitError> {
     set_oom_score_adj(ctx.plan)?;
     join_namespaces(ctx.plan)?;
     // A new pid (and time) namespace only applies to children: fork so the init is pid 1.
@@ -97,7 +139,7 @@ fn intermediate_steps(ctx: &InitContext<'_>, tx: &mut Sender) -> Result<(), Init
             })
             .map_err(InitError::Channel),
         ForkResult::Child => {
-            let err = match init_steps(ctx, tx) {
+            let err = match init_steps(ctx, tx, &mut gate) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -106,12 +148,18 @@ fn intermediate_steps(ctx: &InitContext<'_>, tx: &mut Sender) -> Result<(), Init
     }
 }
 
-fn init_steps(ctx: &InitContext<'_>, tx: &mut Sender) -> Result<Infallible, InitError> {
+fn init_steps(
+    ctx: &InitContext<'_>,
+    tx: &mut Sender,
+    gate: &mut CgroupGate,
+) -> Result<Infallible, InitError> {
     let plan = ctx.plan;
     set_hostname(plan)?;
-    prepare_rootfs(plan, ctx.layout)?;
+    prepare_rootfs(plan, ctx.layout, gate)?;
     pivot_into_rootfs(plan)?;
     finish_rootfs(plan)?;
+    // Before privileges are dropped: unsharing the cgroup namespace needs CAP_SYS_ADMIN.
+    gate.wait()?;
     apply_sysctl(plan)?;
     apply_rlimits(plan)?;
     switch_user(plan)?;
@@ -161,10 +209,11 @@ pub fn join_namespaces(plan: &Plan) -> Result<(), InitError> {
     for (f, flag, path) in joins {
         setns(&f, flag).map_err(sys_err(format!("setns {}", path.display())))?;
     }
+    // A new cgroup namespace is unshared later, by the init, once it is in its cgroup.
     let new = plan
         .namespaces
         .iter()
-        .filter(|n| n.path.is_none())
+        .filter(|n| n.path.is_none() && n.flag != CloneFlags::CLONE_NEWCGROUP)
         .fold(CloneFlags::empty(), |acc, n| acc | n.flag);
     unshare(new).map_err(sys_err(format!("unshare {new:?}")))
 }
@@ -177,7 +226,7 @@ fn set_hostname(plan: &Plan) -> Result<(), InitError> {
 }
 
 /// Mounts everything below the rootfs, still seen from the host's path names.
-pub fn prepare_rootfs(plan: &Plan, layout: &Layout) -> Result<(), InitError> {
+pub fn prepare_rootfs(plan: &Plan, layout: &Layout, gate: &mut CgroupGate) -> Result<(), InitError> {
     let none: Option<&str> = None;
     let mnt = |src: Option<&Path>, dst: &Path, flags: MsFlags| {
         nix::mount::mount(src, dst, none, flags, none).map_err(|source| InitError::Mount {
@@ -194,6 +243,10 @@ pub fn prepare_rootfs(plan: &Plan, layout: &Layout) -> Result<(), InitError> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
     )?;
     for m in &plan.mounts {
+        if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+            // A cgroup mount shows the cgroup namespace's root, which must exist by now.
+            gate.wait()?;
+        }
         rootfs::mount_entry(&plan.rootfs, m, layout)?;
     }
     rootfs::create_devices(&plan.rootfs, plan)

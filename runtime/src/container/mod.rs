@@ -20,6 +20,8 @@ pub enum Message {
     Ready,
     /// Sent by either: setup failed; the sender exits.
     Error { message: String },
+    /// Sent by `create` to the init: it has been moved into its cgroups.
+    CgroupJoined,
 }
 
 pub struct Sender(File);
