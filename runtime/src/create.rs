@@ -56,7 +56,14 @@ pub enum CreateError {
 
 /// The `create` verb.
 pub fn create(root: &Path, args: &CreateArgs, no_pivot: bool) -> Result<(), CreateError> {
-    create_container(root, &args.bundle, &args.id, args.pid_file.as_deref(), no_pivot).map(drop)
+    create_container(
+        root,
+        &args.bundle,
+        &args.id,
+        args.pid_file.as_deref(),
+        no_pivot,
+    )
+    .map(drop)
 }
 
 /// Undoes a half-made container when `create` fails.
@@ -69,10 +76,10 @@ struct Cleanup {
 
 impl Cleanup {
     fn run(self) {
-        if let Some(pid) = self.init {
-            if let Some((_, start)) = state::proc_stat(pid) {
-                let _ = crate::kill::kill_and_wait(pid, start);
-            }
+        if let Some(pid) = self.init
+            && let Some((_, start)) = state::proc_stat(pid)
+        {
+            let _ = crate::kill::kill_and_wait(pid, start);
         }
         if let Some(record) = &self.cgroup {
             cgroups::signal_all(record, nix::sys::signal::Signal::SIGKILL);
@@ -155,11 +162,7 @@ fn spawn(
         ForkResult::Child => {
             drop(rx);
             drop(gate_tx);
-            let ctx = InitContext {
-                plan,
-                layout,
-                fifo,
-            };
+            let ctx = InitContext { plan, layout, fifo };
             let gate = CgroupGate::new(Receiver::new(gate_rx), plan);
             init::intermediate(ctx, Sender::new(tx), gate)
         }
@@ -191,7 +194,9 @@ fn spawn(
             }
             Ok(Some(Message::Ready)) => ready = true,
             Ok(Some(Message::CgroupJoined)) => {
-                break Err(CreateError::Channel(std::io::Error::other("unexpected message")));
+                break Err(CreateError::Channel(std::io::Error::other(
+                    "unexpected message",
+                )));
             }
             Ok(Some(Message::Error { message })) => break Err(CreateError::Init(message)),
             Ok(None) => break Err(CreateError::InitVanished),

@@ -44,7 +44,10 @@ pub fn parse_signal(s: &str) -> Result<Signal, KillError> {
 }
 
 pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> Result<(), KillError> {
-    let signal = signal.map(parse_signal).transpose()?.unwrap_or(Signal::SIGTERM);
+    let signal = signal
+        .map(parse_signal)
+        .transpose()?
+        .unwrap_or(Signal::SIGTERM);
     let st = ContainerState::load(root, id)?;
     if st.status(root) == Status::Stopped {
         return Err(KillError::NotRunning(id.to_owned()));

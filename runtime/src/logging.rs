@@ -18,7 +18,11 @@ pub fn error(log: Option<&Path>, format: LogFormat, msg: &str) {
         ),
     };
     // A broken log file must not hide the error already printed on stderr.
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         let _ = f.write_all(line.as_bytes());
     }
 }

@@ -30,7 +30,13 @@ pub fn run(root: &Path, args: &CreateArgs, no_pivot: bool, detach: bool) -> Resu
         // can collect its exit status with waitpid.
         nix::sys::prctl::set_child_subreaper(true).map_err(RunError::Subreaper)?;
     }
-    let st = create_container(root, &args.bundle, &args.id, args.pid_file.as_deref(), no_pivot)?;
+    let st = create_container(
+        root,
+        &args.bundle,
+        &args.id,
+        args.pid_file.as_deref(),
+        no_pivot,
+    )?;
     if let Err(e) = start(root, &args.id) {
         let _ = delete(root, &args.id, true);
         return Err(e.into());

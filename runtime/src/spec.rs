@@ -152,7 +152,9 @@ pub struct Plan {
 }
 
 fn has_new_namespace(namespaces: &[NamespacePlan], flag: CloneFlags) -> bool {
-    namespaces.iter().any(|n| n.flag == flag && n.path.is_none())
+    namespaces
+        .iter()
+        .any(|n| n.flag == flag && n.path.is_none())
 }
 
 pub fn validate_id(id: &str) -> Result<(), SpecError> {
@@ -187,7 +189,10 @@ pub fn load(bundle: &Path, id: &str, no_pivot_flag: bool) -> Result<Plan, SpecEr
             source,
         })?;
     // Checked on the raw JSON so the message names the offending type instead of a serde variant error.
-    if let Some(nss) = value.pointer("/linux/namespaces").and_then(|v| v.as_array()) {
+    if let Some(nss) = value
+        .pointer("/linux/namespaces")
+        .and_then(|v| v.as_array())
+    {
         for ns in nss {
             let t = ns.get("type").and_then(|t| t.as_str()).unwrap_or("");
             if !NAMESPACE_TYPES.contains(&t) {
@@ -195,8 +200,8 @@ pub fn load(bundle: &Path, id: &str, no_pivot_flag: bool) -> Result<Plan, SpecEr
             }
         }
     }
-    let spec: Spec =
-        serde_json::from_value(value).map_err(|source| SpecError::InvalidConfig { path, source })?;
+    let spec: Spec = serde_json::from_value(value)
+        .map_err(|source| SpecError::InvalidConfig { path, source })?;
     plan(spec, bundle, id, no_pivot_flag)
 }
 
@@ -269,7 +274,11 @@ fn plan(spec: Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Pl
     };
     let mut rlimits = Vec::new();
     for rl in process.rlimits().clone().unwrap_or_default() {
-        rlimits.push((rlimit_resource(&rl.typ().to_string())?, rl.soft(), rl.hard()));
+        rlimits.push((
+            rlimit_resource(&rl.typ().to_string())?,
+            rl.soft(),
+            rl.hard(),
+        ));
     }
     let cwd = process.cwd().clone();
     if !cwd.is_absolute() {
@@ -299,8 +308,7 @@ fn plan(spec: Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Pl
     let mut mounts = Vec::new();
     for m in spec.mounts().clone().unwrap_or_default() {
         let destination = m.destination().clone();
-        if !destination.is_absolute()
-            || destination.components().any(|c| c == Component::ParentDir)
+        if !destination.is_absolute() || destination.components().any(|c| c == Component::ParentDir)
         {
             return Err(SpecError::Invalid(format!(
                 "mount destination {} must be absolute without ..",
@@ -309,9 +317,10 @@ fn plan(spec: Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Pl
         }
         let (flags, propagation, data, bind) =
             parse_mount_options(&m.options().clone().unwrap_or_default());
-        let fstype = m.typ().clone().unwrap_or_else(|| {
-            if bind { "bind".into() } else { "none".into() }
-        });
+        let fstype = m
+            .typ()
+            .clone()
+            .unwrap_or_else(|| if bind { "bind".into() } else { "none".into() });
         let bind = bind || fstype == "bind";
         let source = m.source().clone().map(|s| {
             // Relative bind sources are relative to the bundle, as in runc.
@@ -346,7 +355,9 @@ fn plan(spec: Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Pl
             LinuxDeviceType::B => nix::sys::stat::SFlag::S_IFBLK,
             LinuxDeviceType::P => nix::sys::stat::SFlag::S_IFIFO,
             LinuxDeviceType::A => {
-                return Err(SpecError::Invalid("device type 'a' cannot be created".into()));
+                return Err(SpecError::Invalid(
+                    "device type 'a' cannot be created".into(),
+                ));
             }
         };
         devices.push(DevicePlan {
@@ -361,7 +372,9 @@ fn plan(spec: Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Pl
     }
 
     let rootfs_propagation = match linux.rootfs_propagation().as_deref() {
-        None | Some("") | Some("private") | Some("rprivate") => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        None | Some("") | Some("private") | Some("rprivate") => {
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC
+        }
         Some("shared") | Some("rshared") => MsFlags::MS_SHARED | MsFlags::MS_REC,
         Some("slave") | Some("rslave") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
         Some("unbindable") | Some("runbindable") => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
@@ -408,10 +421,27 @@ fn plan(spec: Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Pl
         hostname,
         mounts,
         devices,
-        masked_paths: linux.masked_paths().clone().unwrap_or_default().into_iter().map(PathBuf::from).collect(),
-        readonly_paths: linux.readonly_paths().clone().unwrap_or_default().into_iter().map(PathBuf::from).collect(),
+        masked_paths: linux
+            .masked_paths()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+        readonly_paths: linux
+            .readonly_paths()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
         rootfs_propagation,
-        sysctl: linux.sysctl().clone().unwrap_or_default().into_iter().collect(),
+        sysctl: linux
+            .sysctl()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
         process: process_plan,
         cgroup_path,
         resources,
@@ -509,7 +539,11 @@ fn parse_mount_options(options: &[String]) -> (MsFlags, Vec<MsFlags>, String, bo
                     "slave" => MsFlags::MS_SLAVE,
                     _ => MsFlags::MS_UNBINDABLE,
                 };
-                let rec = if p.starts_with('r') && p != "rw" { MsFlags::MS_REC } else { MsFlags::empty() };
+                let rec = if p.starts_with('r') && p != "rw" {
+                    MsFlags::MS_REC
+                } else {
+                    MsFlags::empty()
+                };
                 propagation.push(base | rec);
                 continue;
             }

@@ -11,7 +11,9 @@ use crate::state::{ContainerState, EXEC_FIFO, StateError, Status};
 pub enum StartError {
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("cannot start container {id:?}: it is {status} (only a created container can be started)")]
+    #[error(
+        "cannot start container {id:?}: it is {status} (only a created container can be started)"
+    )]
     NotCreated { id: String, status: Status },
     #[error("cannot start container {id:?}: its init is no longer waiting")]
     NotWaiting { id: String },

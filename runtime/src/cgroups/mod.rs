@@ -83,7 +83,8 @@ pub trait CgroupManager {
 }
 
 pub fn detect() -> Result<Layout, CgroupError> {
-    let st = statfs(CGROUP_ROOT).map_err(|e| CgroupError::Detect(format!("statfs {CGROUP_ROOT}: {e}")))?;
+    let st = statfs(CGROUP_ROOT)
+        .map_err(|e| CgroupError::Detect(format!("statfs {CGROUP_ROOT}: {e}")))?;
     if st.filesystem_type() == CGROUP2_SUPER_MAGIC {
         return Ok(Layout::V2);
     }
@@ -92,7 +93,9 @@ pub fn detect() -> Result<Layout, CgroupError> {
     let mut hierarchies: Vec<Hierarchy> = Vec::new();
     let mut unified = None;
     for line in mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
         let mountpoint = pre.split(' ').nth(4).unwrap_or("");
         let mut post = post.split(' ');
         let fstype = post.next().unwrap_or("");
@@ -123,7 +126,9 @@ pub fn detect() -> Result<Layout, CgroupError> {
         }
     }
     if hierarchies.is_empty() {
-        return Err(CgroupError::Detect("no cgroup hierarchy mounted under /sys/fs/cgroup".into()));
+        return Err(CgroupError::Detect(
+            "no cgroup hierarchy mounted under /sys/fs/cgroup".into(),
+        ));
     }
     Ok(Layout::V1 {
         hierarchies,
@@ -138,7 +143,11 @@ pub fn manager(layout: &Layout, path: &Path) -> Box<dyn CgroupManager> {
         Layout::V1 {
             hierarchies,
             unified,
-        } => Box::new(v1::V1Manager::new(hierarchies.clone(), unified.clone(), path)),
+        } => Box::new(v1::V1Manager::new(
+            hierarchies.clone(),
+            unified.clone(),
+            path,
+        )),
     }
 }
 
@@ -159,7 +168,10 @@ pub(crate) fn mkdir_p(
     mut on_created: impl FnMut(&Path) -> Result<(), CgroupError>,
 ) -> Result<PathBuf, CgroupError> {
     let mut dir = base.to_path_buf();
-    for comp in rel.components().filter(|c| matches!(c, std::path::Component::Normal(_))) {
+    for comp in rel
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+    {
         dir.push(comp);
         match std::fs::create_dir(&dir) {
             Ok(()) => {
@@ -179,7 +191,11 @@ pub fn pids(record: &CgroupRecord) -> Vec<i32> {
         .paths
         .iter()
         .filter_map(|p| std::fs::read_to_string(p.join("cgroup.procs")).ok())
-        .flat_map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
+        .flat_map(|s| {
+            s.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<i32>>()
+        })
         .collect();
     pids.sort_unstable();
     pids.dedup();
@@ -212,9 +228,7 @@ fn rmdir_retry(path: &Path) -> Result<(), CgroupError> {
         match std::fs::remove_dir(path) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e)
-                if e.raw_os_error() == Some(nix::libc::EBUSY) && Instant::now() < deadline =>
-            {
+            Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(2));
             }
             Err(source) => {

@@ -67,17 +67,18 @@ impl CgroupManager for V1Manager {
                 if let Some(l) = r.memory_limit {
                     write(&dir, "memory.limit_in_bytes", &l.to_string())?;
                 }
-                if let Some(s) = r.memory_swap {
-                    if dir.join("memory.memsw.limit_in_bytes").exists() {
-                        write(&dir, "memory.memsw.limit_in_bytes", &s.to_string())?;
-                    }
+                // memsw only exists when the kernel accounts swap.
+                if let Some(s) = r.memory_swap
+                    && dir.join("memory.memsw.limit_in_bytes").exists()
+                {
+                    write(&dir, "memory.memsw.limit_in_bytes", &s.to_string())?;
                 }
             }
-            if h.has("pids") {
-                if let Some(l) = r.pids_limit {
-                    let v = if l > 0 { l.to_string() } else { "max".into() };
-                    write(&dir, "pids.max", &v)?;
-                }
+            if h.has("pids")
+                && let Some(l) = r.pids_limit
+            {
+                let v = if l > 0 { l.to_string() } else { "max".into() };
+                write(&dir, "pids.max", &v)?;
             }
         }
         if let Some(unified) = &self.unified {

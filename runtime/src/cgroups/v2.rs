@@ -89,7 +89,11 @@ impl CgroupManager for V2Manager {
             write(&dir, "memory.max", &v)?;
             // v1 "swap" is memory+swap; v2 wants swap alone.
             if let Some(s) = r.memory_swap {
-                let v = if s > 0 && l > 0 { (s - l).max(0).to_string() } else { "max".into() };
+                let v = if s > 0 && l > 0 {
+                    (s - l).max(0).to_string()
+                } else {
+                    "max".into()
+                };
                 write(&dir, "memory.swap.max", &v)?;
             }
         }

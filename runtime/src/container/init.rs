@@ -35,7 +35,10 @@ pub enum InitError {
     #[error("{what}: {source}")]
     Syscall { what: String, source: Errno },
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{what}: {source}")]
     Capabilities {
         what: String,
@@ -118,7 +121,12 @@ pub fn intermediate(ctx: InitContext<'_>, mut tx: Sender, gate: CgroupGate) -> !
 
 fn fail(tx: &mut Sender, e: &InitError) -> ! {
     // If create is gone there is nobody left to tell; stderr is the container's stderr.
-    if tx.send(&Message::Error { message: e.to_string() }).is_err() {
+    if tx
+        .send(&Message::Error {
+            message: e.to_string(),
+        })
+        .is_err()
+    {
         eprintln!("palisade-runtime: error: {e}");
     }
     std::process::exit(1)
@@ -226,7 +234,11 @@ fn set_hostname(plan: &Plan) -> Result<(), InitError> {
 }
 
 /// Mounts everything below the rootfs, still seen from the host's path names.
-pub fn prepare_rootfs(plan: &Plan, layout: &Layout, gate: &mut CgroupGate) -> Result<(), InitError> {
+pub fn prepare_rootfs(
+    plan: &Plan,
+    layout: &Layout,
+    gate: &mut CgroupGate,
+) -> Result<(), InitError> {
     let none: Option<&str> = None;
     let mnt = |src: Option<&Path>, dst: &Path, flags: MsFlags| {
         nix::mount::mount(src, dst, none, flags, none).map_err(|source| InitError::Mount {
@@ -332,10 +344,15 @@ pub fn switch_user(plan: &Plan) -> Result<(), InitError> {
     // The bounding set first: dropping from it needs CAP_SETPCAP, which may be gone later.
     let bounding = caps::read(None, CapSet::Bounding).map_err(caps_err("read bounding set"))?;
     for cap in bounding.difference(&p.caps.bounding) {
-        caps::drop(None, CapSet::Bounding, *cap).map_err(caps_err(format!("drop {cap} from bounding set")))?;
+        caps::drop(None, CapSet::Bounding, *cap)
+            .map_err(caps_err(format!("drop {cap} from bounding set")))?;
     }
     nix::sys::prctl::set_keepcaps(true).map_err(sys_err("set keepcaps"))?;
-    let groups: Vec<Gid> = p.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
+    let groups: Vec<Gid> = p
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
     nix::unistd::setgroups(&groups).map_err(sys_err("setgroups"))?;
     let gid = Gid::from_raw(p.gid);
     nix::unistd::setresgid(gid, gid, gid).map_err(sys_err(format!("setgid {}", p.gid)))?;
@@ -348,9 +365,12 @@ pub fn switch_user(plan: &Plan) -> Result<(), InitError> {
 /// permitted is still full, effective before permitted shrinks, ambient last.
 pub fn apply_capabilities(plan: &Plan) -> Result<(), InitError> {
     let c = &plan.process.caps;
-    caps::set(None, CapSet::Inheritable, &c.inheritable).map_err(caps_err("set inheritable capabilities"))?;
-    caps::set(None, CapSet::Effective, &c.effective).map_err(caps_err("set effective capabilities"))?;
-    caps::set(None, CapSet::Permitted, &c.permitted).map_err(caps_err("set permitted capabilities"))?;
+    caps::set(None, CapSet::Inheritable, &c.inheritable)
+        .map_err(caps_err("set inheritable capabilities"))?;
+    caps::set(None, CapSet::Effective, &c.effective)
+        .map_err(caps_err("set effective capabilities"))?;
+    caps::set(None, CapSet::Permitted, &c.permitted)
+        .map_err(caps_err("set permitted capabilities"))?;
     caps::clear(None, CapSet::Ambient).map_err(caps_err("clear ambient capabilities"))?;
     // The kernel only lets a capability into the ambient set if it is both permitted and
     // inheritable; runc skips the others silently (its default spec lists ambient capabilities
@@ -366,7 +386,12 @@ pub fn apply_capabilities(plan: &Plan) -> Result<(), InitError> {
 
 /// Looks args[0] up in the process's PATH, so a missing binary fails `create`, not `start`.
 fn find_executable(plan: &Plan) -> Result<CString, InitError> {
-    let arg0 = plan.process.args.first().map(|a| a.as_bytes()).unwrap_or_default();
+    let arg0 = plan
+        .process
+        .args
+        .first()
+        .map(|a| a.as_bytes())
+        .unwrap_or_default();
     let name = Path::new(std::ffi::OsStr::from_bytes(arg0));
     let executable = |p: &Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)

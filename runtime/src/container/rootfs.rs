@@ -117,27 +117,51 @@ pub fn mount_entry(rootfs: &Path, m: &MountPlan, layout: &Layout) -> Result<(), 
         let src = m.source.as_deref().unwrap_or(Path::new(""));
         let is_dir = std::fs::metadata(src).map(|md| md.is_dir()).unwrap_or(true);
         ensure_target(&dest, is_dir)?;
-        mnt(Some(src), &dest, NONE, MsFlags::MS_BIND | (m.flags & MsFlags::MS_REC), NONE)?;
+        mnt(
+            Some(src),
+            &dest,
+            NONE,
+            MsFlags::MS_BIND | (m.flags & MsFlags::MS_REC),
+            NONE,
+        )?;
         // ro/nosuid/... are ignored on the initial bind; they only take effect on a remount.
         let extra = m.flags - MsFlags::MS_REC;
         if !extra.is_empty() {
-            mnt(None, &dest, NONE, extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT, NONE)?;
+            mnt(
+                None,
+                &dest,
+                NONE,
+                extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+                NONE,
+            )?;
         }
     } else {
         ensure_target(&dest, true)?;
-        let src = m
-            .source
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(&m.fstype));
+        let src = m.source.clone().unwrap_or_else(|| PathBuf::from(&m.fstype));
         let data = (!m.data.is_empty()).then_some(m.data.as_str());
         let res = mnt(Some(&src), &dest, Some(&m.fstype), m.flags, data);
         match res {
             // sysfs can only be mounted by the owner of the net namespace: fall back to a
             // recursive bind of the host's /sys like runc.
-            Err(InitError::Mount { source: Errno::EPERM, .. }) if m.fstype == "sysfs" => {
-                mnt(Some(Path::new("/sys")), &dest, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)?;
+            Err(InitError::Mount {
+                source: Errno::EPERM,
+                ..
+            }) if m.fstype == "sysfs" => {
+                mnt(
+                    Some(Path::new("/sys")),
+                    &dest,
+                    NONE,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    NONE,
+                )?;
                 if !m.flags.is_empty() {
-                    mnt(None, &dest, NONE, m.flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT, NONE)?;
+                    mnt(
+                        None,
+                        &dest,
+                        NONE,
+                        m.flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+                        NONE,
+                    )?;
                 }
             }
             other => other?,
@@ -154,29 +178,58 @@ fn mount_cgroup(dest: &Path, m: &MountPlan, layout: &Layout) -> Result<(), InitE
     ensure_target(dest, true)?;
     let flags = m.flags - MsFlags::MS_REC;
     match layout {
-        Layout::V2 => mnt(Some(Path::new("cgroup2")), dest, Some("cgroup2"), flags, NONE),
+        Layout::V2 => mnt(
+            Some(Path::new("cgroup2")),
+            dest,
+            Some("cgroup2"),
+            flags,
+            NONE,
+        ),
         Layout::V1 {
             hierarchies,
             unified,
         } => {
             // The tmpfs stays writable until the per-hierarchy directories exist.
             let tmp_flags = flags - MsFlags::MS_RDONLY;
-            mnt(Some(Path::new("tmpfs")), dest, Some("tmpfs"), tmp_flags, Some("mode=755"))?;
+            mnt(
+                Some(Path::new("tmpfs")),
+                dest,
+                Some("tmpfs"),
+                tmp_flags,
+                Some("mode=755"),
+            )?;
             for h in hierarchies {
-                let Some(name) = h.mountpoint.file_name() else { continue };
+                let Some(name) = h.mountpoint.file_name() else {
+                    continue;
+                };
                 let sub = dest.join(name);
                 ensure_target(&sub, true)?;
                 let mut data = h.options.join(",");
                 if h.options.iter().all(|o| o.starts_with("name=")) {
                     data = format!("none,{data}");
                 }
-                mnt(Some(Path::new("cgroup")), &sub, Some("cgroup"), flags, Some(&data))?;
+                mnt(
+                    Some(Path::new("cgroup")),
+                    &sub,
+                    Some("cgroup"),
+                    flags,
+                    Some(&data),
+                )?;
             }
             if let Some(u) = unified {
-                let name = u.file_name().map(PathBuf::from).unwrap_or_else(|| "unified".into());
+                let name = u
+                    .file_name()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| "unified".into());
                 let sub = dest.join(name);
                 ensure_target(&sub, true)?;
-                mnt(Some(Path::new("cgroup2")), &sub, Some("cgroup2"), flags, NONE)?;
+                mnt(
+                    Some(Path::new("cgroup2")),
+                    &sub,
+                    Some("cgroup2"),
+                    flags,
+                    NONE,
+                )?;
             }
             if flags.contains(MsFlags::MS_RDONLY) {
                 mnt(None, dest, NONE, flags | MsFlags::MS_REMOUNT, NONE)?;
@@ -200,11 +253,17 @@ pub fn create_devices(rootfs: &Path, plan: &Plan) -> Result<(), InitError> {
         mnt(Some(&path), &target, NONE, MsFlags::MS_BIND, NONE)?;
     }
     for d in &plan.devices {
-        let target = resolve_in_root(rootfs, &d.path).map_err(io_err(format!("resolve {}", d.path.display())))?;
+        let target = resolve_in_root(rootfs, &d.path)
+            .map_err(io_err(format!("resolve {}", d.path.display())))?;
         if let Some(parent) = target.parent() {
             ensure_target(parent, true)?;
         }
-        match mknod(&target, d.kind, Mode::from_bits_truncate(d.mode & 0o7777), makedev(d.major, d.minor)) {
+        match mknod(
+            &target,
+            d.kind,
+            Mode::from_bits_truncate(d.mode & 0o7777),
+            makedev(d.major, d.minor),
+        ) {
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(source) => {
                 return Err(InitError::Syscall {
@@ -238,7 +297,8 @@ pub fn create_devices(rootfs: &Path, plan: &Plan) -> Result<(), InitError> {
             // A device node /dev/ptmx would not refer to the container's devpts instance.
             let _ = std::fs::remove_file(&link);
         }
-        std::os::unix::fs::symlink(target, &link).map_err(io_err(format!("symlink {}", link.display())))?;
+        std::os::unix::fs::symlink(target, &link)
+            .map_err(io_err(format!("symlink {}", link.display())))?;
     }
     Ok(())
 }
@@ -271,9 +331,21 @@ pub fn mask_path(path: &Path) -> Result<(), InitError> {
         return Ok(());
     };
     if md.is_dir() {
-        mnt(Some(Path::new("tmpfs")), path, Some("tmpfs"), MsFlags::MS_RDONLY, NONE)
+        mnt(
+            Some(Path::new("tmpfs")),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            NONE,
+        )
     } else {
-        mnt(Some(Path::new("/dev/null")), path, NONE, MsFlags::MS_BIND, NONE)
+        mnt(
+            Some(Path::new("/dev/null")),
+            path,
+            NONE,
+            MsFlags::MS_BIND,
+            NONE,
+        )
     }
 }
 
@@ -282,7 +354,13 @@ pub fn readonly_path(path: &Path) -> Result<(), InitError> {
     if std::fs::symlink_metadata(path).is_err() {
         return Ok(());
     }
-    mnt(Some(path), path, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)?;
+    mnt(
+        Some(path),
+        path,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        NONE,
+    )?;
     remount_readonly(path)
 }
 
