@@ -81,7 +81,7 @@ impl Fixture {
         for l in ["sh", "true", "hostname", "cat", "sleep", "ls", "echo"] {
             std::os::unix::fs::symlink("busybox", bin.join(l)).expect("symlink");
         }
-        let cgroup = format!("/palisade-rt-test/{}", unique("cg"));
+        let cgroup = format!("/{}", unique("palisade-rt-test"));
         let f = Self {
             _dir: dir,
             root,
