@@ -1,0 +1,242 @@
+//! Cgroups behind one trait; the v1 or v2 implementation is chosen at run time from the statfs
+//! magic of /sys/fs/cgroup.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, statfs};
+use serde::{Deserialize, Serialize};
+
+use crate::spec::Resources;
+
+mod v1;
+mod v2;
+
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cannot detect the cgroup layout: {0}")]
+    Detect(String),
+    #[error("cannot create cgroup {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {value:?} to {path}: {source}")]
+    Write {
+        path: PathBuf,
+        value: String,
+        source: std::io::Error,
+    },
+    #[error("cannot remove cgroup {path}: {source}")]
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What `delete` needs to undo, persisted in state.json.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CgroupRecord {
+    /// The container's cgroup directory in every hierarchy it was placed in.
+    pub paths: Vec<PathBuf>,
+    /// Directories this runtime created (parents before children), so empty parents it made can
+    /// be removed too while pre-existing ones are left alone.
+    pub created: Vec<PathBuf>,
+}
+
+/// One mounted cgroup v1 hierarchy.
+#[derive(Debug, Clone)]
+pub struct Hierarchy {
+    pub mountpoint: PathBuf,
+    /// Controllers and `name=` options of the mount (e.g. `["cpu"]`, `["name=systemd"]`).
+    pub options: Vec<String>,
+}
+
+impl Hierarchy {
+    pub fn has(&self, controller: &str) -> bool {
+        self.options.iter().any(|o| o == controller)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Layout {
+    /// Pure cgroup v2 at /sys/fs/cgroup.
+    V2,
+    /// cgroup v1 hierarchies, plus the unified (v2) mount of a hybrid setup if there is one.
+    V1 {
+        hierarchies: Vec<Hierarchy>,
+        unified: Option<PathBuf>,
+    },
+}
+
+pub trait CgroupManager {
+    /// Creates the cgroup directories and applies the resource limits.
+    fn create(&mut self, resources: &Resources) -> Result<(), CgroupError>;
+    /// Moves a process into the cgroup in every hierarchy.
+    fn add_pid(&self, pid: i32) -> Result<(), CgroupError>;
+    /// What to persist for `delete`.
+    fn record(&self) -> CgroupRecord;
+}
+
+pub fn detect() -> Result<Layout, CgroupError> {
+    let st = statfs(CGROUP_ROOT)
+        .map_err(|e| CgroupError::Detect(format!("statfs {CGROUP_ROOT}: {e}")))?;
+    if st.filesystem_type() == CGROUP2_SUPER_MAGIC {
+        return Ok(Layout::V2);
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| CgroupError::Detect(format!("read mountinfo: {e}")))?;
+    let mut hierarchies: Vec<Hierarchy> = Vec::new();
+    let mut unified = None;
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mountpoint = pre.split(' ').nth(4).unwrap_or("");
+        let mut post = post.split(' ');
+        let fstype = post.next().unwrap_or("");
+        let superopts = post.nth(1).unwrap_or("");
+        if !mountpoint.starts_with(CGROUP_ROOT) {
+            continue;
+        }
+        match fstype {
+            "cgroup2" => unified = Some(PathBuf::from(mountpoint)),
+            "cgroup" => {
+                let options: Vec<String> = superopts
+                    .split(',')
+                    .filter(|o| {
+                        !matches!(*o, "rw" | "ro" | "clone_children" | "noprefix" | "xattr")
+                            && !o.starts_with("release_agent=")
+                    })
+                    .map(str::to_owned)
+                    .collect();
+                // The same hierarchy can be mounted twice; one placement is enough.
+                if !hierarchies.iter().any(|h| h.options == options) {
+                    hierarchies.push(Hierarchy {
+                        mountpoint: PathBuf::from(mountpoint),
+                        options,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    if hierarchies.is_empty() {
+        return Err(CgroupError::Detect(
+            "no cgroup hierarchy mounted under /sys/fs/cgroup".into(),
+        ));
+    }
+    Ok(Layout::V1 {
+        hierarchies,
+        unified,
+    })
+}
+
+/// Picks the implementation for `layout`.
+pub fn manager(layout: &Layout, path: &Path) -> Box<dyn CgroupManager> {
+    match layout {
+        Layout::V2 => Box::new(v2::V2Manager::new(Path::new(CGROUP_ROOT), path)),
+        Layout::V1 {
+            hierarchies,
+            unified,
+        } => Box::new(v1::V1Manager::new(
+            hierarchies.clone(),
+            unified.clone(),
+            path,
+        )),
+    }
+}
+
+pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
+    let path = dir.join(file);
+    std::fs::write(&path, value).map_err(|source| CgroupError::Write {
+        path,
+        value: value.to_owned(),
+        source,
+    })
+}
+
+/// mkdir -p of `rel` under `base`, recording what it created; `on_created` runs on each new dir.
+pub(crate) fn mkdir_p(
+    base: &Path,
+    rel: &Path,
+    created: &mut Vec<PathBuf>,
+    mut on_created: impl FnMut(&Path) -> Result<(), CgroupError>,
+) -> Result<PathBuf, CgroupError> {
+    let mut dir = base.to_path_buf();
+    for comp in rel
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        dir.push(comp);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                created.push(dir.clone());
+                on_created(&dir)?;
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(source) => return Err(CgroupError::Create { path: dir, source }),
+        }
+    }
+    Ok(dir)
+}
+
+/// Pids in the container's cgroup (any hierarchy).
+pub fn pids(record: &CgroupRecord) -> Vec<i32> {
+    let mut pids: Vec<i32> = record
+        .paths
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p.join("cgroup.procs")).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+pub fn signal_all(record: &CgroupRecord, sig: Signal) {
+    for pid in pids(record) {
+        // The process may exit between listing and signalling; that is fine.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+    }
+}
+
+/// Removes the container's cgroups and the empty parents this runtime created.
+pub fn destroy(record: &CgroupRecord) -> Result<(), CgroupError> {
+    for path in &record.paths {
+        rmdir_retry(path)?;
+    }
+    for dir in record.created.iter().rev() {
+        // Parents may be shared with other containers (ENOTEMPTY/EBUSY): leave them.
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(())
+}
+
+/// A cgroup whose last task just died can stay busy for a moment, so EBUSY is retried briefly.
+fn rmdir_retry(path: &Path) -> Result<(), CgroupError> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match std::fs::remove_dir(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(source) => {
+                return Err(CgroupError::Remove {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        }
+    }
+}

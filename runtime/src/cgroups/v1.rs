@@ -1,0 +1,103 @@
+//! cgroup v1 (and the hybrid layout's unified mount, where the container is only placed).
+
+use std::path::{Path, PathBuf};
+
+use super::{CgroupError, CgroupManager, CgroupRecord, Hierarchy, mkdir_p, write};
+use crate::spec::Resources;
+
+pub struct V1Manager {
+    hierarchies: Vec<Hierarchy>,
+    unified: Option<PathBuf>,
+    rel: PathBuf,
+    record: CgroupRecord,
+}
+
+impl V1Manager {
+    pub fn new(hierarchies: Vec<Hierarchy>, unified: Option<PathBuf>, rel: &Path) -> Self {
+        Self {
+            hierarchies,
+            unified,
+            rel: rel.to_owned(),
+            record: CgroupRecord::default(),
+        }
+    }
+}
+
+/// A new v1 cpuset cgroup starts with empty cpus/mems and refuses tasks until they are set.
+fn inherit_cpuset(dir: &Path) -> Result<(), CgroupError> {
+    let Some(parent) = dir.parent() else {
+        return Ok(());
+    };
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let value = std::fs::read_to_string(parent.join(file)).unwrap_or_default();
+        write(dir, file, value.trim())?;
+    }
+    Ok(())
+}
+
+impl CgroupManager for V1Manager {
+    fn create(&mut self, r: &Resources) -> Result<(), CgroupError> {
+        for h in &self.hierarchies {
+            let cpuset = h.has("cpuset");
+            let dir = mkdir_p(&h.mountpoint, &self.rel, &mut self.record.created, |d| {
+                if cpuset { inherit_cpuset(d) } else { Ok(()) }
+            })?;
+            self.record.paths.push(dir.clone());
+            if h.has("cpu") {
+                // Period before quota: the kernel validates quota against the current period.
+                if let Some(p) = r.cpu_period {
+                    write(&dir, "cpu.cfs_period_us", &p.to_string())?;
+                }
+                if let Some(q) = r.cpu_quota {
+                    write(&dir, "cpu.cfs_quota_us", &q.to_string())?;
+                }
+                if let Some(s) = r.cpu_shares {
+                    write(&dir, "cpu.shares", &s.to_string())?;
+                }
+            }
+            if cpuset {
+                if let Some(c) = &r.cpuset_cpus {
+                    write(&dir, "cpuset.cpus", c)?;
+                }
+                if let Some(m) = &r.cpuset_mems {
+                    write(&dir, "cpuset.mems", m)?;
+                }
+            }
+            if h.has("memory") {
+                if let Some(l) = r.memory_limit {
+                    write(&dir, "memory.limit_in_bytes", &l.to_string())?;
+                }
+                // memsw only exists when the kernel accounts swap.
+                if let Some(s) = r.memory_swap
+                    && dir.join("memory.memsw.limit_in_bytes").exists()
+                {
+                    write(&dir, "memory.memsw.limit_in_bytes", &s.to_string())?;
+                }
+            }
+            if h.has("pids")
+                && let Some(l) = r.pids_limit
+            {
+                let v = if l > 0 { l.to_string() } else { "max".into() };
+                write(&dir, "pids.max", &v)?;
+            }
+        }
+        if let Some(unified) = &self.unified {
+            // Placement only: controllers stay on v1 (enabling any here would break crun/runc).
+            let dir = mkdir_p(unified, &self.rel, &mut self.record.created, |_| Ok(()))?;
+            self.record.paths.push(dir);
+        }
+        Ok(())
+    }
+
+    fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
+        let pid = pid.to_string();
+        for dir in &self.record.paths {
+            write(dir, "cgroup.procs", &pid)?;
+        }
+        Ok(())
+    }
+
+    fn record(&self) -> CgroupRecord {
+        self.record.clone()
+    }
+}

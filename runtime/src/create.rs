@@ -1,0 +1,239 @@
+//! `create`: set everything up and leave the container init blocked until `start`.
+
+use std::fs::OpenOptions;
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use nix::unistd::ForkResult;
+
+use crate::cgroups::{self, CgroupError, CgroupRecord};
+use crate::cli::CreateArgs;
+use crate::container::init::{self, CgroupGate, InitContext};
+use crate::container::{Message, Receiver, Sender};
+use crate::spec::{self, SpecError};
+use crate::state::{self, ContainerState, EXEC_FIFO, StateError};
+use crate::sys;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("container {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("cannot create {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("cannot create exec fifo {path}: {source}")]
+    Fifo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create sync pipe: {0}")]
+    Pipe(nix::errno::Errno),
+    #[error("fork: {0}")]
+    Fork(nix::errno::Errno),
+    #[error("container init: {0}")]
+    Init(String),
+    #[error("container init exited before it was ready")]
+    InitVanished,
+    #[error("reading from container init: {0}")]
+    Channel(std::io::Error),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot write pid file {path}: {source}")]
+    PidFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The `create` verb.
+pub fn create(root: &Path, args: &CreateArgs, no_pivot: bool) -> Result<(), CreateError> {
+    create_container(
+        root,
+        &args.bundle,
+        &args.id,
+        args.pid_file.as_deref(),
+        no_pivot,
+    )
+    .map(drop)
+}
+
+/// Undoes a half-made container when `create` fails.
+#[derive(Default)]
+struct Cleanup {
+    dir: Option<PathBuf>,
+    cgroup: Option<CgroupRecord>,
+    init: Option<i32>,
+}
+
+impl Cleanup {
+    fn run(self) {
+        if let Some(pid) = self.init
+            && let Some((_, start)) = state::proc_stat(pid)
+        {
+            let _ = crate::kill::kill_and_wait(pid, start);
+        }
+        if let Some(record) = &self.cgroup {
+            cgroups::signal_all(record, nix::sys::signal::Signal::SIGKILL);
+            let _ = cgroups::destroy(record);
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+pub fn create_container(
+    root: &Path,
+    bundle: &Path,
+    id: &str,
+    pid_file: Option<&Path>,
+    no_pivot: bool,
+) -> Result<ContainerState, CreateError> {
+    // Everything is loaded and validated before the first side effect.
+    let plan = spec::load(bundle, id, no_pivot)?;
+    let layout = cgroups::detect()?;
+
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(root)
+        .map_err(|source| CreateError::StateDir {
+            path: root.to_owned(),
+            source,
+        })?;
+    let dir = root.join(id);
+    match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            return Err(CreateError::AlreadyExists(id.to_owned()));
+        }
+        Err(source) => return Err(CreateError::StateDir { path: dir, source }),
+    }
+    let mut cleanup = Cleanup {
+        dir: Some(dir.clone()),
+        ..Cleanup::default()
+    };
+    let result = spawn(&plan, &layout, &dir, pid_file, &mut cleanup);
+    if result.is_err() {
+        cleanup.run();
+    }
+    result
+}
+
+fn spawn(
+    plan: &spec::Plan,
+    layout: &cgroups::Layout,
+    dir: &Path,
+    pid_file: Option<&Path>,
+    cleanup: &mut Cleanup,
+) -> Result<ContainerState, CreateError> {
+    let mut cgroup = cgroups::manager(layout, &plan.cgroup_path);
+    let res = cgroup.create(&plan.resources);
+    cleanup.cgroup = Some(cgroup.record());
+    res?;
+
+    let fifo_path = dir.join(EXEC_FIFO);
+    let fifo_err = |source| CreateError::Fifo {
+        path: fifo_path.clone(),
+        source,
+    };
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
+        .map_err(|e| fifo_err(std::io::Error::from(e)))?;
+    // Opened here, non-blocking, so the init holds the only reader and `start` never blocks.
+    let fifo = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&fifo_path)
+        .map_err(fifo_err)?;
+    // init → create (reports) and create → init (cgroup placement done).
+    let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(CreateError::Pipe)?;
+    let (gate_rx, gate_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(CreateError::Pipe)?;
+
+    let child = match sys::fork().map_err(CreateError::Fork)? {
+        ForkResult::Child => {
+            drop(rx);
+            drop(gate_tx);
+            let ctx = InitContext { plan, layout, fifo };
+            let gate = CgroupGate::new(Receiver::new(gate_rx), plan);
+            init::intermediate(ctx, Sender::new(tx), gate)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(tx);
+    drop(fifo);
+    drop(gate_rx);
+    let mut gate_tx = Sender::new(gate_tx);
+
+    let mut rx = Receiver::new(rx);
+    let mut ready = false;
+    let mut init_pid = None;
+    // The intermediate's InitPid and the init's Ready can arrive in either order.
+    let outcome = loop {
+        if ready && init_pid.is_some() {
+            break Ok(());
+        }
+        match rx.recv() {
+            Ok(Some(Message::InitPid { pid })) => {
+                init_pid = Some(pid);
+                cleanup.init = Some(pid);
+                if let Err(e) = cgroup.add_pid(pid) {
+                    break Err(e.into());
+                }
+                if let Err(e) = gate_tx.send(&Message::CgroupJoined) {
+                    break Err(CreateError::Channel(e));
+                }
+            }
+            Ok(Some(Message::Ready)) => ready = true,
+            Ok(Some(Message::CgroupJoined)) => {
+                break Err(CreateError::Channel(std::io::Error::other(
+                    "unexpected message",
+                )));
+            }
+            Ok(Some(Message::Error { message })) => break Err(CreateError::Init(message)),
+            Ok(None) => break Err(CreateError::InitVanished),
+            Err(e) => break Err(CreateError::Channel(e)),
+        }
+    };
+    // Reap the intermediate (it exits right after reporting the init's pid).
+    let _ = nix::sys::wait::waitpid(child, None);
+    outcome?;
+    let pid = init_pid.ok_or(CreateError::InitVanished)?;
+    let (_, start_time) = state::proc_stat(pid).ok_or(CreateError::InitVanished)?;
+
+    let st = ContainerState {
+        id: plan.id.clone(),
+        oci_version: plan.oci_version.clone(),
+        pid,
+        pid_start_time: start_time,
+        bundle: plan.bundle.clone(),
+        annotations: plan.annotations.clone(),
+        created: crate::logging::rfc3339_now(),
+        cgroup: cgroup.record(),
+    };
+    st.save(dir)?;
+    if let Some(path) = pid_file {
+        write_pid_file(path, pid).map_err(|source| CreateError::PidFile {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
+    Ok(st)
+}
+
+/// Written via rename so a watcher never reads a partial pid.
+fn write_pid_file(path: &Path, pid: i32) -> std::io::Result<()> {
+    let path = std::path::absolute(path)?;
+    let mut tmp = path.clone().into_os_string();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, pid.to_string())?;
+    std::fs::rename(&tmp, &path)
+}
