@@ -11,11 +11,16 @@ use nix::sched::CloneFlags;
 use nix::sys::resource::Resource;
 use oci_spec::runtime::{LinuxCapabilities, LinuxDeviceType, Spec};
 
-/// Annotation selecting chroot(2) instead of pivot_root(2).
-///
-/// Deliberately escapable (a chroot can be broken out of with a second chroot + `..`): it exists
-/// only as a negative control for Palisade's jailbreak scenarios and must never be used otherwise.
+/// Annotation selecting MS_MOVE + chroot(2) instead of pivot_root(2), like `runc --no-pivot`: the
+/// host's root stays in the container's mount namespace, under the rootfs. Test-only.
 pub const NO_PIVOT_ANNOTATION: &str = "org.palisade.test.no-pivot";
+
+/// Annotation selecting a bare chroot(2) into the rootfs: no pivot_root, no MS_MOVE.
+///
+/// Deliberately escapable (a second chroot plus enough `..` reaches the mount namespace's root,
+/// a copy of the host's): it exists only as the negative control of Palisade's jailbreak scenario
+/// and must never be used otherwise.
+pub const CHROOT_ONLY_ANNOTATION: &str = "org.palisade.test.chroot-only";
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -135,6 +140,8 @@ pub struct Plan {
     pub rootfs: PathBuf,
     pub readonly_root: bool,
     pub no_pivot: bool,
+    /// Test-only, escapable: see [`CHROOT_ONLY_ANNOTATION`].
+    pub chroot_only: bool,
     pub namespaces: Vec<NamespacePlan>,
     pub hostname: Option<String>,
     pub mounts: Vec<MountPlan>,
@@ -218,8 +225,9 @@ fn plan(spec: Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Pl
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let no_pivot =
-        no_pivot_flag || annotations.get(NO_PIVOT_ANNOTATION).map(String::as_str) == Some("true");
+    let annotated = |key: &str| annotations.get(key).map(String::as_str) == Some("true");
+    let no_pivot = no_pivot_flag || annotated(NO_PIVOT_ANNOTATION);
+    let chroot_only = annotated(CHROOT_ONLY_ANNOTATION);
 
     let linux = spec.linux().clone().unwrap_or_default();
     let mut namespaces = Vec::new();
@@ -417,6 +425,7 @@ fn plan(spec: Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Pl
         rootfs,
         readonly_root: root.readonly().unwrap_or(false),
         no_pivot,
+        chroot_only,
         namespaces,
         hostname,
         mounts,

@@ -171,8 +171,14 @@ pub fn sibling_binary(name: &str) -> PathBuf {
     candidate
 }
 
-/// The runtimes `cargo test` and `palisade run` use when none is named.
-pub fn default_runtimes(bundled: &Path) -> Vec<String> {
-    let _ = bundled;
-    vec!["runc".to_owned(), "crun".to_owned()]
+/// The runtimes `palisade run` uses when none is named: the bundled one.
+pub fn default_runtime(bundled: &Path) -> Vec<String> {
+    vec![bundled.to_string_lossy().into_owned()]
+}
+
+/// The matrix `cargo test` runs: the bundled runtime, and runc and crun as references.
+pub fn test_matrix(bundled: &Path) -> Vec<String> {
+    let mut runtimes = default_runtime(bundled);
+    runtimes.extend(["runc".to_owned(), "crun".to_owned()]);
+    runtimes
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use libtest_mimic::Arguments;
 use palisade_harness::runner::Mode;
-use palisade_suites::entry::{self, SuiteRun, default_runtimes, sibling_binary};
+use palisade_suites::entry::{self, SuiteRun, default_runtime, sibling_binary};
 
 #[derive(Parser)]
 #[command(
@@ -99,7 +99,7 @@ fn suite(args: RunArgs, mode: Mode) -> ExitCode {
     let runtimes = if explicit {
         args.runtime
     } else {
-        default_runtimes(&sibling_binary("palisade-runtime"))
+        default_runtime(&sibling_binary("palisade-runtime"))
     };
     let test_args = Arguments {
         filter: args.filter,

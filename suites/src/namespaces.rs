@@ -71,9 +71,6 @@ fn compare(
         .spec(label, &Request::Facts)?
         .only_namespaces(requested)
         .serve();
-    if !requested.contains(&Uts) {
-        spec.spec.set_hostname(None);
-    }
     if cx.under_control() {
         let host_ns = format!(
             "/proc/{}/ns/{}",

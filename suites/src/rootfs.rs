@@ -13,11 +13,11 @@ use palisade_harness::{
     ContainerSpec, Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check, skip,
 };
 use palisade_probe::protocol::FileRead;
+use palisade_runtime::{CHROOT_ONLY_ANNOTATION, NO_PIVOT_ANNOTATION};
 
 const PRIVILEGED: &[Requirement] = &[Requirement::Privileged];
 
 /// The annotation the bundled runtime reads to jail with chroot only (its `--no-pivot`).
-const NO_PIVOT_ANNOTATION: &str = "org.palisade.test.no-pivot";
 
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -120,15 +120,23 @@ fn chroot_escape_stays_inside(cx: &Ctx) -> Outcome {
         .grant(&[Capability::SysChroot]);
     let variant;
     let cx = if cx.under_control() {
-        spec = spec.edit(annotate_no_pivot);
-        let defect = Defect {
+        // The bundled runtime has a bare-chroot mode for exactly this; for runtimes that only
+        // offer --no-pivot (not escapable by the climb, see the README), a leaked host fd is added.
+        spec = spec.edit(annotate_chroot_only);
+        let with_leak = Defect {
             create_flags: vec!["--no-pivot".into()],
             leaked_dir: Some("/".into()),
         };
-        variant = cx.with_defect(&defect, "nopivot");
+        let without_leak = Defect {
+            leaked_dir: None,
+            ..with_leak.clone()
+        };
+        variant = cx
+            .with_defect(&with_leak, "nopivot")
+            .or_else(|| cx.with_defect(&without_leak, "chroot"));
         match &variant {
             Some(variant) => variant,
-            None => skip!("the runtime driver cannot leak a directory fd for the control"),
+            None => skip!("the runtime driver cannot apply the control's defect"),
         }
     } else {
         cx
@@ -260,8 +268,10 @@ fn bind_host_dir(spec: &mut Spec, dir: &Path) {
     add_mount(spec, mount);
 }
 
-fn annotate_no_pivot(spec: &mut Spec) {
+/// Asks the bundled runtime for its test-only modes: a bare chroot (other runtimes ignore both).
+fn annotate_chroot_only(spec: &mut Spec) {
     let mut annotations = spec.annotations().clone().unwrap_or_default();
     annotations.insert(NO_PIVOT_ANNOTATION.to_owned(), "true".to_owned());
+    annotations.insert(CHROOT_ONLY_ANNOTATION.to_owned(), "true".to_owned());
     spec.set_annotations(Some(annotations));
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use palisade_harness::runner::Mode;
-use palisade_suites::entry::{self, SuiteRun, default_runtimes};
+use palisade_suites::entry::{self, SuiteRun, test_matrix};
 
 fn main() -> ExitCode {
     let args = libtest_mimic::Arguments::from_args();
@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     let runtimes = if explicit {
         named
     } else {
-        default_runtimes(Path::new(env!("CARGO_BIN_EXE_palisade-runtime")))
+        test_matrix(Path::new(env!("CARGO_BIN_EXE_palisade-runtime")))
     };
     entry::run(SuiteRun {
         runtimes,

@@ -264,12 +264,14 @@ pub fn prepare_rootfs(
     rootfs::create_devices(&plan.rootfs, plan)
 }
 
-/// pivot_root(2) into the rootfs and detach the old root; or, in the deliberately escapable
-/// test-only no-pivot mode, MS_MOVE + chroot(2) like `runc --no-pivot`.
+/// pivot_root(2) into the rootfs and detach the old root; or, in the test-only modes, MS_MOVE +
+/// chroot(2) like `runc --no-pivot`, or a bare, deliberately escapable chroot(2).
 pub fn pivot_into_rootfs(plan: &Plan) -> Result<(), InitError> {
     let root = &plan.rootfs;
     nix::unistd::chdir(root).map_err(sys_err(format!("chdir {}", root.display())))?;
-    if plan.no_pivot {
+    if plan.chroot_only {
+        nix::unistd::chroot(".").map_err(sys_err("chroot"))?;
+    } else if plan.no_pivot {
         nix::mount::mount(
             Some(root.as_path()),
             "/",
