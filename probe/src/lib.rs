@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod net;
 pub mod protocol;
 
 pub use protocol::{Facts, Reply, Request, Response};

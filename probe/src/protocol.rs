@@ -25,6 +25,14 @@ pub enum Request {
     Sleep,
     /// Exit with this code (after replying).
     Exit { code: i32 },
+    /// Connect to `addr` (`ip:port`), bounded by `timeout_ms`, and report the peer address the
+    /// server answered with, or the error.
+    Connect { addr: String, timeout_ms: u64 },
+    /// Listen on `addr` (`ip:port`) and reply once listening; from then on every connection is
+    /// answered with the peer address seen (serve mode: the probe keeps answering requests).
+    Listen { addr: String },
+    /// List the listening TCP sockets of the probe's network namespace (`/proc/net/tcp{,6}`).
+    ListListeners,
 }
 
 /// The probe's answer to one request.
@@ -46,6 +54,16 @@ pub enum Reply {
         pid: i32,
     },
     Done,
+    /// The outcome of a `connect` request.
+    Connection(crate::net::ConnectOutcome),
+    /// The probe listens on `addr`.
+    Listening {
+        addr: String,
+    },
+    /// The listening TCP sockets, as `ip:port`.
+    Listeners {
+        sockets: Vec<String>,
+    },
 }
 
 /// Whether a syscall succeeded, and the errno name if not (`EPERM`, `EROFS`, ...).

@@ -4,6 +4,8 @@
 pub mod entry;
 pub mod kernel;
 pub mod namespaces;
+pub mod nat;
+pub mod network;
 pub mod pid;
 pub mod uts;
 
@@ -16,6 +18,8 @@ pub fn all() -> Vec<&'static Scenario> {
         namespaces::SCENARIOS,
         uts::SCENARIOS,
         kernel::SCENARIOS,
+        network::SCENARIOS,
+        nat::SCENARIOS,
     ]
     .into_iter()
     .flatten()
