@@ -519,20 +519,6 @@ fn strip_volatile(value: &mut serde_json::Value) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn volatile_fields_are_ignored() {
-        let mut a = serde_json::json!([{"ifname": "eth0", "addr_info": [{"local": "192.0.2.2", "valid_life_time": 10}]}]);
-        let mut b = serde_json::json!([{"ifname": "eth0", "addr_info": [{"local": "192.0.2.2", "valid_life_time": 9}]}]);
-        strip_volatile(&mut a);
-        strip_volatile(&mut b);
-        assert_eq!(a, b);
-    }
-}
-
 /// Unwraps the probe's answer to a `connect` request.
 pub fn expect_connection(reply: palisade_probe::Reply) -> Result<ConnectOutcome, HarnessError> {
     match reply {
@@ -554,5 +540,52 @@ pub fn expect_listeners(reply: palisade_probe::Reply) -> Result<Vec<SocketAddr>,
             op: "list-listeners".into(),
             message: format!("unexpected reply {other:?}"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volatile_fields_are_ignored() {
+        let mut a = serde_json::json!([{"ifname": "eth0", "addr_info": [{"local": "192.0.2.2", "valid_life_time": 10}]}]);
+        let mut b = serde_json::json!([{"ifname": "eth0", "addr_info": [{"local": "192.0.2.2", "valid_life_time": 9}]}]);
+        strip_volatile(&mut a);
+        strip_volatile(&mut b);
+        assert_eq!(a, b);
+    }
+
+    /// The mechanism's premise, checked: `/proc/sys/net` and `/proc/thread-self/net` show the
+    /// namespace of the reading *thread*, so a thread that entered a lab namespace sets its
+    /// ip_forward, and the rest of the process still sees the root namespace's.
+    #[test]
+    fn proc_sys_net_follows_the_reading_thread() {
+        if !nix::unistd::geteuid().is_root() || crate::driver::find_runtime("ip").is_err() {
+            eprintln!("skipped: needs root and `ip`");
+            return;
+        }
+        let read = || std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").expect("read");
+        let root_before = read();
+        let ns = NetNs::add(&format!("palisade-unittest-{}", std::process::id())).expect("netns");
+        let wanted = if root_before.trim() == "1" { "0" } else { "1" };
+        let seen = in_netns(ns.path(), || {
+            std::fs::write("/proc/sys/net/ipv4/ip_forward", wanted).expect("write");
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let listed = palisade_probe::net::own_tcp_listeners().expect("listeners");
+            (read(), listed.iter().any(|a| a.port() == port))
+        })
+        .expect("in netns");
+        assert_eq!(seen.0.trim(), wanted);
+        assert!(
+            seen.1,
+            "/proc/thread-self/net/tcp shows the thread's namespace"
+        );
+        assert_eq!(
+            read(),
+            root_before,
+            "the root namespace's ip_forward is untouched"
+        );
     }
 }
