@@ -588,4 +588,38 @@ mod tests {
             "the root namespace's ip_forward is untouched"
         );
     }
+
+    /// A lab torn down by a panic leaves no namespace behind, and while it lives the uplink
+    /// works (the outside sees the lab host as 198.51.100.254).
+    #[test]
+    fn a_lab_is_removed_when_its_scenario_panics() {
+        if !nix::unistd::geteuid().is_root() || crate::driver::find_runtime("ip").is_err() {
+            eprintln!("skipped: needs root and `ip`");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let probe = dir.path().join("probe");
+        std::fs::write(&probe, b"not a probe").expect("probe");
+        let run = RunEnv::new(&probe).expect("run env");
+        let prefix = run.name("");
+        let outcome = std::panic::catch_unwind(|| {
+            let mut lab = Lab::new(&run).expect("lab");
+            let outside = lab.add_outside().expect("outside");
+            lab.add_container(Plug::Bridged).expect("container netns");
+            let seen = lab.connect(outside).expect("connect");
+            assert_eq!(seen.peer_ip(), Some(UPLINK_IP.to_string()), "{seen:?}");
+            assert!(lab.forwarding().expect("ip_forward"));
+            panic!("the scenario panics");
+        });
+        assert!(outcome.is_err());
+        let left: Vec<String> = std::fs::read_dir(NETNS_DIR)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        let _ = std::fs::remove_dir_all(&run.dir);
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
 }
