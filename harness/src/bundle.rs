@@ -177,6 +177,10 @@ impl ContainerSpec {
             .map(|&kind| new_namespace(kind, None))
             .collect();
         self.set_namespaces(namespaces);
+        if !kinds.contains(&LinuxNamespaceType::Uts) {
+            // A hostname without a UTS namespace of its own is a config error for every runtime.
+            self.spec.set_hostname(None);
+        }
         self
     }
 
@@ -285,8 +289,16 @@ impl Bundle {
         let os_release_path = rootfs.join("etc/os-release");
         fs::write(&os_release_path, os_release).map_err(write_err(&os_release_path))?;
         let probe_dst = rootfs.join(PROBE_PATH.trim_start_matches('/'));
-        if fs::hard_link(probe, &probe_dst).is_err() {
-            fs::copy(probe, &probe_dst).map_err(write_err(&probe_dst))?;
+        match fs::hard_link(probe, &probe_dst) {
+            Ok(()) => {}
+            // Never copy over an existing file: it may be a hard link to the run's shared probe,
+            // which `copy` would truncate for every container. Bundles are always fresh.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(write_err(&probe_dst)(e));
+            }
+            Err(_) => {
+                fs::copy(probe, &probe_dst).map_err(write_err(&probe_dst))?;
+            }
         }
         let config = dir.join("config.json");
         spec.spec.save(&config).map_err(|e| BundleError::Write {

@@ -30,6 +30,8 @@ pub enum HarnessError {
     StdinClosed,
     #[error("timed out after {} s waiting for {what}", after.as_secs_f32())]
     Timeout { what: String, after: Duration },
+    #[error("network lab: {what}: {message}")]
+    Net { what: String, message: String },
     #[error("{what}: {source}")]
     Io {
         what: &'static str,

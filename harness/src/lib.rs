@@ -9,6 +9,7 @@ pub mod error;
 pub mod exec;
 pub mod host;
 pub mod hostfs;
+pub mod netlab;
 pub mod run;
 pub mod runner;
 pub mod scenario;

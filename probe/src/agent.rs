@@ -127,6 +127,16 @@ fn run(request: &Request) -> Result<Reply, String> {
         }
         Request::CreateIpc { key, mq } => create_ipc(*key, mq),
         Request::FindIpc { key, mq } => Ok(find_ipc(*key, mq)),
+        Request::Connect { addr, timeout_ms } => Ok(Reply::Connection(
+            crate::net::connect_and_read(addr, std::time::Duration::from_millis(*timeout_ms)),
+        )),
+        Request::Listen { addr } => listen(addr),
+        Request::ListListeners => Ok(Reply::Listeners {
+            sockets: crate::net::own_tcp_listeners()?
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }),
     }
 }
 
@@ -270,6 +280,19 @@ fn find_ipc(key: i32, mq: &str) -> Reply {
         Err(_) => false,
     };
     Reply::Ipc { shm, mq }
+}
+
+/// Binds, then answers connections on a thread of its own so the probe keeps serving requests.
+fn listen(addr: &str) -> Result<Reply, String> {
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|e| format!("listening on {addr}: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("reading the bound address: {e}"))?;
+    std::thread::spawn(move || crate::net::answer_peer_addresses(&listener));
+    Ok(Reply::Listening {
+        addr: bound.to_string(),
+    })
 }
 
 fn outcome(result: nix::Result<()>) -> SyscallOutcome {

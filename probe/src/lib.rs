@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod agent;
+pub mod net;
 pub mod protocol;
 mod sys;
 

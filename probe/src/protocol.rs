@@ -42,6 +42,14 @@ pub enum Request {
     CreateIpc { key: i32, mq: String },
     /// Report whether a SysV segment with `key` (per /proc/sysvipc/shm) and the queue `mq` exist.
     FindIpc { key: i32, mq: String },
+    /// Connect to `addr` (`ip:port`), bounded by `timeout_ms`, and report the peer address the
+    /// server answered with, or the error.
+    Connect { addr: String, timeout_ms: u64 },
+    /// Listen on `addr` (`ip:port`) and reply once listening; from then on every connection is
+    /// answered with the peer address seen (serve mode: the probe keeps answering requests).
+    Listen { addr: String },
+    /// List the listening TCP sockets of the probe's network namespace (`/proc/net/tcp{,6}`).
+    ListListeners,
 }
 
 /// The probe's answer to one request.
@@ -73,6 +81,16 @@ pub enum Reply {
     Ipc {
         shm: bool,
         mq: bool,
+    },
+    /// The outcome of a `connect` request.
+    Connection(crate::net::ConnectOutcome),
+    /// The probe listens on `addr`.
+    Listening {
+        addr: String,
+    },
+    /// The listening TCP sockets, as `ip:port`.
+    Listeners {
+        sockets: Vec<String>,
     },
 }
 

@@ -18,6 +18,9 @@ pub struct SuiteRun {
     pub probe: PathBuf,
     /// Filter, `--list`, `--exact`, threads...: libtest's usual arguments.
     pub args: Arguments,
+    /// More than one filter (`network:: nat::`): a trial runs if any matches. libtest's own
+    /// `filter` takes one; this is used instead when several are given.
+    pub filters: Vec<String>,
     /// The user named the runtime: a runtime that cannot be found is an error, not a skip.
     pub explicit: bool,
 }
@@ -115,7 +118,7 @@ fn run_in(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun) -> ExitCode {
 
     let results = Results::default();
     let scenarios = crate::all();
-    let trials = runner::trials(
+    let mut trials = runner::trials(
         run,
         &targets,
         &scenarios,
@@ -123,6 +126,17 @@ fn run_in(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun) -> ExitCode {
         &preflight_errors,
         &results,
     );
+    if !suite.filters.is_empty() {
+        trials.retain(|trial| {
+            suite.filters.iter().any(|filter| {
+                if suite.args.exact {
+                    trial.name() == filter
+                } else {
+                    trial.name().contains(filter.as_str())
+                }
+            })
+        });
+    }
     let conclusion = libtest_mimic::run(&suite.args, trials);
     let skips = results.skip_summary();
     if !skips.is_empty() {

@@ -7,6 +7,8 @@ pub mod ipc;
 pub mod kernel;
 pub mod mounts;
 pub mod namespaces;
+pub mod nat;
+pub mod network;
 pub mod paths;
 pub mod pid;
 pub mod rootfs;
@@ -26,6 +28,8 @@ pub fn all() -> Vec<&'static Scenario> {
         mounts::SCENARIOS,
         ipc::SCENARIOS,
         capabilities::SCENARIOS,
+        network::SCENARIOS,
+        nat::SCENARIOS,
     ]
     .into_iter()
     .flatten()

@@ -43,8 +43,8 @@ struct RunArgs {
     /// The runtime under test: a name looked up on PATH, or a path. Default: the bundled runtime.
     #[arg(long, env = "PALISADE_RUNTIME", value_delimiter = ',')]
     runtime: Vec<String>,
-    /// Run only scenarios whose name contains this (`pid::`).
-    filter: Option<String>,
+    /// Run only scenarios whose name contains one of these (`pid::`, `network:: nat::`).
+    filters: Vec<String>,
     /// Match the filter exactly.
     #[arg(long)]
     exact: bool,
@@ -101,8 +101,9 @@ fn suite(args: RunArgs, mode: Mode) -> ExitCode {
     } else {
         default_runtime(&sibling_binary("palisade-runtime"))
     };
+    let (filter, filters) = split_filters(args.filters);
     let test_args = Arguments {
-        filter: args.filter,
+        filter,
         exact: args.exact,
         test_threads: args.test_threads,
         ..Arguments::default()
@@ -112,6 +113,16 @@ fn suite(args: RunArgs, mode: Mode) -> ExitCode {
         mode,
         probe: sibling_binary("palisade-probe"),
         args: test_args,
+        filters,
         explicit,
     })
+}
+
+/// One filter goes to libtest as usual; several are applied by the suite (libtest takes one).
+fn split_filters(mut filters: Vec<String>) -> (Option<String>, Vec<String>) {
+    if filters.len() == 1 {
+        (filters.pop(), Vec::new())
+    } else {
+        (None, filters)
+    }
 }

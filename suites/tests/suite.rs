@@ -8,7 +8,7 @@ use palisade_harness::runner::Mode;
 use palisade_suites::entry::{self, SuiteRun, test_matrix};
 
 fn main() -> ExitCode {
-    let args = libtest_mimic::Arguments::from_args();
+    let (args, filters) = arguments();
     let named: Vec<String> = std::env::var("PALISADE_RUNTIME")
         .map(|v| {
             v.split(',')
@@ -28,6 +28,37 @@ fn main() -> ExitCode {
         mode: Mode::Both,
         probe: env!("CARGO_BIN_EXE_palisade-probe").into(),
         args,
+        filters,
         explicit,
     })
+}
+
+/// libtest's arguments, but taking several filters (`cargo test --test suite -- network:: nat::`),
+/// which libtest itself refuses: with more than one, they are handed to the suite instead.
+fn arguments() -> (libtest_mimic::Arguments, Vec<String>) {
+    const TAKES_VALUE: &[&str] = &[
+        "--test-threads",
+        "--logfile",
+        "--skip",
+        "--color",
+        "--format",
+    ];
+    let mut kept = Vec::new();
+    let mut filters = Vec::new();
+    let mut raw = std::env::args();
+    kept.extend(raw.next());
+    while let Some(arg) = raw.next() {
+        if TAKES_VALUE.contains(&arg.as_str()) {
+            kept.push(arg);
+            kept.extend(raw.next());
+        } else if arg.starts_with('-') {
+            kept.push(arg);
+        } else {
+            filters.push(arg);
+        }
+    }
+    if filters.len() == 1 {
+        kept.append(&mut filters);
+    }
+    (libtest_mimic::Arguments::from_iter(kept), filters)
 }
