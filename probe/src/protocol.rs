@@ -25,6 +25,11 @@ pub enum Request {
     Sleep,
     /// Exit with this code (after replying).
     Exit { code: i32 },
+    /// Start `threads` threads that spin on the CPU until the probe dies; reply once all spin.
+    BurnCpu { threads: u32 },
+    /// Start up to `count` sleeping children, stopping at the first that cannot be started;
+    /// report how many started and why the next failed, then kill and reap them.
+    ForkSleepers { count: u32 },
 }
 
 /// The probe's answer to one request.
@@ -46,6 +51,15 @@ pub enum Reply {
         pid: i32,
     },
     Done,
+    /// Every burner thread is running.
+    Burning {
+        threads: u32,
+    },
+    /// How many children started, and the errno of the first that could not (`EAGAIN`).
+    Forked {
+        started: u32,
+        errno: Option<String>,
+    },
 }
 
 /// Whether a syscall succeeded, and the errno name if not (`EPERM`, `EROFS`, ...).

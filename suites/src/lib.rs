@@ -1,6 +1,7 @@
 //! Palisade's scenarios, one file per area, and the entry points shared by the `palisade` command
 //! and `cargo test`.
 
+pub mod cgroups;
 pub mod entry;
 pub mod kernel;
 pub mod namespaces;
@@ -16,6 +17,7 @@ pub fn all() -> Vec<&'static Scenario> {
         namespaces::SCENARIOS,
         uts::SCENARIOS,
         kernel::SCENARIOS,
+        cgroups::SCENARIOS,
     ]
     .into_iter()
     .flatten()
