@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use palisade_harness::cgroups::{
-    self, CgroupVersion, CpuWindow, WINDOW, measure, online_cpus, quota_allowance, start_burner,
+    self, CgroupVersion, CpuWindow, online_cpus, quota_allowance, start_burners,
 };
 use palisade_harness::{Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check};
 
@@ -84,13 +84,12 @@ fn quota_holds(cx: &Ctx) -> Outcome {
     } else {
         limited.cpu_quota(QUOTA, PERIOD_US)
     };
-    let limited = start_burner(cx, cgroups.as_ref(), limited, BURNERS)?;
     let free = cx.spec("cpu-free", &Request::Facts)?;
-    let free = start_burner(cx, cgroups.as_ref(), free, BURNERS)?;
+    let burners = start_burners(cx, cgroups.as_ref(), vec![limited, free], BURNERS)?;
+    let limited_path = &burners.burners[0].counters.path;
 
     // Act: both are burning; measure them over the same window.
-    let [limited_use, free_use] = measure(&[&limited.counters, &free.counters], WINDOW)?[..]
-    else {
+    let [limited_use, free_use] = burners.measure()?[..] else {
         return Err(Failure::Failed("measured the wrong number of cgroups".into()));
     };
 
@@ -109,13 +108,13 @@ fn quota_holds(cx: &Ctx) -> Outcome {
          over {:.2} s, the kernel charged {:.3} CPUs to {}: the quota is not enforced",
         limited_use.wall.as_secs_f64(),
         limited_use.cpus(),
-        limited.counters.path
+        limited_path
     );
     check!(
         limited_use.throttled_periods.is_some_and(|n| n > 0),
         "expected nr_throttled of {} to grow while 2 threads burnt against a 30 % quota, saw {:?} \
          (of {:?} periods): the kernel never throttled it",
-        limited.counters.path,
+        limited_path,
         limited_use.throttled_periods,
         limited_use.periods
     );
@@ -130,14 +129,13 @@ fn quota_scales(cx: &Ctx) -> Outcome {
     // Setup: two burners; under the control both get the low quota.
     let high_quota = if cx.under_control() { LOW } else { HIGH };
     let low = cx.spec("cpu-20", &Request::Facts)?.cpu_quota(LOW, PERIOD_US);
-    let low = start_burner(cx, cgroups.as_ref(), low, BURNERS)?;
     let high = cx
         .spec("cpu-50", &Request::Facts)?
         .cpu_quota(high_quota, PERIOD_US);
-    let high = start_burner(cx, cgroups.as_ref(), high, BURNERS)?;
+    let burners = start_burners(cx, cgroups.as_ref(), vec![low, high], BURNERS)?;
 
     // Act.
-    let [low_use, high_use] = measure(&[&low.counters, &high.counters], WINDOW)?[..] else {
+    let [low_use, high_use] = burners.measure()?[..] else {
         return Err(Failure::Failed("measured the wrong number of cgroups".into()));
     };
 

@@ -316,8 +316,8 @@ pub trait CgroupVersion: Send + Sync {
     fn cgroup_of(&self, pid: i32, controller: &str) -> Result<String, CgroupError>;
     /// The CPU counters of process `pid`'s cgroup.
     fn cpu_counters(&self, pid: i32) -> Result<CpuCounters, CgroupError>;
-    /// Creates cgroup `path` (if needed) with the highest CPU weight, so load elsewhere on the
-    /// host cannot starve what runs below it. Only the quotas under test cap it.
+    /// Creates cgroup `path` (if needed) with a raised CPU weight, so load elsewhere on the host
+    /// does not starve what runs below it. Only the quotas under test cap it.
     fn favour(&self, path: &str) -> Result<(), CgroupError>;
 }
 
@@ -488,25 +488,63 @@ pub struct Burner {
     pub counters: CpuCounters,
 }
 
-/// Launches `spec` in serve mode, asks its probe to burn `threads` CPUs and returns once the probe
-/// says they spin (the event measurements wait for).
-pub fn start_burner(
+/// Burning containers, holding this process's burn turn until they are dropped (killed).
+pub struct Burners {
+    // Declared before the turn, so the containers are killed before the turn passes on.
+    pub burners: Vec<Burner>,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+/// One set of burners at a time per process: trials run in parallel, and a measurement must not
+/// compete with another trial's burners (nor starve its runtime commands).
+static BURN_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Launches every spec in serve mode, then (in this process's burn turn) asks each probe to burn
+/// `threads` CPUs, returning once every probe says its threads spin: the event measurements wait
+/// for. Containers are created before any burns, so no runtime command competes with them.
+pub fn start_burners(
     cx: &crate::scenario::Ctx,
     cgroups: &dyn CgroupVersion,
-    spec: ContainerSpec,
+    specs: Vec<ContainerSpec>,
     threads: u32,
-) -> Result<Burner, crate::error::HarnessError> {
-    let mut container = cx.launch(spec.serve())?;
-    let counters = cgroups.cpu_counters(container.host_pid())?;
-    match container.ask(&palisade_probe::Request::BurnCpu { threads })? {
-        palisade_probe::Reply::Burning { .. } => Ok(Burner {
+) -> Result<Burners, crate::error::HarnessError> {
+    let mut launched = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let container = cx.launch(spec.serve())?;
+        let counters = cgroups.cpu_counters(container.host_pid())?;
+        launched.push(Burner {
             container,
             counters,
-        }),
-        other => Err(crate::error::HarnessError::ProbeFailed {
-            op: "burn-cpu".into(),
-            message: format!("unexpected reply {other:?}"),
-        }),
+        });
+    }
+    let turn = BURN_TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for burner in &mut launched {
+        match burner
+            .container
+            .ask(&palisade_probe::Request::BurnCpu { threads })?
+        {
+            palisade_probe::Reply::Burning { .. } => {}
+            other => {
+                return Err(crate::error::HarnessError::ProbeFailed {
+                    op: "burn-cpu".into(),
+                    message: format!("unexpected reply {other:?}"),
+                });
+            }
+        }
+    }
+    Ok(Burners {
+        burners: launched,
+        _turn: turn,
+    })
+}
+
+impl Burners {
+    /// Measures every burner over the same [`WINDOW`], in launch order.
+    pub fn measure(&self) -> Result<Vec<CpuWindow>, CgroupError> {
+        let counters: Vec<&CpuCounters> = self.burners.iter().map(|b| &b.counters).collect();
+        measure(&counters, WINDOW)
     }
 }
 
@@ -524,8 +562,8 @@ pub fn bench_quota_fraction(
         let spec = cx
             .spec(&format!("bench-{n}"), &palisade_probe::Request::Facts)?
             .cpu_quota(quota, period);
-        let burner = start_burner(cx, cgroups.as_ref(), spec, 2)?;
-        let window = measure(&[&burner.counters], WINDOW)?;
+        let burners = start_burners(cx, cgroups.as_ref(), vec![spec], 2)?;
+        let window = burners.measure()?;
         fractions.extend(window.iter().map(CpuWindow::cpus));
     }
     Ok(fractions)

@@ -16,8 +16,9 @@ use super::{
 /// task count limit.
 pub const PLACEMENT: &[&str] = &["cpu", "cpuacct", "memory", "pids"];
 
-/// The highest `cpu.shares` the kernel accepts.
-const MAX_SHARES: u64 = 262_144;
+/// `cpu.shares` of a favoured cgroup: 8 times a plain task's, enough to outweigh a few busy host
+/// tasks, not so much that the host's own work (the runtime's commands included) stalls.
+const FAVOURED_SHARES: u64 = 8 * 1024;
 
 pub struct V1 {
     hierarchies: Vec<Hierarchy>,
@@ -77,7 +78,7 @@ impl CgroupVersion for V1 {
     fn favour(&self, path: &str) -> Result<(), CgroupError> {
         let dir = self.dir("cpu", path)?;
         create_dir(&dir)?;
-        write_file(&dir.join("cpu.shares"), &MAX_SHARES.to_string())
+        write_file(&dir.join("cpu.shares"), &FAVOURED_SHARES.to_string())
     }
 }
 

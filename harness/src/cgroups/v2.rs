@@ -15,8 +15,8 @@ use super::{
 
 /// The controller key the unified hierarchy has in `/proc/<pid>/cgroup` (`0::/path`).
 const UNIFIED: &str = "";
-/// The highest `cpu.weight` (the default is 100).
-const MAX_WEIGHT: u64 = 10_000;
+/// `cpu.weight` of a favoured cgroup: 8 times the default (100), as on v1.
+const FAVOURED_WEIGHT: u64 = 800;
 
 pub struct V2 {
     hierarchy: Hierarchy,
@@ -80,7 +80,7 @@ impl CgroupVersion for V2 {
         // no weight to raise (and no quota to test: the scenarios then see no throttle counters).
         let weight = dir.join("cpu.weight");
         if weight.exists() {
-            write_file(&weight, &MAX_WEIGHT.to_string())?;
+            write_file(&weight, &FAVOURED_WEIGHT.to_string())?;
         }
         Ok(())
     }
