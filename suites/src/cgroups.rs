@@ -90,7 +90,9 @@ fn quota_holds(cx: &Ctx) -> Outcome {
 
     // Act: both are burning; measure them over the same window.
     let [limited_use, free_use] = burners.measure()?[..] else {
-        return Err(Failure::Failed("measured the wrong number of cgroups".into()));
+        return Err(Failure::Failed(
+            "measured the wrong number of cgroups".into(),
+        ));
     };
 
     // Assert.
@@ -128,7 +130,9 @@ fn quota_scales(cx: &Ctx) -> Outcome {
 
     // Setup: two burners; under the control both get the low quota.
     let high_quota = if cx.under_control() { LOW } else { HIGH };
-    let low = cx.spec("cpu-20", &Request::Facts)?.cpu_quota(LOW, PERIOD_US);
+    let low = cx
+        .spec("cpu-20", &Request::Facts)?
+        .cpu_quota(LOW, PERIOD_US);
     let high = cx
         .spec("cpu-50", &Request::Facts)?
         .cpu_quota(high_quota, PERIOD_US);
@@ -136,7 +140,9 @@ fn quota_scales(cx: &Ctx) -> Outcome {
 
     // Act.
     let [low_use, high_use] = burners.measure()?[..] else {
-        return Err(Failure::Failed("measured the wrong number of cgroups".into()));
+        return Err(Failure::Failed(
+            "measured the wrong number of cgroups".into(),
+        ));
     };
 
     // Assert: each within its allowance, close to its target, and in order.

@@ -13,9 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
-};
+use oci_spec::runtime::{LinuxCpuBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder};
 
 use crate::bundle::ContainerSpec;
 use crate::host::{CgroupMode, HostFacts};
@@ -406,73 +404,12 @@ impl ContainerSpec {
         self.edit(|spec| {
             if let Some(linux) = spec.linux_mut() {
                 let mut resources = linux.resources().clone().unwrap_or_else(|| {
-                    LinuxResourcesBuilder::default()
-                        .build()
-                        .unwrap_or_default()
+                    LinuxResourcesBuilder::default().build().unwrap_or_default()
                 });
                 change(&mut resources);
                 linux.set_resources(Some(resources));
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn memberships_split_co_mounted_controllers_and_keep_colons() {
-        let map = parse_memberships(
-            "12:cpu,cpuacct:/a/b\n9:name=systemd:/\n0::/x:y\n",
-        )
-        .expect("parses");
-        assert_eq!(map["cpu"], "/a/b");
-        assert_eq!(map["cpuacct"], "/a/b");
-        assert_eq!(map["name=systemd"], "/");
-        assert_eq!(map[""], "/x:y");
-        assert!(parse_memberships("garbage").is_err());
-    }
-
-    fn mount(line: &str) -> procfs::process::MountInfo {
-        procfs::process::MountInfo::from_line(line).expect("mountinfo line")
-    }
-
-    #[test]
-    fn controllers_come_from_super_options() {
-        let known: Vec<String> = ["cpu", "cpuacct", "memory"].map(String::from).to_vec();
-        let co = hierarchy_of(
-            &mount("32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct,clone_children"),
-            &known,
-        )
-        .expect("cgroup");
-        assert_eq!(co.controllers, ["cpu", "cpuacct"]);
-        let named = hierarchy_of(
-            &mount("40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd"),
-            &known,
-        )
-        .expect("cgroup");
-        assert_eq!(named.controllers, ["name=systemd"]);
-        let unified = hierarchy_of(
-            &mount("41 31 0:38 /sub /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate"),
-            &known,
-        )
-        .expect("cgroup2");
-        assert!(unified.unified);
-        assert_eq!(
-            unified.dir_of("/sub/a/b").expect("inside"),
-            Path::new("/sys/fs/cgroup/a/b")
-        );
-        assert!(unified.dir_of("/other").is_err());
-        assert!(hierarchy_of(&mount("1 0 0:1 / /tmp rw - tmpfs tmpfs rw"), &known).is_none());
-    }
-
-    #[test]
-    fn allowance_is_quota_share_plus_one_period_plus_per_cpu_jitter() {
-        let ms = Duration::from_millis;
-        let allowed = quota_allowance(ms(30), ms(100), Duration::from_secs(1), 2);
-        let jitter = (bandwidth_slice() + ms(10)) * 2;
-        assert_eq!(allowed, ms(300) + ms(30) + jitter);
     }
 }
 
@@ -543,16 +480,21 @@ pub fn start_burners(
 impl Burners {
     /// Measures every burner over the same [`WINDOW`], in launch order.
     pub fn measure(&self) -> Result<Vec<CpuWindow>, CgroupError> {
+        self.measure_over(WINDOW)
+    }
+
+    pub fn measure_over(&self, window: Duration) -> Result<Vec<CpuWindow>, CgroupError> {
         let counters: Vec<&CpuCounters> = self.burners.iter().map(|b| &b.counters).collect();
-        measure(&counters, WINDOW)
+        measure(&counters, window)
     }
 }
 
-/// One benchmark sample per entry: the CPUs a burner under `quota`/`period` used over [`WINDOW`].
+/// One benchmark sample per entry: the CPUs a burner under `quota`/`period` used over `window`.
 pub fn bench_quota_fraction(
     cx: &crate::scenario::Ctx,
     quota: i64,
     period: u64,
+    window: Duration,
     samples: usize,
 ) -> Result<Vec<f64>, crate::error::HarnessError> {
     let cgroups = for_host(cx.host())?;
@@ -563,8 +505,65 @@ pub fn bench_quota_fraction(
             .spec(&format!("bench-{n}"), &palisade_probe::Request::Facts)?
             .cpu_quota(quota, period);
         let burners = start_burners(cx, cgroups.as_ref(), vec![spec], 2)?;
-        let window = burners.measure()?;
-        fractions.extend(window.iter().map(CpuWindow::cpus));
+        let used = burners.measure_over(window)?;
+        fractions.extend(used.iter().map(CpuWindow::cpus));
     }
     Ok(fractions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memberships_split_co_mounted_controllers_and_keep_colons() {
+        let map =
+            parse_memberships("12:cpu,cpuacct:/a/b\n9:name=systemd:/\n0::/x:y\n").expect("parses");
+        assert_eq!(map["cpu"], "/a/b");
+        assert_eq!(map["cpuacct"], "/a/b");
+        assert_eq!(map["name=systemd"], "/");
+        assert_eq!(map[""], "/x:y");
+        assert!(parse_memberships("garbage").is_err());
+    }
+
+    fn mount(line: &str) -> procfs::process::MountInfo {
+        procfs::process::MountInfo::from_line(line).expect("mountinfo line")
+    }
+
+    #[test]
+    fn controllers_come_from_super_options() {
+        let known: Vec<String> = ["cpu", "cpuacct", "memory"].map(String::from).to_vec();
+        let co = hierarchy_of(
+            &mount("32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct,clone_children"),
+            &known,
+        )
+        .expect("cgroup");
+        assert_eq!(co.controllers, ["cpu", "cpuacct"]);
+        let named = hierarchy_of(
+            &mount("40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd"),
+            &known,
+        )
+        .expect("cgroup");
+        assert_eq!(named.controllers, ["name=systemd"]);
+        let unified = hierarchy_of(
+            &mount("41 31 0:38 /sub /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate"),
+            &known,
+        )
+        .expect("cgroup2");
+        assert!(unified.unified);
+        assert_eq!(
+            unified.dir_of("/sub/a/b").expect("inside"),
+            Path::new("/sys/fs/cgroup/a/b")
+        );
+        assert!(unified.dir_of("/other").is_err());
+        assert!(hierarchy_of(&mount("1 0 0:1 / /tmp rw - tmpfs tmpfs rw"), &known).is_none());
+    }
+
+    #[test]
+    fn allowance_is_quota_share_plus_one_period_plus_per_cpu_jitter() {
+        let ms = Duration::from_millis;
+        let allowed = quota_allowance(ms(30), ms(100), Duration::from_secs(1), 2);
+        let jitter = (bandwidth_slice() + ms(10)) * 2;
+        assert_eq!(allowed, ms(300) + ms(30) + jitter);
+    }
 }

@@ -85,18 +85,18 @@ impl CgroupVersion for V1 {
 pub(super) fn read_cpu(cpuacct: &Path, cpu: &Path) -> Result<CpuSample, CgroupError> {
     let usage_file = cpuacct.join("cpuacct.usage");
     let usage_text = read_file(&usage_file)?;
-    let usage_ns: u64 = usage_text
-        .trim()
-        .parse()
-        .map_err(|_| CgroupError::Format {
-            path: usage_file.clone(),
-            problem: format!("{usage_text:?} is not a count of nanoseconds"),
-        })?;
+    let usage_ns: u64 = usage_text.trim().parse().map_err(|_| CgroupError::Format {
+        path: usage_file.clone(),
+        problem: format!("{usage_text:?} is not a count of nanoseconds"),
+    })?;
     let stat = parse_flat_keyed(&read_file(&cpu.join("cpu.stat"))?);
     Ok(CpuSample {
         usage: Duration::from_nanos(usage_ns),
         nr_periods: stat.get("nr_periods").copied(),
         nr_throttled: stat.get("nr_throttled").copied(),
-        throttled: stat.get("throttled_time").copied().map(Duration::from_nanos),
+        throttled: stat
+            .get("throttled_time")
+            .copied()
+            .map(Duration::from_nanos),
     })
 }
