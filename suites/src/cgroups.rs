@@ -6,7 +6,7 @@ use std::time::Duration;
 use palisade_harness::cgroups::{
     self, CgroupVersion, CpuWindow, online_cpus, quota_allowance, start_burners,
 };
-use palisade_harness::{Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check};
+use palisade_harness::{Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check, skip};
 
 const PRIVILEGED: &[Requirement] = &[Requirement::Privileged];
 
@@ -97,13 +97,15 @@ fn quota_holds(cx: &Ctx) -> Outcome {
 
     // Assert.
     let allowed = allowed_cpus(QUOTA, &limited_use);
-    check!(
-        free_use.cpus() >= allowed * TEETH,
-        "the unthrottled control used only {:.3} CPUs over {:.2} s (the quota allows {allowed:.3}): \
-         cannot distinguish a throttled container from a free one on this host",
-        free_use.cpus(),
-        free_use.wall.as_secs_f64()
-    );
+    if free_use.cpus() < allowed * TEETH {
+        // Not a verdict on the runtime: the measurement has no teeth here (so no selftest either).
+        skip!(
+            "the unthrottled control used only {:.3} CPUs over {:.2} s (the quota allows {allowed:.3}): \
+             cannot distinguish a throttled container from a free one on this host",
+            free_use.cpus(),
+            free_use.wall.as_secs_f64()
+        );
+    }
     check!(
         limited_use.cpus() <= allowed,
         "expected the container with quota {QUOTA} µs / {PERIOD_US} µs to use at most {allowed:.3} CPUs \
