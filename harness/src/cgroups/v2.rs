@@ -140,4 +140,72 @@ mod tests {
         assert_eq!(sample.usage, Duration::from_micros(5));
         assert_eq!(sample.nr_throttled, None);
     }
+
+    /// The v2 reader against a real cgroup2 hierarchy: the pure v2 one, or a hybrid host's
+    /// unified mount (which has no controllers, so only `usage_usec` is there to read). A shell
+    /// burning CPU is moved into a fresh cgroup; the cgroup is found through /proc/<pid>/cgroup
+    /// and its usage must match the CPU time the kernel reports for the process itself.
+    #[test]
+    fn finds_and_measures_a_real_process_in_the_unified_hierarchy() {
+        use std::process::Command;
+        let Some(unified) = super::super::hierarchies()
+            .ok()
+            .and_then(|all| all.into_iter().find(|h| h.unified))
+        else {
+            eprintln!("skipped: no cgroup2 hierarchy is mounted");
+            return;
+        };
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: moving a process between cgroups needs root");
+            return;
+        }
+        let v2 = V2::with(unified.clone());
+        let path = format!(
+            "{}/palisade-unittest-{}",
+            unified.root.trim_end_matches('/'),
+            std::process::id()
+        );
+        let dir = unified.dir_of(&path).expect("inside the mount");
+        std::fs::create_dir(&dir).expect("create a cgroup");
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                "read go; i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let pid = child.id() as i32;
+        let moved = std::fs::write(dir.join("cgroup.procs"), pid.to_string());
+        let located = v2.cpu_counters(pid);
+        let seen = v2.cgroup_of(pid, "unified");
+        // Let it burn (in its new cgroup) and end; read its own CPU time before reaping it.
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            let _ = writeln!(stdin, "go");
+        }
+        let _ = crate::exec::wait_for_exit(pid, std::time::Duration::from_secs(60));
+        let ticks = procfs::ticks_per_second() as f64;
+        let own = procfs::process::Process::new(pid)
+            .and_then(|p| p.stat())
+            .map(|s| (s.utime + s.stime) as f64 / ticks);
+        let _ = child.wait();
+        let usage = located.as_ref().map(|c| c.read());
+        let _ = std::fs::remove_dir(&dir);
+
+        moved.expect("moved the shell into the cgroup");
+        assert_eq!(seen.expect("/proc/<pid>/cgroup names it"), path);
+        let usage = usage
+            .expect("located")
+            .expect("read cpu.stat")
+            .usage
+            .as_secs_f64();
+        let own = own.expect("the process's own CPU time");
+        eprintln!("cgroup {path}: usage {usage:.3} s; the process's own CPU time {own:.3} s");
+        // The process's time is in clock ticks and includes the moments before the move.
+        assert!(
+            usage > 0.05 && usage <= own + 0.03 && usage >= own * 0.8 - 0.03,
+            "cgroup usage {usage:.3} s vs the process's own {own:.3} s"
+        );
+    }
 }
