@@ -12,6 +12,8 @@ pub enum HarnessError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
     #[error("the runtime reported success for `create` but wrote no pid file at {}", path.display())]
     NoPidFile { path: PathBuf },
     #[error("the runtime's pid file {} holds {text:?}, not a pid", path.display())]

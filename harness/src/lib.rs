@@ -2,6 +2,7 @@
 //! runner. Scenarios (the policy) live in the `palisade-suites` crate and use only what is here.
 
 pub mod bundle;
+pub mod cgroups;
 pub mod cleanup;
 pub mod container;
 pub mod driver;

@@ -95,6 +95,8 @@ fn run(request: &Request) -> Result<Reply, String> {
             Ok(Reply::Syscall(outcome(nix::unistd::sethostname(name))))
         }
         Request::SpawnSleeper => spawn_sleeper(),
+        Request::BurnCpu { threads } => burn_cpu(*threads),
+        Request::ForkSleepers { count } => fork_sleepers(*count),
         Request::Sleep => sleep_until_killed(),
         Request::Exit { code } => {
             // One-shot: exit after printing the reply; serve mode exits in its loop.
@@ -367,4 +369,61 @@ fn sleep_until_killed() -> ! {
     loop {
         nix::unistd::pause();
     }
+}
+
+/// Threads that spin until the process dies. Each reports once it runs, so the reply means "the
+/// CPU is being burnt now", which is the event a measurement waits for.
+fn burn_cpu(threads: u32) -> Result<Reply, String> {
+    let (ready, running) = std::sync::mpsc::channel();
+    for n in 0..threads {
+        let ready = ready.clone();
+        std::thread::Builder::new()
+            .name(format!("burn-{n}"))
+            .spawn(move || {
+                let _ = ready.send(());
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            })
+            .map_err(|e| format!("starting burner thread {n}: {e}"))?;
+    }
+    drop(ready);
+    for _ in 0..threads {
+        running
+            .recv()
+            .map_err(|_| "a burner thread died before it ran".to_owned())?;
+    }
+    Ok(Reply::Burning { threads })
+}
+
+fn fork_sleepers(count: u32) -> Result<Reply, String> {
+    let request = serde_json::to_string(&Request::Sleep).map_err(|e| e.to_string())?;
+    let mut children = Vec::new();
+    let mut errno = None;
+    for _ in 0..count {
+        let spawned = Command::new("/proc/self/exe")
+            .arg(&request)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match spawned {
+            Ok(child) => children.push(child),
+            Err(e) => {
+                errno = Some(
+                    e.raw_os_error()
+                        .map(|raw| errno_name(Errno::from_raw(raw)))
+                        .unwrap_or_else(|| e.to_string()),
+                );
+                break;
+            }
+        }
+    }
+    let started = children.len() as u32;
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    Ok(Reply::Forked { started, errno })
 }

@@ -50,6 +50,11 @@ pub enum Request {
     Listen { addr: String },
     /// List the listening TCP sockets of the probe's network namespace (`/proc/net/tcp{,6}`).
     ListListeners,
+    /// Start `threads` threads that spin on the CPU until the probe dies; reply once all spin.
+    BurnCpu { threads: u32 },
+    /// Start up to `count` sleeping children, stopping at the first that cannot be started;
+    /// report how many started and why the next failed, then kill and reap them.
+    ForkSleepers { count: u32 },
 }
 
 /// The probe's answer to one request.
@@ -91,6 +96,15 @@ pub enum Reply {
     /// The listening TCP sockets, as `ip:port`.
     Listeners {
         sockets: Vec<String>,
+    },
+    /// Every burner thread is running.
+    Burning {
+        threads: u32,
+    },
+    /// How many children started, and the errno of the first that could not (`EAGAIN`).
+    Forked {
+        started: u32,
+        errno: Option<String>,
     },
 }
 

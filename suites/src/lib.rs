@@ -2,6 +2,7 @@
 //! and `cargo test`.
 
 pub mod capabilities;
+pub mod cgroups;
 pub mod entry;
 pub mod ipc;
 pub mod kernel;
@@ -30,6 +31,7 @@ pub fn all() -> Vec<&'static Scenario> {
         capabilities::SCENARIOS,
         network::SCENARIOS,
         nat::SCENARIOS,
+        cgroups::SCENARIOS,
     ]
     .into_iter()
     .flatten()

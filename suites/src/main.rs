@@ -30,11 +30,35 @@ enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// Measure something repeatedly and report its mean and spread (not a test: no verdict).
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
     /// Remove what killed runs left behind (containers, cgroups, namespaces, temp dirs).
     Cleanup {
         /// Also clean up after runs that are still alive.
         #[arg(long)]
         all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// The CPU fraction the kernel charges a 2-thread burner under a CPU quota, per runtime.
+    Cgroups {
+        /// Runtimes to measure (names on PATH or paths).
+        #[arg(long, value_delimiter = ',', default_value = "runc,crun")]
+        runtimes: Vec<String>,
+        /// Measurements (one container each, 1 s window) per runtime.
+        #[arg(long, default_value_t = 10)]
+        samples: usize,
+        /// CPU quota in µs per 100 000 µs period.
+        #[arg(long, default_value_t = 30_000)]
+        quota: i64,
+        /// Length of each measurement window, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        window_ms: u64,
     },
 }
 
@@ -74,6 +98,21 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Bench {
+            what:
+                Bench::Cgroups {
+                    runtimes,
+                    samples,
+                    quota,
+                    window_ms,
+                },
+        } => entry::bench_cgroups(
+            &sibling_binary("palisade-probe"),
+            &runtimes,
+            samples,
+            quota,
+            std::time::Duration::from_millis(window_ms),
+        ),
         Command::Cleanup { all } => {
             let removed = palisade_harness::cleanup::cleanup_all(all);
             for item in &removed.items {

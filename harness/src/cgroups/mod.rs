@@ -1,0 +1,569 @@
+//! Where a container's cgroup is, and what the kernel's accounting says it used.
+//!
+//! The cgroup is found from `/proc/<pid>/cgroup` (runtimes differ in how they turn `cgroupsPath`
+//! into directories, so the path is never assumed) and resolved against the mount points that
+//! `/proc/self/mountinfo` gives each hierarchy. The version-specific files live behind
+//! [`CgroupVersion`], chosen at run time from [`HostFacts::cgroup_mode`]: v1 (and the hybrid
+//! layout, where every controller is on v1) in [`v1`], the unified hierarchy in [`v2`].
+
+pub mod v1;
+pub mod v2;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::{LinuxCpuBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder};
+
+use crate::bundle::ContainerSpec;
+use crate::host::{CgroupMode, HostFacts};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cgroup mode {0} is not one Palisade can measure")]
+    UnknownMode(CgroupMode),
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} does not look like the kernel's format: {problem}", path.display())]
+    Format { path: PathBuf, problem: String },
+    #[error("no mounted cgroup hierarchy holds the `{0}` controller")]
+    NoHierarchy(String),
+    #[error("process {pid} is in no `{controller}` cgroup (per /proc/{pid}/cgroup)")]
+    NotMember { pid: i32, controller: String },
+    #[error("cgroup path {path} is outside the `{controller}` mount's root {root}")]
+    OutsideMount {
+        controller: String,
+        path: String,
+        root: String,
+    },
+}
+
+/// A cgroup hierarchy as mounted here: which controllers, the mount's root within the hierarchy
+/// (not `/` inside a cgroup namespace, or for a bind mount), and where it is mounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    /// v1: the controllers bound to it (`cpu`, `cpuacct`, `name=systemd`); v2: empty.
+    pub controllers: Vec<String>,
+    pub root: String,
+    pub mount_point: PathBuf,
+    pub unified: bool,
+}
+
+impl Hierarchy {
+    /// The directory of cgroup `path` (as `/proc/<pid>/cgroup` writes it) in this hierarchy.
+    pub fn dir_of(&self, path: &str) -> Result<PathBuf, CgroupError> {
+        let outside = || CgroupError::OutsideMount {
+            controller: self.name(),
+            path: path.to_owned(),
+            root: self.root.clone(),
+        };
+        let rel = Path::new(path)
+            .strip_prefix(&self.root)
+            .map_err(|_| outside())?;
+        Ok(self.mount_point.join(rel))
+    }
+
+    pub fn name(&self) -> String {
+        if self.unified {
+            "unified".to_owned()
+        } else {
+            self.controllers.join(",")
+        }
+    }
+}
+
+/// Every cgroup hierarchy mounted in this mount namespace, from `/proc/self/mountinfo`.
+pub fn hierarchies() -> Result<Vec<Hierarchy>, CgroupError> {
+    let read = |path: &str| {
+        std::fs::read_to_string(path).map_err(|source| CgroupError::Read {
+            path: path.into(),
+            source,
+        })
+    };
+    let known = known_controllers(&read("/proc/cgroups")?);
+    let mountinfo = read("/proc/self/mountinfo")?;
+    let mut found = Vec::new();
+    for line in mountinfo.lines() {
+        let Ok(mount) = procfs::process::MountInfo::from_line(line) else {
+            continue;
+        };
+        if let Some(h) = hierarchy_of(&mount, &known) {
+            found.push(h);
+        }
+    }
+    Ok(found)
+}
+
+/// The controller names the kernel knows (first column of `/proc/cgroups`).
+pub fn known_controllers(proc_cgroups: &str) -> Vec<String> {
+    proc_cgroups
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// A mount's hierarchy: v1 controllers are the super options that name a known controller (the
+/// others are flags like `rw`, `xattr`, `clone_children`), plus a named hierarchy's `name=`.
+pub fn hierarchy_of(mount: &procfs::process::MountInfo, known: &[String]) -> Option<Hierarchy> {
+    let unified = match mount.fs_type.as_str() {
+        "cgroup2" => true,
+        "cgroup" => false,
+        _ => return None,
+    };
+    let mut controllers: Vec<String> = if unified {
+        Vec::new()
+    } else {
+        mount
+            .super_options
+            .iter()
+            .filter_map(|(key, value)| match (key.as_str(), value) {
+                ("name", Some(name)) => Some(format!("name={name}")),
+                (key, None) if known.iter().any(|k| k == key) => Some(key.to_owned()),
+                _ => None,
+            })
+            .collect()
+    };
+    controllers.sort();
+    Some(Hierarchy {
+        controllers,
+        root: mount.root.clone(),
+        mount_point: mount.mount_point.clone(),
+        unified,
+    })
+}
+
+/// `/proc/<pid>/cgroup` as a map: controller (`cpu`, `name=systemd`; `""` for the unified
+/// hierarchy) to the cgroup path. Co-mounted controllers (`cpu,cpuacct`) each get an entry.
+pub fn memberships(pid: i32) -> Result<BTreeMap<String, String>, CgroupError> {
+    let path = PathBuf::from(format!("/proc/{pid}/cgroup"));
+    let text = std::fs::read_to_string(&path).map_err(|source| CgroupError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    parse_memberships(&text).map_err(|problem| CgroupError::Format { path, problem })
+}
+
+pub fn parse_memberships(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut map = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        // hierarchy-ID:controller-list:cgroup-path; the path may itself hold colons.
+        let mut fields = line.splitn(3, ':');
+        let (Some(_id), Some(list), Some(path)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(format!("line {line:?} is not `id:controllers:path`"));
+        };
+        if list.is_empty() {
+            map.insert(String::new(), path.to_owned());
+        } else {
+            for controller in list.split(',') {
+                map.insert(controller.to_owned(), path.to_owned());
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// CPU counters of one cgroup at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuSample {
+    /// CPU time used by every task in the cgroup since it was created.
+    pub usage: Duration,
+    /// Bandwidth-control counters: `None` where the kernel does not report them (v2 without the
+    /// cpu controller enabled for the cgroup).
+    pub nr_periods: Option<u64>,
+    pub nr_throttled: Option<u64>,
+    pub throttled: Option<Duration>,
+}
+
+/// Where one cgroup's CPU counters are; [`CpuCounters::read`] samples them.
+#[derive(Debug, Clone)]
+pub struct CpuCounters {
+    /// The cgroup path, as `/proc/<pid>/cgroup` shows it.
+    pub path: String,
+    pub(crate) files: CpuFiles,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum CpuFiles {
+    V1 { cpuacct: PathBuf, cpu: PathBuf },
+    V2 { dir: PathBuf },
+}
+
+impl CpuCounters {
+    pub fn read(&self) -> Result<CpuSample, CgroupError> {
+        match &self.files {
+            CpuFiles::V1 { cpuacct, cpu } => v1::read_cpu(cpuacct, cpu),
+            CpuFiles::V2 { dir } => v2::read_cpu(dir),
+        }
+    }
+}
+
+/// What changed in a cgroup's CPU counters over a measurement window.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuWindow {
+    /// Wall time from just before the first read to just after the last: an upper bound on the
+    /// interval the usage was accrued in, so fractions are never overstated.
+    pub wall: Duration,
+    pub usage: Duration,
+    pub periods: Option<u64>,
+    pub throttled_periods: Option<u64>,
+    pub throttled: Option<Duration>,
+}
+
+impl CpuWindow {
+    /// Average CPUs used over the window (0.3 = 30 % of one CPU).
+    pub fn cpus(&self) -> f64 {
+        self.usage.as_secs_f64() / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The measurement window every CPU check uses: ten CFS periods of 100 ms.
+pub const WINDOW: Duration = Duration::from_secs(1);
+
+/// Samples every cgroup, lets `window` of wall time pass, samples again. This wait IS the
+/// measurement (usage over an interval), not a sleep to synchronise with anything.
+pub fn measure(counters: &[&CpuCounters], window: Duration) -> Result<Vec<CpuWindow>, CgroupError> {
+    let t0 = Instant::now();
+    let before = counters
+        .iter()
+        .map(|c| c.read())
+        .collect::<Result<Vec<_>, _>>()?;
+    let end = t0 + window;
+    measurement_window(end);
+    let after = counters
+        .iter()
+        .map(|c| c.read())
+        .collect::<Result<Vec<_>, _>>()?;
+    let wall = t0.elapsed();
+    let delta = |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?));
+    Ok(before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| CpuWindow {
+            wall,
+            usage: a.usage.saturating_sub(b.usage),
+            periods: delta(b.nr_periods, a.nr_periods),
+            throttled_periods: delta(b.nr_throttled, a.nr_throttled),
+            throttled: match (b.throttled, a.throttled) {
+                (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+                _ => None,
+            },
+        })
+        .collect())
+}
+
+/// Lets wall time pass until `end`: the measurement interval itself.
+fn measurement_window(end: Instant) {
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left);
+    }
+}
+
+/// The most CPU time a cgroup with `quota` per `period` can be charged over `wall`, and why:
+/// - `wall / period` periods' worth of quota;
+/// - plus one period's quota: the window is not aligned with the periods, so the two it cuts can
+///   each have spent their whole quota inside it;
+/// - plus, per CPU, one bandwidth slice (`sched_cfs_bandwidth_slice_us`, runtime a CPU takes from
+///   the pool ahead of use and may carry into the next period) and 10 ms (a scheduler tick at
+///   HZ=100 or more: the overrun before the throttle takes effect; it is paid back in the next
+///   period, so it does not accumulate).
+pub fn quota_allowance(quota: Duration, period: Duration, wall: Duration, cpus: u32) -> Duration {
+    let periods = wall.as_secs_f64() / period.as_secs_f64();
+    let jitter = (bandwidth_slice() + Duration::from_millis(10)) * cpus;
+    quota.mul_f64(periods) + quota + jitter
+}
+
+/// The kernel's CFS bandwidth slice (5 ms unless tuned).
+pub fn bandwidth_slice() -> Duration {
+    std::fs::read_to_string("/proc/sys/kernel/sched_cfs_bandwidth_slice_us")
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .map(Duration::from_micros)
+        .unwrap_or(Duration::from_millis(5))
+}
+
+/// The CPUs this process may run on (what a burner can use at most).
+pub fn online_cpus() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+}
+
+/// The cgroup version in use here, behind one interface.
+pub trait CgroupVersion: Send + Sync {
+    /// `v1` or `v2`.
+    fn name(&self) -> &'static str;
+    /// The hierarchies a container must be placed in, by controller (`unified` on v2).
+    fn placement_controllers(&self) -> Vec<String>;
+    /// Where cgroup `path` lives (whether or not it exists) in the hierarchy of `controller`.
+    fn dir(&self, controller: &str, path: &str) -> Result<PathBuf, CgroupError>;
+    /// The cgroup of process `pid` in the hierarchy of `controller` (per `/proc/<pid>/cgroup`).
+    fn cgroup_of(&self, pid: i32, controller: &str) -> Result<String, CgroupError>;
+    /// The CPU counters of process `pid`'s cgroup.
+    fn cpu_counters(&self, pid: i32) -> Result<CpuCounters, CgroupError>;
+    /// Creates cgroup `path` (if needed) with a raised CPU weight, so load elsewhere on the host
+    /// does not starve what runs below it. Only the quotas under test cap it.
+    fn favour(&self, path: &str) -> Result<(), CgroupError>;
+}
+
+/// The implementation for this host's cgroup mode.
+pub fn for_host(host: &HostFacts) -> Result<Box<dyn CgroupVersion>, CgroupError> {
+    match host.cgroup_mode {
+        // Hybrid hosts keep every controller on v1; the unified mount only tracks processes.
+        CgroupMode::V1 | CgroupMode::Hybrid => Ok(Box::new(v1::V1::detect()?)),
+        CgroupMode::V2 => Ok(Box::new(v2::V2::detect()?)),
+        CgroupMode::Unknown => Err(CgroupError::UnknownMode(host.cgroup_mode)),
+    }
+}
+
+fn read_file(path: &Path) -> Result<String, CgroupError> {
+    std::fs::read_to_string(path).map_err(|source| CgroupError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
+    std::fs::write(path, value).map_err(|source| CgroupError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn create_dir(path: &Path) -> Result<(), CgroupError> {
+    match std::fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(CgroupError::Write {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// `key value` lines (`cpu.stat`) as a map.
+pub fn parse_flat_keyed(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let key = parts.next()?;
+            let value = parts.next()?.parse().ok()?;
+            Some((key.to_owned(), value))
+        })
+        .collect()
+}
+
+/// Resource limits for a container's config.
+impl ContainerSpec {
+    /// CFS bandwidth: at most `quota` µs of CPU per `period` µs.
+    pub fn cpu_quota(self, quota: i64, period: u64) -> Self {
+        self.resources(|r| {
+            let cpu = LinuxCpuBuilder::default()
+                .quota(quota)
+                .period(period)
+                .build()
+                .unwrap_or_default();
+            r.set_cpu(Some(cpu));
+        })
+    }
+
+    /// At most `limit` tasks (processes and threads) in the container's cgroup.
+    pub fn pids_limit(self, limit: i64) -> Self {
+        self.resources(|r| {
+            let pids = LinuxPidsBuilder::default()
+                .limit(limit)
+                .build()
+                .unwrap_or_default();
+            r.set_pids(Some(pids));
+        })
+    }
+
+    /// Places the container in cgroup `path` (instead of the run's default).
+    pub fn cgroups_path(self, path: &str) -> Self {
+        self.edit(|spec| {
+            if let Some(linux) = spec.linux_mut() {
+                linux.set_cgroups_path(Some(path.into()));
+            }
+        })
+    }
+
+    fn resources(self, change: impl FnOnce(&mut LinuxResources)) -> Self {
+        self.edit(|spec| {
+            if let Some(linux) = spec.linux_mut() {
+                let mut resources = linux.resources().clone().unwrap_or_else(|| {
+                    LinuxResourcesBuilder::default().build().unwrap_or_default()
+                });
+                change(&mut resources);
+                linux.set_resources(Some(resources));
+            }
+        })
+    }
+}
+
+impl From<CgroupError> for crate::scenario::Failure {
+    fn from(error: CgroupError) -> Self {
+        crate::scenario::Failure::Failed(error.to_string())
+    }
+}
+
+/// A container whose probe is burning CPU, with its cgroup's counters.
+pub struct Burner {
+    pub container: crate::container::Container,
+    pub counters: CpuCounters,
+}
+
+/// Burning containers, holding this process's burn turn until they are dropped (killed).
+pub struct Burners {
+    // Declared before the turn, so the containers are killed before the turn passes on.
+    pub burners: Vec<Burner>,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+/// One set of burners at a time per process: trials run in parallel, and a measurement must not
+/// compete with another trial's burners (nor starve its runtime commands).
+static BURN_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Launches every spec in serve mode, then (in this process's burn turn) asks each probe to burn
+/// `threads` CPUs, returning once every probe says its threads spin: the event measurements wait
+/// for. Containers are created before any burns, so no runtime command competes with them.
+pub fn start_burners(
+    cx: &crate::scenario::Ctx,
+    cgroups: &dyn CgroupVersion,
+    specs: Vec<ContainerSpec>,
+    threads: u32,
+) -> Result<Burners, crate::error::HarnessError> {
+    let mut launched = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let container = cx.launch(spec.serve())?;
+        let counters = cgroups.cpu_counters(container.host_pid())?;
+        launched.push(Burner {
+            container,
+            counters,
+        });
+    }
+    let turn = BURN_TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for burner in &mut launched {
+        match burner
+            .container
+            .ask(&palisade_probe::Request::BurnCpu { threads })?
+        {
+            palisade_probe::Reply::Burning { .. } => {}
+            other => {
+                return Err(crate::error::HarnessError::ProbeFailed {
+                    op: "burn-cpu".into(),
+                    message: format!("unexpected reply {other:?}"),
+                });
+            }
+        }
+    }
+    Ok(Burners {
+        burners: launched,
+        _turn: turn,
+    })
+}
+
+impl Burners {
+    /// Measures every burner over the same [`WINDOW`], in launch order.
+    pub fn measure(&self) -> Result<Vec<CpuWindow>, CgroupError> {
+        self.measure_over(WINDOW)
+    }
+
+    pub fn measure_over(&self, window: Duration) -> Result<Vec<CpuWindow>, CgroupError> {
+        let counters: Vec<&CpuCounters> = self.burners.iter().map(|b| &b.counters).collect();
+        measure(&counters, window)
+    }
+}
+
+/// One benchmark sample per entry: the CPUs a burner under `quota`/`period` used over `window`.
+pub fn bench_quota_fraction(
+    cx: &crate::scenario::Ctx,
+    quota: i64,
+    period: u64,
+    window: Duration,
+    samples: usize,
+) -> Result<Vec<f64>, crate::error::HarnessError> {
+    let cgroups = for_host(cx.host())?;
+    cgroups.favour(&cx.run.cgroup_parent())?;
+    let mut fractions = Vec::with_capacity(samples);
+    for n in 0..samples {
+        let spec = cx
+            .spec(&format!("bench-{n}"), &palisade_probe::Request::Facts)?
+            .cpu_quota(quota, period);
+        let burners = start_burners(cx, cgroups.as_ref(), vec![spec], 2)?;
+        let used = burners.measure_over(window)?;
+        fractions.extend(used.iter().map(CpuWindow::cpus));
+    }
+    Ok(fractions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memberships_split_co_mounted_controllers_and_keep_colons() {
+        let map =
+            parse_memberships("12:cpu,cpuacct:/a/b\n9:name=systemd:/\n0::/x:y\n").expect("parses");
+        assert_eq!(map["cpu"], "/a/b");
+        assert_eq!(map["cpuacct"], "/a/b");
+        assert_eq!(map["name=systemd"], "/");
+        assert_eq!(map[""], "/x:y");
+        assert!(parse_memberships("garbage").is_err());
+    }
+
+    fn mount(line: &str) -> procfs::process::MountInfo {
+        procfs::process::MountInfo::from_line(line).expect("mountinfo line")
+    }
+
+    #[test]
+    fn controllers_come_from_super_options() {
+        let known: Vec<String> = ["cpu", "cpuacct", "memory"].map(String::from).to_vec();
+        let co = hierarchy_of(
+            &mount("32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct,clone_children"),
+            &known,
+        )
+        .expect("cgroup");
+        assert_eq!(co.controllers, ["cpu", "cpuacct"]);
+        let named = hierarchy_of(
+            &mount("40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd"),
+            &known,
+        )
+        .expect("cgroup");
+        assert_eq!(named.controllers, ["name=systemd"]);
+        let unified = hierarchy_of(
+            &mount("41 31 0:38 /sub /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate"),
+            &known,
+        )
+        .expect("cgroup2");
+        assert!(unified.unified);
+        assert_eq!(
+            unified.dir_of("/sub/a/b").expect("inside"),
+            Path::new("/sys/fs/cgroup/a/b")
+        );
+        assert!(unified.dir_of("/other").is_err());
+        assert!(hierarchy_of(&mount("1 0 0:1 / /tmp rw - tmpfs tmpfs rw"), &known).is_none());
+    }
+
+    #[test]
+    fn allowance_is_quota_share_plus_one_period_plus_per_cpu_jitter() {
+        let ms = Duration::from_millis;
+        let allowed = quota_allowance(ms(30), ms(100), Duration::from_secs(1), 2);
+        let jitter = (bandwidth_slice() + ms(10)) * 2;
+        assert_eq!(allowed, ms(300) + ms(30) + jitter);
+    }
+}
