@@ -11,6 +11,7 @@ pub mod host;
 pub mod run;
 pub mod runner;
 pub mod scenario;
+pub mod vm;
 
 pub use bundle::ContainerSpec;
 pub use container::Container;
