@@ -184,7 +184,7 @@ fn vm(args: VmArgs) -> ExitCode {
         cpus: args.cpus,
         timeout: std::time::Duration::from_secs(args.timeout),
         verbose: args.verbose,
-        programs: args.with,
+        programs: args.with.into_iter().filter(|w| !w.is_empty()).collect(),
         suite_args: suite,
         palisade_dir,
         env,
