@@ -14,6 +14,7 @@ pub mod netlab;
 pub mod run;
 pub mod runner;
 pub mod scenario;
+pub mod vm;
 
 pub use bundle::ContainerSpec;
 pub use container::Container;

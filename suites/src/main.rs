@@ -41,6 +41,43 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Run the suite in a throwaway QEMU guest built from this host's kernel; exits with the
+    /// suite's exit code (3 if the guest died or hung before reporting one).
+    Vm(VmArgs),
+    /// The guest's init (pid 1 inside `palisade vm`).
+    #[command(hide = true)]
+    VmInit,
+}
+
+#[derive(clap::Args)]
+struct VmArgs {
+    /// The guest kernel (a bzImage). Default: the newest /boot/vmlinuz-*.
+    #[arg(long)]
+    kernel: Option<std::path::PathBuf>,
+    /// The cgroup hierarchy the guest mounts: v1, v2 or hybrid.
+    #[arg(long, default_value = "v2")]
+    cgroup: palisade_harness::vm::CgroupLayout,
+    /// kvm, tcg, or auto (KVM when it boots the guest, TCG otherwise).
+    #[arg(long, default_value = "auto")]
+    accel: palisade_harness::vm::Accel,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 1024)]
+    memory: u32,
+    /// Guest CPUs.
+    #[arg(long, default_value_t = 2)]
+    cpus: u32,
+    /// Kill the guest after this many seconds (boot included).
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+    /// Runtimes to copy into the guest (names on PATH or paths), with their shared libraries.
+    #[arg(long = "with", value_delimiter = ',', default_value = "runc,crun")]
+    with: Vec<String>,
+    /// Echo the guest's console and its init's messages.
+    #[arg(long, short)]
+    verbose: bool,
+    /// The `palisade` command to run inside; default `run`.
+    #[arg(last = true)]
+    suite: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -113,6 +150,14 @@ fn main() -> ExitCode {
             quota,
             std::time::Duration::from_millis(window_ms),
         ),
+        Command::Vm(args) => vm(args),
+        // The kernel runs the guest's init as `/init vm-init`. Anywhere else this would power the
+        // machine off at the end: refuse.
+        Command::VmInit if std::process::id() == 1 => palisade_harness::vm::guest::init_main(),
+        Command::VmInit => {
+            eprintln!("palisade: vm-init only runs as pid 1 of a `palisade vm` guest");
+            ExitCode::from(entry::EXIT_SETUP)
+        }
         Command::Cleanup { all } => {
             let removed = palisade_harness::cleanup::cleanup_all(all);
             for item in &removed.items {
@@ -163,5 +208,69 @@ fn split_filters(mut filters: Vec<String>) -> (Option<String>, Vec<String>) {
         (filters.pop(), Vec::new())
     } else {
         (None, filters)
+    }
+}
+
+fn vm(args: VmArgs) -> ExitCode {
+    let mut suite = args.suite;
+    if suite.is_empty() {
+        suite.push("run".to_owned());
+    }
+    // Emulated CPUs are slow: give runtimes and scenarios more time unless the user set it.
+    let mut env = Vec::new();
+    for (var, default) in [
+        ("PALISADE_RUNTIME_TIMEOUT", "60"),
+        ("PALISADE_SCENARIO_TIMEOUT", "180"),
+    ] {
+        env.push((
+            var.to_owned(),
+            std::env::var(var).unwrap_or_else(|_| default.to_owned()),
+        ));
+    }
+    if let Ok(runtimes) = std::env::var("PALISADE_RUNTIME") {
+        env.push(("PALISADE_RUNTIME".to_owned(), runtimes));
+    }
+    let palisade_dir = sibling_binary("palisade")
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let options = palisade_harness::vm::VmOptions {
+        kernel: args.kernel,
+        cgroup: args.cgroup,
+        accel: args.accel,
+        memory_mib: args.memory,
+        cpus: args.cpus,
+        timeout: std::time::Duration::from_secs(args.timeout),
+        verbose: args.verbose,
+        programs: args.with.into_iter().filter(|w| !w.is_empty()).collect(),
+        suite_args: suite,
+        palisade_dir,
+        env,
+    };
+    match palisade_harness::vm::run_vm(&options) {
+        Ok(report) => {
+            let secs = |d: Option<std::time::Duration>| {
+                d.map(|d| format!("{:.1} s", d.as_secs_f64()))
+                    .unwrap_or_else(|| "never".to_owned())
+            };
+            println!(
+                "palisade: vm: {} guest, cgroup {}: boot to first scenario {}, whole run {:.1} s, {} results, exit code {}{}",
+                report.accel,
+                options.cgroup,
+                secs(report.first_result),
+                report.total.as_secs_f64(),
+                report.results,
+                report.exit_code,
+                report
+                    .failure
+                    .map(|f| format!(" ({f})"))
+                    .unwrap_or_default()
+            );
+            ExitCode::from(u8::try_from(report.exit_code).unwrap_or(1))
+        }
+        Err(e) => {
+            eprintln!("palisade: vm: error: {e}");
+            ExitCode::from(entry::EXIT_SETUP)
+        }
     }
 }

@@ -1,0 +1,12 @@
+//! `palisade vm`: runs the suite in a throwaway QEMU guest built from what is on the host (its
+//! kernel, its modules, Palisade's own static binaries, the runtimes under test), with no image
+//! download and no network. The guest reports back over a second serial port.
+
+pub mod cpio;
+pub mod guest;
+pub mod initramfs;
+pub mod protocol;
+pub mod qemu;
+
+pub use protocol::{CgroupLayout, GuestConfig, GuestEvent};
+pub use qemu::{Accel, VmOptions, VmReport, run_vm};
