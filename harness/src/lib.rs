@@ -8,6 +8,7 @@ pub mod driver;
 pub mod error;
 pub mod exec;
 pub mod host;
+pub mod report;
 pub mod run;
 pub mod runner;
 pub mod scenario;
