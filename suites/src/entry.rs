@@ -123,16 +123,7 @@ fn run_in(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun) -> ExitCode {
             for error in preflight_errors.values() {
                 eprintln!("palisade: preflight failed: {error}");
             }
-            let results = preflight_errors
-                .iter()
-                .map(|(label, error)| TrialResult {
-                    runtime: label.clone(),
-                    name: "preflight".into(),
-                    verdict: Verdict::Fail(error.clone()),
-                    duration: Duration::ZERO,
-                })
-                .collect();
-            let report = run_report(run, &targets, &preflight_errors, results, started);
+            let report = run_report(run, &targets, &preflight_errors, Vec::new(), started);
             write_reports(&suite.reports, &report);
             return ExitCode::FAILURE;
         }
@@ -184,9 +175,23 @@ fn run_report(
     run: &RunEnv,
     targets: &[Target],
     preflight_errors: &BTreeMap<String, String>,
-    results: Vec<TrialResult>,
+    mut results: Vec<TrialResult>,
     started: Instant,
 ) -> RunReport {
+    // A failed preflight is a failure even when a filter left its `preflight` trial out.
+    for (label, error) in preflight_errors {
+        if !results
+            .iter()
+            .any(|r| r.runtime == *label && r.name == "preflight")
+        {
+            results.push(TrialResult {
+                runtime: label.clone(),
+                name: "preflight".into(),
+                verdict: Verdict::Fail(error.clone()),
+                duration: Duration::ZERO,
+            });
+        }
+    }
     let runtimes = targets
         .iter()
         .map(|target| RuntimeReport {

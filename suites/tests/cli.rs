@@ -253,3 +253,42 @@ fn check_tap_with_prove(tap: &Path) {
     assert!(!text.contains("Parse errors"), "{text}");
     assert!(output.status.success(), "{text}");
 }
+
+#[test]
+fn the_matrix_has_a_column_for_missing_and_broken_runtimes() {
+    if !need_root("the_matrix_has_a_column_for_missing_and_broken_runtimes") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broken = fake_runtime(
+        dir.path(),
+        "nothing",
+        &format!(
+            "{FIND_VERB}\nif [ \"$verb\" = --version ]; then echo 'nothing 0.0.1'; fi\nexit 0"
+        ),
+    );
+    let output = palisade()
+        .args(["matrix", "--exact", "pid::init_is_pid_1", "--runtimes"])
+        .arg(format!("{},palisade-no-such-runtime", broken.display()))
+        .env("PALISADE_RUNTIME_TIMEOUT", "2")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("palisade runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // The failed preflight is a failure, even though the filter leaves its trial out.
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        stdout.contains(
+            "| Scenario | nothing 0.0.1 — preflight failed [^1] | palisade-no-such-runtime — not available [^2] |"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[^1]: `nothing` could not run a trivial container: the runtime reported success for `create` but wrote no pid file"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[^2]: runtime `palisade-no-such-runtime` not found on PATH"),
+        "{stdout}"
+    );
+}
