@@ -127,7 +127,12 @@ impl RuntimeReport {
         let version = [self.label.as_str(), info.name.as_str()]
             .iter()
             .find_map(|name| version.strip_prefix(name))
-            .map(|rest| rest.trim_start().trim_start_matches("version").trim_start())
+            .map(|rest| {
+                rest.trim_start()
+                    .trim_start_matches("version")
+                    .trim_start_matches(':')
+                    .trim_start()
+            })
             .unwrap_or(version);
         if version.is_empty() {
             self.label.clone()
@@ -316,6 +321,27 @@ mod tests {
             .map(|r| format!("{} {}", r.runtime, r.name))
             .collect();
         assert_eq!(sorted, expected);
+    }
+
+    #[test]
+    fn titles_keep_the_version_number_only() {
+        let title = |label: &str, version: &str| {
+            RuntimeReport {
+                label: label.into(),
+                info: Some(RuntimeInfo {
+                    name: label.into(),
+                    path: "/bin/x".into(),
+                    version: version.into(),
+                }),
+                status: RuntimeStatus::Ready,
+            }
+            .title()
+        };
+        assert_eq!(title("runc", "runc version 1.1.5+ds1"), "runc 1.1.5+ds1");
+        assert_eq!(title("youki", "youki version: 0.7.0"), "youki 0.7.0");
+        assert_eq!(title("crun", "crun version 1.8.1"), "crun 1.8.1");
+        assert_eq!(title("rt", "v2.0 (build 7)"), "rt v2.0 (build 7)");
+        assert_eq!(title("rt", ""), "rt");
     }
 
     #[test]
