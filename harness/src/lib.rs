@@ -11,6 +11,7 @@ pub mod exec;
 pub mod host;
 pub mod hostfs;
 pub mod netlab;
+pub mod report;
 pub mod run;
 pub mod runner;
 pub mod scenario;

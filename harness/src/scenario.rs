@@ -119,10 +119,13 @@ impl Ctx {
         control: bool,
         deadline: Instant,
     ) -> Ctx {
+        // The runtime is part of every container id: with several runtimes in one run, the same
+        // trial on two runtimes at once must not share a bundle, a pid file or a cgroup.
+        let runtime_tag: String = slug(&runtime.info().name).chars().take(16).collect();
         Ctx {
+            trial: slug(&format!("{runtime_tag}-{trial}")),
             run,
             runtime,
-            trial: slug(trial),
             control,
             deadline,
             containers_made: AtomicU32::new(0),

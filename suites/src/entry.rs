@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use libtest_mimic::Arguments;
 use palisade_harness::RunEnv;
 use palisade_harness::cleanup::{self, Removed, cleanup_run};
-use palisade_harness::runner::{self, Mode, Results, Target};
+use palisade_harness::report::{self, ReportSpec, RunReport, RuntimeReport, RuntimeStatus};
+use palisade_harness::runner::{self, Mode, Results, Target, TrialResult, Verdict};
 
 /// What to run.
 pub struct SuiteRun {
@@ -23,6 +25,26 @@ pub struct SuiteRun {
     pub filters: Vec<String>,
     /// The user named the runtime: a runtime that cannot be found is an error, not a skip.
     pub explicit: bool,
+    /// Reports to write when the run is over (`--report junit=path`, `PALISADE_REPORT`).
+    pub reports: Vec<ReportSpec>,
+    /// The conformance matrix: every runtime is a column, whether it is missing, fails its
+    /// preflight or runs; the Markdown table is printed at the end.
+    pub matrix: bool,
+}
+
+impl SuiteRun {
+    pub fn new(runtimes: Vec<String>, mode: Mode, probe: PathBuf, args: Arguments) -> SuiteRun {
+        SuiteRun {
+            runtimes,
+            mode,
+            probe,
+            args,
+            filters: Vec::new(),
+            explicit: false,
+            reports: Vec::new(),
+            matrix: false,
+        }
+    }
 }
 
 /// Exit code for a run that could not start at all (bad runtime, no probe).
@@ -52,6 +74,7 @@ pub fn run(suite: SuiteRun) -> ExitCode {
 }
 
 fn run_in(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun) -> ExitCode {
+    let started = Instant::now();
     let host = &run.host;
     if !suite.args.list {
         println!(
@@ -77,6 +100,7 @@ fn run_in(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun) -> ExitCode {
         let driver = run.runtime(name).map_err(|e| e.to_string());
         if let Err(e) = &driver
             && suite.explicit
+            && !suite.matrix
         {
             return setup_error(e);
         }
@@ -107,11 +131,13 @@ fn run_in(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun) -> ExitCode {
             .iter()
             .filter(|t| t.driver.is_ok() && !preflight_errors.contains_key(&t.label))
             .count();
-        if usable == 0 && !preflight_errors.is_empty() {
+        if usable == 0 && !preflight_errors.is_empty() && !suite.matrix {
             // Nothing can run: one clear error per runtime instead of a wall of identical failures.
             for error in preflight_errors.values() {
                 eprintln!("palisade: preflight failed: {error}");
             }
+            let report = run_report(run, &targets, &preflight_errors, Vec::new(), started);
+            write_reports(&suite.reports, &report);
             return ExitCode::FAILURE;
         }
     }
@@ -138,6 +164,9 @@ fn run_in(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun) -> ExitCode {
         });
     }
     let conclusion = libtest_mimic::run(&suite.args, trials);
+    if suite.args.list {
+        return conclusion.exit_code();
+    }
     let skips = results.skip_summary();
     if !skips.is_empty() {
         println!("palisade: skipped, by reason:");
@@ -145,7 +174,89 @@ fn run_in(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun) -> ExitCode {
             println!("  {count:>4}  {reason}");
         }
     }
-    conclusion.exit_code()
+
+    let mut report = run_report(run, &targets, &preflight_errors, results.all(), started);
+    report.sort_results(&trial_order(&scenarios));
+    print!("{}", report::summary(&report));
+    if suite.matrix {
+        println!();
+        print!("{}", report::markdown::render(&report));
+    }
+    let written = write_reports(&suite.reports, &report);
+    if conclusion.has_failed() {
+        conclusion.exit_code()
+    } else if report.has_failures() {
+        ExitCode::FAILURE
+    } else if !written {
+        ExitCode::from(EXIT_SETUP)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// What the reporters get: the run's facts and every verdict, fixed.
+fn run_report(
+    run: &RunEnv,
+    targets: &[Target],
+    preflight_errors: &BTreeMap<String, String>,
+    mut results: Vec<TrialResult>,
+    started: Instant,
+) -> RunReport {
+    // A failed preflight is a failure even when a filter left its `preflight` trial out.
+    for (label, error) in preflight_errors {
+        if !results
+            .iter()
+            .any(|r| r.runtime == *label && r.name == "preflight")
+        {
+            results.push(TrialResult {
+                runtime: label.clone(),
+                name: "preflight".into(),
+                verdict: Verdict::Fail(error.clone()),
+                duration: Duration::ZERO,
+            });
+        }
+    }
+    let runtimes = targets
+        .iter()
+        .map(|target| RuntimeReport {
+            label: target.label.clone(),
+            info: target.info().cloned(),
+            status: match (&target.driver, preflight_errors.get(&target.label)) {
+                (Err(reason), _) => RuntimeStatus::Unavailable(reason.clone()),
+                (Ok(_), Some(error)) => RuntimeStatus::PreflightFailed(error.clone()),
+                (Ok(_), None) => RuntimeStatus::Ready,
+            },
+        })
+        .collect();
+    RunReport {
+        run_id: run.id.clone(),
+        host: run.host.clone(),
+        runtimes,
+        results,
+        duration: started.elapsed(),
+    }
+}
+
+/// The trial names in the order the suite lists them: scenarios, then their negative controls.
+fn trial_order(scenarios: &[&palisade_harness::Scenario]) -> Vec<String> {
+    let names: Vec<String> = scenarios.iter().map(|s| s.full_name()).collect();
+    let controls = names.iter().map(|n| format!("selftest::{n}"));
+    names.iter().cloned().chain(controls).collect()
+}
+
+/// Writes every report; a report that cannot be written is an error line, not a lost run.
+fn write_reports(specs: &[ReportSpec], report: &RunReport) -> bool {
+    let mut all_written = true;
+    for spec in specs {
+        match spec.write(report) {
+            Ok(()) => println!("palisade: wrote {}", spec.path.display()),
+            Err(e) => {
+                eprintln!("palisade: error: {e}");
+                all_written = false;
+            }
+        }
+    }
+    all_written
 }
 
 /// What the scenarios' own cleanup guards failed to remove.

@@ -45,9 +45,10 @@ fn second_subset(cx: &Ctx) -> Outcome {
 
 fn time_is_new(cx: &Ctx) -> Outcome {
     // Runtimes that predate time namespaces refuse such a config at `create`: a missing feature.
-    let spec = cx
+    let mut spec = cx
         .spec("ns-time-supported", &Request::Facts)?
         .only_namespaces(&[Mount, Pid, Time]);
+    spec.spec.set_hostname(None);
     if let Err(HarnessError::Runtime(refusal @ RuntimeError::Failed { verb: "create", .. })) =
         cx.run_once(spec)
     {

@@ -1,172 +1,294 @@
-//! The `palisade` command as a user meets it: unprivileged runs, killed runs and `cleanup`.
+//! The `palisade` command as users and CI see it: exit codes, error lines, reports. The runtimes
+//! here are shell scripts that misbehave in one precise way, and the real `runc`.
 
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
-use serial_test::serial;
+use predicates::prelude::*;
 
-fn palisade() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_palisade"))
+fn palisade() -> assert_cmd::Command {
+    let mut command =
+        assert_cmd::Command::cargo_bin("palisade").expect("the palisade binary is built");
+    // The caller's environment must not pick runtimes or reports for the test.
+    command
+        .env_remove("PALISADE_RUNTIME")
+        .env_remove("PALISADE_REPORT")
+        .env_remove("PALISADE_RUNTIME_TIMEOUT");
+    command
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Copies the three binaries where any user can run them (the target dir may sit in root's home).
-fn world_readable_binaries() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("chmod dir");
-    for bin in [
-        env!("CARGO_BIN_EXE_palisade"),
-        env!("CARGO_BIN_EXE_palisade-probe"),
-        env!("CARGO_BIN_EXE_palisade-runtime"),
-    ] {
-        let to = dir.path().join(Path::new(bin).file_name().expect("name"));
-        std::fs::copy(bin, &to).expect("copy binary");
-        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod binary");
+/// Getting past the privilege check (creating containers at all) needs root.
+fn need_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
     }
-    dir
+    println!("skipped {test}: needs root to create containers");
+    false
+}
+
+fn need_program(test: &str, program: &str) -> bool {
+    if palisade_harness::driver::find_runtime(program).is_ok() {
+        return true;
+    }
+    println!("skipped {test}: `{program}` is not installed");
+    false
+}
+
+/// Writes an executable shell script standing in for a runtime.
+fn fake_runtime(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write the fake runtime");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod the fake runtime");
+    path
+}
+
+/// The verb of a runc-style command line (`--root <dir> create ...`).
+const FIND_VERB: &str = r#"verb=""
+for arg in "$@"; do
+  case "$arg" in
+    --version|create|start|state|kill|delete) verb="$arg"; break ;;
+  esac
+done"#;
+
+fn stderr_lines(output: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
-#[serial]
-fn an_unprivileged_run_skips_every_scenario_with_its_reason() {
-    let bins = world_readable_binaries();
-    let mut command = if is_root() {
-        // Drop to nobody, as a user without privileges would run it.
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-        ]);
-        c.arg(bins.path().join("palisade"));
-        c
-    } else {
-        Command::new(bins.path().join("palisade"))
-    };
-    let output = command
-        .args(["run", "--runtime", "runc"])
-        .current_dir("/")
+fn a_missing_runtime_is_exit_2_and_one_error_line() {
+    let output = palisade()
+        .args(["run", "--runtime", "/nonexistent"])
         .output()
         .expect("palisade runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if stderr.contains("runtime `runc` not found") {
-        println!("skipped: runc is not installed");
-        return;
-    }
-    assert!(
-        output.status.success(),
-        "unprivileged run must pass with skips\n{stdout}\n{stderr}"
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert_eq!(
+        stderr_lines(&output),
+        ["palisade: error: runtime `/nonexistent` does not exist"],
+        "{output:?}"
     );
-    assert!(stdout.contains("0 passed; 0 failed;"), "{stdout}");
-    assert!(
-        stdout.contains("ignored (needs root with CAP_SYS_ADMIN (running as uid"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("palisade: skipped, by reason:"), "{stdout}");
 }
 
 #[test]
-#[serial]
-fn a_killed_run_leaves_nothing_after_palisade_cleanup() {
-    if !is_root() {
-        println!("skipped: needs root to run containers");
+fn a_bad_report_spec_is_a_usage_error() {
+    palisade()
+        .args(["run", "--report", "html=x.html"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown report format `html`"));
+}
+
+#[test]
+fn a_runtime_that_hangs_in_create_is_named_and_killed() {
+    if !need_root("a_runtime_that_hangs_in_create_is_named_and_killed") {
         return;
     }
-    let Ok(runc) = palisade_harness::driver::find_runtime("runc") else {
-        println!("skipped: runc is not installed");
-        return;
-    };
-    // A runtime that SIGKILLs palisade (its parent) the moment a container is about to start:
-    // the run dies holding a created container, its bundle, state and cgroups.
     let dir = tempfile::tempdir().expect("tempdir");
-    let killer = dir.path().join("runc-that-kills-palisade");
-    std::fs::write(
-        &killer,
-        format!("#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = start ] && kill -KILL $PPID; done\nexec {} \"$@\"\n", runc.display()),
-    )
-    .expect("write wrapper");
-    std::fs::set_permissions(&killer, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
-    let output = Command::new(palisade())
+    // `exec`, so the runner's kill of the process group leaves no sleeper behind.
+    let runtime = fake_runtime(
+        dir.path(),
+        "hangs",
+        &format!(
+            "{FIND_VERB}\nif [ \"$verb\" = --version ]; then echo 'hangs 0.0.1'; exit 0; fi\nexec sleep infinity"
+        ),
+    );
+    let started = Instant::now();
+    let output = palisade()
+        .args(["run", "--runtime"])
+        .arg(&runtime)
+        .env("PALISADE_RUNTIME_TIMEOUT", "2")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("palisade runs");
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        stderr.contains("runtime hung in `create` after 2 s (killed)"),
+        "{stderr}"
+    );
+    // create, then the cleanup's kill and delete, each cut off at 2 s.
+    assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
+}
+
+#[test]
+fn a_runtime_that_does_nothing_gets_a_clear_verdict() {
+    if !need_root("a_runtime_that_does_nothing_gets_a_clear_verdict") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = fake_runtime(
+        dir.path(),
+        "nothing",
+        &format!(
+            "{FIND_VERB}\nif [ \"$verb\" = --version ]; then echo 'nothing 0.0.1'; fi\nexit 0"
+        ),
+    );
+    let output = palisade()
+        .args(["run", "--runtime"])
+        .arg(&runtime)
+        .env("PALISADE_RUNTIME_TIMEOUT", "2")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("palisade runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        stderr.contains("the runtime reported success for `create` but wrote no pid file"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_runtime_whose_state_is_garbage_fails_clearly_and_reports_it() {
+    let test = "a_runtime_whose_state_is_garbage_fails_clearly_and_reports_it";
+    if !need_root(test) || !need_program(test, "runc") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    // runc for everything but `state`, which prints something that is not an OCI state.
+    let runtime = fake_runtime(
+        dir.path(),
+        "garbled",
+        &format!(
+            "{FIND_VERB}\nif [ \"$verb\" = state ]; then echo 'all good, trust me'; exit 0; fi\nexec runc \"$@\""
+        ),
+    );
+    let junit = dir.path().join("report.xml");
+    let output = palisade()
         .args([
             "run",
-            "--test-threads",
-            "1",
-            "pid::init_is_pid_1",
+            "--exact",
+            "pid::host_sees_an_ordinary_process",
             "--runtime",
         ])
-        .arg(&killer)
-        .stderr(Stdio::null())
+        .arg(&runtime)
+        .arg("--report")
+        .arg(format!("junit={}", junit.display()))
+        .timeout(Duration::from_secs(120))
         .output()
         .expect("palisade runs");
-    assert!(!output.status.success(), "palisade should have been killed");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let run_id = stdout
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("palisade: run ")
-                .and_then(|r| r.split_whitespace().next())
-        })
-        .expect("palisade printed its run id")
-        .to_owned();
-    let run_dir = std::env::temp_dir().join(format!("palisade-{run_id}"));
+    assert_eq!(output.status.code(), Some(101), "{output:?}");
     assert!(
-        run_dir
-            .join("bundles")
-            .read_dir()
-            .is_ok_and(|mut d| d.next().is_some()),
-        "the killed run left no container to clean up"
+        stdout.contains("`garbled state` printed something that is not an OCI state"),
+        "{stdout}"
     );
-    let tag = format!("palisade-{run_id}");
-
-    let cleanup = Command::new(palisade())
-        .arg("cleanup")
-        .output()
-        .expect("cleanup runs");
-    assert!(
-        cleanup.status.success(),
-        "cleanup: {}",
-        String::from_utf8_lossy(&cleanup.stderr)
-    );
-
-    assert!(!run_dir.exists(), "{} is still there", run_dir.display());
-    let cgroups: Vec<_> = palisade_harness::cleanup::cgroup_mounts()
-        .into_iter()
-        .flat_map(|m| walk(&m, 3))
-        .filter(|p| p.to_string_lossy().contains(&tag))
-        .collect();
-    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
-    let rooted: Vec<i32> = procfs::process::all_processes()
-        .expect("proc")
-        .filter_map(|p| p.ok())
-        .filter(|p| p.root().is_ok_and(|r| r.starts_with(&run_dir)))
-        .map(|p| p.pid)
-        .collect();
-    assert!(rooted.is_empty(), "container processes left: {rooted:?}");
+    let report = quick_junit::Report::deserialize_from_str(
+        &fs::read_to_string(&junit).expect("the JUnit report is written"),
+    )
+    .expect("the JUnit report parses");
+    assert_eq!((report.tests, report.failures), (1, 1), "{report:?}");
 }
 
-fn walk(dir: &Path, depth: usize) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-    {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            found.push(entry.path());
-            if depth > 1 {
-                found.extend(walk(&entry.path(), depth - 1));
-            }
-        }
+#[test]
+fn reports_are_valid_junit_tap_json_and_markdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name);
+    // A missing runtime is a column of the matrix, not an error; without root every trial is a
+    // skip, which the reports must carry just the same.
+    let output = palisade()
+        .args([
+            "matrix",
+            "--exact",
+            "pid::init_is_pid_1",
+            "--runtimes",
+            "runc,/nonexistent/runtime",
+        ])
+        .arg("--report")
+        .arg(format!(
+            "junit={},tap={},json={},md={}",
+            path("r.xml").display(),
+            path("r.tap").display(),
+            path("r.json").display(),
+            path("r.md").display()
+        ))
+        .timeout(Duration::from_secs(120))
+        .output()
+        .expect("palisade runs");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+
+    let junit = quick_junit::Report::deserialize_from_str(
+        &fs::read_to_string(path("r.xml")).expect("junit written"),
+    )
+    .expect("the JUnit report parses");
+    let suites: Vec<_> = junit.test_suites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(suites, ["runc", "runtime"]);
+    assert_eq!(junit.tests, 2);
+    assert_eq!(junit.test_suites[1].skipped, 1);
+
+    let json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(path("r.json")).expect("json written"))
+            .expect("the JSON report parses");
+    assert_eq!(json["runtimes"][1]["status"], "unavailable");
+    assert_eq!(
+        json["runtimes"][0]["trials"][0]["name"],
+        "pid::init_is_pid_1"
+    );
+    assert!(json["host"]["kernel_release"].is_string());
+
+    let tap = fs::read_to_string(path("r.tap")).expect("tap written");
+    assert!(tap.starts_with("TAP version 13\n1..2\n"), "{tap}");
+    check_tap_with_prove(&path("r.tap"));
+
+    let md = fs::read_to_string(path("r.md")).expect("md written");
+    assert!(md.contains("| `pid::init_is_pid_1` |"), "{md}");
+    assert!(md.contains("runtime — not available"), "{md}");
+}
+
+/// `prove` (Perl's TAP harness) is the reference parser; it reports parse errors on bad TAP.
+fn check_tap_with_prove(tap: &Path) {
+    let Ok(output) = Command::new("prove").arg("-e").arg("cat").arg(tap).output() else {
+        println!("TAP not checked with prove: prove is not installed");
+        return;
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!text.contains("Parse errors"), "{text}");
+    assert!(output.status.success(), "{text}");
+}
+
+#[test]
+fn the_matrix_has_a_column_for_missing_and_broken_runtimes() {
+    if !need_root("the_matrix_has_a_column_for_missing_and_broken_runtimes") {
+        return;
     }
-    found
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broken = fake_runtime(
+        dir.path(),
+        "nothing",
+        &format!(
+            "{FIND_VERB}\nif [ \"$verb\" = --version ]; then echo 'nothing 0.0.1'; fi\nexit 0"
+        ),
+    );
+    let output = palisade()
+        .args(["matrix", "--exact", "pid::init_is_pid_1", "--runtimes"])
+        .arg(format!("{},palisade-no-such-runtime", broken.display()))
+        .env("PALISADE_RUNTIME_TIMEOUT", "2")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .expect("palisade runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // The failed preflight is a failure, even though the filter leaves its trial out.
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        stdout.contains(
+            "| Scenario | nothing 0.0.1 — preflight failed [^1] | palisade-no-such-runtime — not available [^2] |"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[^1]: `nothing` could not run a trivial container: the runtime reported success for `create` but wrote no pid file"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[^2]: runtime `palisade-no-such-runtime` not found on PATH"),
+        "{stdout}"
+    );
 }

@@ -1,9 +1,11 @@
 //! `cargo test` runs the whole suite, scenarios and negative controls, against every runtime of
-//! the default matrix (or `PALISADE_RUNTIME`, comma-separated).
+//! the default matrix (or `PALISADE_RUNTIME`, comma-separated). `PALISADE_REPORT=junit=path,...`
+//! writes reports too.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use palisade_harness::report::parse_specs;
 use palisade_harness::runner::Mode;
 use palisade_suites::entry::{self, SuiteRun, test_matrix};
 
@@ -23,13 +25,23 @@ fn main() -> ExitCode {
     } else {
         test_matrix(Path::new(env!("CARGO_BIN_EXE_palisade-runtime")))
     };
+    let reports = match parse_specs(&std::env::var("PALISADE_REPORT").unwrap_or_default()) {
+        Ok(reports) => reports,
+        Err(e) => {
+            eprintln!("palisade: error: PALISADE_REPORT: {e}");
+            return ExitCode::from(entry::EXIT_SETUP);
+        }
+    };
     entry::run(SuiteRun {
-        runtimes,
-        mode: Mode::Both,
-        probe: env!("CARGO_BIN_EXE_palisade-probe").into(),
-        args,
         filters,
         explicit,
+        reports,
+        ..SuiteRun::new(
+            runtimes,
+            Mode::Both,
+            env!("CARGO_BIN_EXE_palisade-probe").into(),
+            args,
+        )
     })
 }
 

@@ -1,0 +1,100 @@
+//! JSON: the whole run, for machines: host facts, each runtime (name, version, path, or why it
+//! could not be tested), and each trial's verdict, duration, failure message or skip reason.
+
+use serde::Serialize;
+
+use super::{Counts, ReportError, RunReport, RuntimeReport};
+use crate::host::HostFacts;
+use crate::runner::Verdict;
+
+/// Bumped when a field changes meaning or disappears.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    schema_version: u32,
+    run_id: &'a str,
+    duration_secs: f64,
+    host: &'a HostFacts,
+    passed: bool,
+    runtimes: Vec<JsonRuntime<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonRuntime<'a> {
+    #[serde(flatten)]
+    runtime: &'a RuntimeReport,
+    counts: Counts,
+    trials: Vec<JsonTrial<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonTrial<'a> {
+    name: &'a str,
+    /// `pass`, `fail` or `skip`.
+    verdict: &'static str,
+    duration_secs: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skip_reason: Option<&'a str>,
+}
+
+pub fn render(report: &RunReport) -> Result<String, ReportError> {
+    let runtimes = report
+        .runtimes
+        .iter()
+        .map(|runtime| JsonRuntime {
+            runtime,
+            counts: report.counts_of(&runtime.label),
+            trials: report
+                .results_of(&runtime.label)
+                .map(|result| {
+                    let (verdict, message, skip_reason) = match &result.verdict {
+                        Verdict::Pass => ("pass", None, None),
+                        Verdict::Fail(message) => ("fail", Some(message.as_str()), None),
+                        Verdict::Skip(reason) => ("skip", None, Some(reason.as_str())),
+                    };
+                    JsonTrial {
+                        name: &result.name,
+                        verdict,
+                        duration_secs: result.duration.as_secs_f64(),
+                        message,
+                        skip_reason,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let json = JsonReport {
+        schema_version: SCHEMA_VERSION,
+        run_id: &report.run_id,
+        duration_secs: report.duration.as_secs_f64(),
+        host: &report.host,
+        passed: !report.has_failures(),
+        runtimes,
+    };
+    let mut text = serde_json::to_string_pretty(&json)?;
+    text.push('\n');
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture;
+
+    #[test]
+    fn json_snapshot() {
+        insta::assert_snapshot!(super::render(&fixture::report()).expect("renders"));
+    }
+
+    #[test]
+    fn json_parses_back() {
+        let text = super::render(&fixture::report()).expect("renders");
+        let value: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(value["runtimes"][0]["version"], "runc version 1.1.5");
+        assert_eq!(value["runtimes"][1]["trials"][4]["verdict"], "fail");
+        assert_eq!(value["runtimes"][2]["status"], "unavailable");
+        assert_eq!(value["host"]["cgroup_mode"], "hybrid");
+    }
+}
