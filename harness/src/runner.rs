@@ -205,8 +205,12 @@ fn trial(
 fn judge(outcome: Result<(), Failure>, control: bool, scenario: &Scenario) -> Verdict {
     match (outcome, control) {
         (Ok(()), false) => Verdict::Pass,
-        (Err(Failure::Failed(message)), false) => Verdict::Fail(message),
+        (Err(Failure::Failed(message) | Failure::Broken(message)), false) => Verdict::Fail(message),
         (Err(Failure::Failed(_)), true) => Verdict::Pass,
+        (Err(Failure::Broken(message)), true) => Verdict::Fail(format!(
+            "the negative control ({}) broke the scenario before any check could catch it: {message}",
+            scenario.control
+        )),
         (Ok(()), true) => Verdict::Fail(format!(
             "the negative control did not make the scenario fail (control: {}); the check has no teeth",
             scenario.control
@@ -242,11 +246,11 @@ fn execute(
     // Every blocking step honours the deadline; the grace covers the cleanup after it.
     match receiver.recv_timeout(timeout + Duration::from_secs(15)) {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(panic)) => Err(Failure::Failed(format!(
+        Ok(Err(panic)) => Err(Failure::Broken(format!(
             "the scenario panicked: {}",
             panic_message(&panic)
         ))),
-        Err(_) => Err(Failure::Failed(format!(
+        Err(_) => Err(Failure::Broken(format!(
             "the scenario did not finish within {} s",
             timeout.as_secs()
         ))),
@@ -259,4 +263,44 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .cloned()
         .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
         .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+#[cfg(test)]
+mod judge_tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn noop(_: &Ctx) -> crate::scenario::Outcome {
+        Ok(())
+    }
+
+    const SCENARIO: Scenario = Scenario {
+        area: "t",
+        name: "t",
+        checks: "",
+        control: "the control",
+        requires: &[],
+        run: noop,
+    };
+
+    #[rstest]
+    #[case::pass(Ok(()), false, "pass")]
+    #[case::check_failed(Err(Failure::Failed("no".into())), false, "fail")]
+    #[case::broken(Err(Failure::Broken("runtime refused".into())), false, "fail")]
+    #[case::control_caught(Err(Failure::Failed("no".into())), true, "pass")]
+    #[case::control_not_caught(Ok(()), true, "fail")]
+    #[case::control_broke_setup(Err(Failure::Broken("runtime refused".into())), true, "fail")]
+    #[case::skip(Err(Failure::Skipped("why".into())), true, "skip")]
+    fn verdicts(
+        #[case] outcome: crate::scenario::Outcome,
+        #[case] control: bool,
+        #[case] expected: &str,
+    ) {
+        let verdict = match judge(outcome, control, &SCENARIO) {
+            Verdict::Pass => "pass",
+            Verdict::Fail(_) => "fail",
+            Verdict::Skip(_) => "skip",
+        };
+        assert_eq!(verdict, expected);
+    }
 }

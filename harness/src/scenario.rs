@@ -41,11 +41,15 @@ pub enum Failure {
     Failed(String),
     /// The scenario cannot run here; the reason is printed and counted.
     Skipped(String),
+    /// The scenario could not get as far as its checks (the runtime refused, the probe died...).
+    /// A failure of the scenario; under a negative control it does NOT count as the control
+    /// being caught, since no check judged anything.
+    Broken(String),
 }
 
 impl From<HarnessError> for Failure {
     fn from(error: HarnessError) -> Failure {
-        Failure::Failed(error.to_string())
+        Failure::Broken(error.to_string())
     }
 }
 

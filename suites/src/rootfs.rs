@@ -17,8 +17,6 @@ use palisade_runtime::{CHROOT_ONLY_ANNOTATION, NO_PIVOT_ANNOTATION};
 
 const PRIVILEGED: &[Requirement] = &[Requirement::Privileged];
 
-/// The annotation the bundled runtime reads to jail with chroot only (its `--no-pivot`).
-
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         area: "rootfs",
