@@ -279,6 +279,7 @@ mod judge_tests {
         name: "t",
         checks: "",
         control: "the control",
+        means: "",
         requires: &[],
         run: noop,
     };

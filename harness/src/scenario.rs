@@ -22,6 +22,8 @@ pub struct Scenario {
     pub checks: &'static str,
     /// The negative control: what the scenario changes under `selftest`, where it must FAIL.
     pub control: &'static str,
+    /// What a failure means for a user's security, in one sentence (README table).
+    pub means: &'static str,
     pub requires: &'static [Requirement],
     pub run: fn(&Ctx) -> Outcome,
 }

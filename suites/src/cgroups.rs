@@ -20,6 +20,7 @@ pub const SCENARIOS: &[Scenario] = &[
                  over a 1 s window and is throttled, while an unthrottled twin measured the same way right after uses clearly more \
                  (1.5x the allowance; otherwise the scenario skips: no teeth on this host).",
         control: "no CPU quota in the config",
+        means: "A container can use more CPU than it was given and starve its neighbours.",
         requires: PRIVILEGED,
         run: quota_holds,
     },
@@ -29,6 +30,7 @@ pub const SCENARIOS: &[Scenario] = &[
         checks: "Quotas of 20 % and 50 % of a CPU give usage in that order, each within its allowance and at \
                  least 3/4 of its target.",
         control: "both containers get the 20 % quota",
+        means: "CPU quotas are not applied as configured: limits are ordered or sized wrongly.",
         requires: PRIVILEGED,
         run: quota_scales,
     },
@@ -38,6 +40,7 @@ pub const SCENARIOS: &[Scenario] = &[
         checks: "The container's init is in the cgroup at cgroupsPath in every hierarchy that matters (v1: cpu, \
                  cpuacct, memory, pids; v2: the unified one), and the runtime removes that cgroup on delete.",
         control: "the config names a sibling cgroup, as a runtime that ignores or rewrites cgroupsPath would",
+        means: "The container's processes escape the cgroup its limits are set on, or the runtime leaves cgroups behind.",
         requires: PRIVILEGED,
         run: placement,
     },
@@ -46,6 +49,7 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "pids_limit",
         checks: "With pids.limit 8, starting 16 sleepers inside stops with EAGAIN before the limit.",
         control: "no pids limit in the config",
+        means: "A fork bomb in the container can exhaust the host's process table.",
         requires: PRIVILEGED,
         run: pids_limit,
     },

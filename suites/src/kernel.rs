@@ -8,6 +8,7 @@ pub const SCENARIOS: &[Scenario] = &[Scenario {
     name: "shared_kernel_own_userland",
     checks: "`uname -r` inside is the host's (one shared kernel), while /etc/os-release is the rootfs's, not the host's.",
     control: "the host's /etc/os-release is bind-mounted into the container",
+    means: "The container sees the host's files instead of its own image.",
     requires: &[Requirement::Privileged],
     run: shared_kernel_own_userland,
 }];

@@ -38,17 +38,19 @@ pub fn all() -> Vec<&'static Scenario> {
     .collect()
 }
 
-/// The README's scenario table: what each scenario checks and its negative control.
+/// The README's scenario table: the promise each scenario checks, its negative control, and what a
+/// failure means for a user's security.
 pub fn scenario_table() -> String {
     let mut table = String::from(
-        "| scenario | what it checks | negative control (must FAIL) |\n|---|---|---|\n",
+        "| scenario | what it checks | negative control (must FAIL) | a failure means |\n|---|---|---|---|\n",
     );
     for scenario in all() {
         table.push_str(&format!(
-            "| `{}` | {} | {} |\n",
+            "| `{}` | {} | {} | {} |\n",
             scenario.full_name(),
             scenario.checks,
-            scenario.control
+            scenario.control,
+            scenario.means
         ));
     }
     table
