@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::exec;
-use crate::run::{PREFIX, RECORD_FILE, RunRecord, runtime_timeout, start_time};
+use crate::run::{RECORD_FILE, RunRecord, run_tag_of, runtime_timeout, start_time};
 
 /// What a cleanup removed, to be printed.
 #[derive(Debug, Default)]
@@ -78,9 +78,8 @@ pub fn cleanup_all(include_live: bool) -> Removed {
         }
         cleanup_run(&dir, &mut removed);
     }
-    let orphan = |name: &str| {
-        name.starts_with(PREFIX) && !live_tags.iter().any(|tag| name.starts_with(tag.as_str()))
-    };
+    let orphan =
+        |name: &str| run_tag_of(name).is_some_and(|tag| !live_tags.iter().any(|live| live == tag));
     remove_cgroups(&orphan, &mut removed);
     remove_netns(&orphan, &mut removed);
     removed
@@ -91,7 +90,7 @@ fn palisade_entries(dir: &Path) -> Vec<PathBuf> {
         .map(|entries| {
             entries
                 .filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with(PREFIX))
+                .filter(|e| run_tag_of(&e.file_name().to_string_lossy()).is_some())
                 .map(|e| e.path())
                 .collect()
         })

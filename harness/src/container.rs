@@ -175,8 +175,9 @@ impl Container {
 
     /// Deletes the container (it must have stopped) and reports the runtime's error if any.
     pub fn delete(mut self) -> Result<(), HarnessError> {
-        self.deleted = true;
         self.runtime.delete(&self.id, false)?;
+        // A runtime that claims success and deletes nothing is caught by the run's leak check.
+        self.deleted = true;
         Ok(())
     }
 
@@ -191,7 +192,7 @@ impl Container {
 impl Drop for Container {
     fn drop(&mut self) {
         self.stdin = None;
-        if !self.deleted || self.runtime.state(&self.id).is_ok() {
+        if !self.deleted {
             let _ = self.runtime.kill(&self.id, "KILL");
             if let Err(RuntimeError::Failed { .. }) = self.runtime.delete(&self.id, true) {
                 // Some runtimes refuse --force on a container that is still dying; wait and retry once.

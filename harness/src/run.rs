@@ -146,12 +146,46 @@ impl RunEnv {
     }
 }
 
+/// How many hex digits a run id has.
+pub const RUN_ID_LEN: usize = 6;
+
+/// The `palisade-<run id>` that starts the name of everything a run makes, if `name` has one.
+/// Only such names are Palisade's to clean up: `palisade-runtime` (the bundled runtime's default
+/// cgroup) or a user's `/tmp/palisade-notes` are not.
+pub fn run_tag_of(name: &str) -> Option<&str> {
+    let id = name.strip_prefix(PREFIX)?.get(..RUN_ID_LEN)?;
+    let rest = &name[PREFIX.len() + RUN_ID_LEN..];
+    let is_id = id
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    (is_id && (rest.is_empty() || rest.starts_with('-')))
+        .then(|| &name[..PREFIX.len() + RUN_ID_LEN])
+}
+
 fn new_run_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     format!("{:06x}", (nanos ^ (std::process::id() << 12)) & 0xff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("palisade-0a1b2c", Some("palisade-0a1b2c"))]
+    #[case("palisade-0a1b2c-net3-host", Some("palisade-0a1b2c"))]
+    #[case("palisade-runtime", None)]
+    #[case("palisade-0a1b2cd", None)]
+    #[case("palisade-investigate", None)]
+    #[case("palisade-0A1B2C", None)]
+    #[case("pnet", None)]
+    fn only_run_tags_are_ours(#[case] name: &str, #[case] tag: Option<&str>) {
+        assert_eq!(run_tag_of(name), tag);
+    }
 }
 
 /// The start time of a process in clock ticks since boot (field 22 of `/proc/<pid>/stat`).

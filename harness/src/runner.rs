@@ -179,10 +179,9 @@ fn trial(
             (Some(reason), _) => Verdict::Skip(reason),
             (None, None) => Verdict::Skip(format!("`{label}` is not available")),
             (None, Some(driver)) => {
-                // The runtime is part of every container id: the same scenario runs on each
+                // Ctx puts the runtime into every container id: the same scenario runs on each
                 // runtime at once, and must not share bundle directories or ids.
-                let scoped = format!("{label}/{trial_name}");
-                let outcome = execute(&run, &driver, scenario, &scoped, control);
+                let outcome = execute(&run, &driver, scenario, &trial_name, control);
                 judge(outcome, control, scenario)
             }
         };

@@ -268,7 +268,7 @@ fn leftovers(run: &RunEnv) -> Vec<String> {
     cleanup::leftovers(&run.dir, &run.cgroup_parent()[1..], &roots)
 }
 
-fn setup_error(message: &str) -> ExitCode {
+pub(crate) fn setup_error(message: &str) -> ExitCode {
     eprintln!("palisade: error: {message}");
     ExitCode::from(EXIT_SETUP)
 }
@@ -306,71 +306,4 @@ pub fn test_matrix(bundled: &Path) -> Vec<String> {
     let mut runtimes = default_runtime(bundled);
     runtimes.extend(["runc".to_owned(), "crun".to_owned()]);
     runtimes
-}
-
-/// `palisade bench cgroups`: per runtime, the mean and spread of the CPU fraction a burner under
-/// `quota` µs per 100 ms is charged over 1 s windows. Everything it makes is cleaned up after.
-pub fn bench_cgroups(
-    probe: &Path,
-    runtimes: &[String],
-    samples: usize,
-    quota: i64,
-    window: std::time::Duration,
-) -> ExitCode {
-    const PERIOD: u64 = 100_000;
-    let run = match RunEnv::new(probe) {
-        Ok(run) => run,
-        Err(e) => return setup_error(&e.to_string()),
-    };
-    println!(
-        "palisade: bench cgroups, run {}, cgroup {}, quota {quota}/{PERIOD} µs ({:.3} CPUs), {samples} samples of {} s",
-        run.id,
-        run.host.cgroup_mode,
-        quota as f64 / PERIOD as f64,
-        window.as_secs_f64()
-    );
-    let mut code = ExitCode::SUCCESS;
-    for name in runtimes {
-        let outcome = run
-            .runtime(name)
-            .map_err(|e| e.to_string())
-            .and_then(|driver| {
-                // Each sample takes about a second plus a container's life; allow for a slow host.
-                let deadline = std::time::Instant::now()
-                    + (palisade_harness::run::scenario_timeout() + window) * samples.max(1) as u32;
-                let cx = palisade_harness::Ctx::new(
-                    run.clone(),
-                    driver,
-                    &format!("bench-{}", runtime_label(name)),
-                    false,
-                    deadline,
-                );
-                palisade_harness::cgroups::bench_quota_fraction(&cx, quota, PERIOD, window, samples)
-                    .map_err(|e| e.to_string())
-            });
-        match outcome {
-            Ok(fractions) => {
-                let n = fractions.len().max(1) as f64;
-                let mean = fractions.iter().sum::<f64>() / n;
-                let sd = (fractions.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / n).sqrt();
-                let min = fractions.iter().copied().fold(f64::INFINITY, f64::min);
-                let max = fractions.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                println!(
-                    "{:<10} mean {mean:.4} CPUs  sd {sd:.4}  min {min:.4}  max {max:.4}  (n={})",
-                    runtime_label(name),
-                    fractions.len()
-                );
-            }
-            Err(e) => {
-                eprintln!("palisade: bench {name}: {e}");
-                code = ExitCode::FAILURE;
-            }
-        }
-    }
-    let mut removed = Removed::default();
-    cleanup_run(&run.dir, &mut removed);
-    for problem in &removed.problems {
-        eprintln!("palisade: cleanup: {problem}");
-    }
-    code
 }

@@ -1,6 +1,7 @@
 //! Palisade's scenarios, one file per area, and the entry points shared by the `palisade` command
 //! and `cargo test`.
 
+pub mod bench;
 pub mod capabilities;
 pub mod cgroups;
 pub mod entry;

@@ -85,6 +85,19 @@ struct VmArgs {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Start latency: create + start + wait + delete of the probe's no-op, side by side.
+    Start {
+        /// Runtimes to compare (names on PATH or paths); ratios are to the first one.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "palisade-runtime,crun,runc"
+        )]
+        runtimes: Vec<String>,
+        /// Containers per runtime.
+        #[arg(long, default_value_t = 50)]
+        iterations: usize,
+    },
     /// The CPU fraction the kernel charges a 2-thread burner under a CPU quota, per runtime.
     Cgroups {
         /// Runtimes to measure (names on PATH or paths).
@@ -179,6 +192,19 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Bench {
+            what: Bench::Start {
+                runtimes,
+                iterations,
+            },
+        } => palisade_suites::bench::bench_start(
+            &sibling_binary("palisade-probe"),
+            &runtimes
+                .iter()
+                .map(|name| bundled_if_not_on_path(name))
+                .collect::<Vec<_>>(),
+            iterations,
+        ),
+        Command::Bench {
             what:
                 Bench::Cgroups {
                     runtimes,
@@ -186,7 +212,7 @@ fn main() -> ExitCode {
                     quota,
                     window_ms,
                 },
-        } => entry::bench_cgroups(
+        } => palisade_suites::bench::bench_cgroups(
             &sibling_binary("palisade-probe"),
             &runtimes,
             samples,

@@ -292,3 +292,30 @@ fn the_matrix_has_a_column_for_missing_and_broken_runtimes() {
         "{stdout}"
     );
 }
+
+#[test]
+fn bench_start_prints_runtimes_side_by_side() {
+    if !need_root("bench_start_prints_runtimes_side_by_side")
+        || !need_program("bench_start", "runc")
+    {
+        return;
+    }
+    let bundled = env!("CARGO_BIN_EXE_palisade-runtime");
+    let output = palisade()
+        .args(["bench", "start", "--iterations", "3", "--runtimes"])
+        .arg(format!("{bundled},runc"))
+        .output()
+        .expect("palisade runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("median ratio"), "{stdout}");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("palisade-runtime ") || l.starts_with("runc "))
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert!(
+        rows[0].trim_end().ends_with("1.00"),
+        "the first runtime is the base of the ratios: {stdout}"
+    );
+}
