@@ -170,6 +170,19 @@ fn new_run_id() -> String {
     format!("{:06x}", (nanos ^ (std::process::id() << 12)) & 0xff_ffff)
 }
 
+/// The start time of a process in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
+pub fn start_time(pid: i32) -> Option<u64> {
+    procfs::process::Process::new(pid)
+        .ok()?
+        .stat()
+        .ok()
+        .map(|s| s.starttime)
+}
+
+fn own_start_time() -> u64 {
+    start_time(std::process::id() as i32).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,17 +199,4 @@ mod tests {
     fn only_run_tags_are_ours(#[case] name: &str, #[case] tag: Option<&str>) {
         assert_eq!(run_tag_of(name), tag);
     }
-}
-
-/// The start time of a process in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
-pub fn start_time(pid: i32) -> Option<u64> {
-    procfs::process::Process::new(pid)
-        .ok()?
-        .stat()
-        .ok()
-        .map(|s| s.starttime)
-}
-
-fn own_start_time() -> u64 {
-    start_time(std::process::id() as i32).unwrap_or(0)
 }
