@@ -120,6 +120,30 @@ struct RunArgs {
     /// The runtime under test: a name looked up on PATH, or a path. Default: the bundled runtime.
     #[arg(long, env = "PALISADE_RUNTIME", value_delimiter = ',')]
     runtime: Vec<String>,
+    #[command(flatten)]
+    select: SelectArgs,
+}
+
+#[derive(clap::Args)]
+struct MatrixArgs {
+    /// The runtimes, one column each: names looked up on PATH, or paths. A runtime that is not
+    /// installed, or cannot run a trivial container, is a column that says so.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "palisade-runtime,runc,crun,youki"
+    )]
+    runtimes: Vec<String>,
+    /// Also run the negative controls (`selftest::` rows).
+    #[arg(long)]
+    with_controls: bool,
+    #[command(flatten)]
+    select: SelectArgs,
+}
+
+/// Which scenarios run, how, and what is written at the end: shared by `run`, `selftest`, `matrix`.
+#[derive(clap::Args)]
+struct SelectArgs {
     /// Run only scenarios whose name contains one of these (`pid::`, `network:: nat::`).
     filters: Vec<String>,
     /// Match the filter exactly.
@@ -138,35 +162,28 @@ struct RunArgs {
     reports: Vec<ReportSpec>,
 }
 
-#[derive(clap::Args)]
-struct MatrixArgs {
-    /// The runtimes, one column each: names looked up on PATH, or paths. A runtime that is not
-    /// installed, or cannot run a trivial container, is a column that says so.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "palisade-runtime,runc,crun,youki"
-    )]
-    runtimes: Vec<String>,
-    /// Also run the negative controls (`selftest::` rows).
-    #[arg(long)]
-    with_controls: bool,
-    /// Run only scenarios whose name contains this (`pid::`).
-    filter: Option<String>,
-    /// Match the filter exactly.
-    #[arg(long)]
-    exact: bool,
-    /// How many scenarios run at once.
-    #[arg(long)]
-    test_threads: Option<usize>,
-    /// Write a report too: md=MATRIX.md (the table), junit=PATH, tap=PATH or json=PATH. Repeatable.
-    #[arg(
-        long = "report",
-        value_name = "FORMAT=PATH",
-        env = "PALISADE_REPORT",
-        value_delimiter = ','
-    )]
-    reports: Vec<ReportSpec>,
+impl SelectArgs {
+    /// A run of `runtimes` in `mode` with this selection. One filter goes to libtest as usual;
+    /// several are applied by the suite (libtest takes one).
+    fn suite_run(self, runtimes: Vec<String>, mode: Mode) -> SuiteRun {
+        let mut filters = self.filters;
+        let filter = if filters.len() == 1 {
+            filters.pop()
+        } else {
+            None
+        };
+        let test_args = Arguments {
+            filter,
+            exact: self.exact,
+            test_threads: self.test_threads,
+            ..Arguments::default()
+        };
+        SuiteRun {
+            filters,
+            reports: self.reports,
+            ..SuiteRun::new(runtimes, mode, sibling_binary("palisade-probe"), test_args)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -254,28 +271,10 @@ fn suite(args: RunArgs, mode: Mode) -> ExitCode {
     } else {
         default_runtime(&sibling_binary("palisade-runtime"))
     };
-    let (filter, filters) = split_filters(args.filters);
-    let test_args = Arguments {
-        filter,
-        exact: args.exact,
-        test_threads: args.test_threads,
-        ..Arguments::default()
-    };
     entry::run(SuiteRun {
-        filters,
         explicit,
-        reports: args.reports,
-        ..SuiteRun::new(runtimes, mode, sibling_binary("palisade-probe"), test_args)
+        ..args.select.suite_run(runtimes, mode)
     })
-}
-
-/// One filter goes to libtest as usual; several are applied by the suite (libtest takes one).
-fn split_filters(mut filters: Vec<String>) -> (Option<String>, Vec<String>) {
-    if filters.len() == 1 {
-        (filters.pop(), Vec::new())
-    } else {
-        (None, filters)
-    }
 }
 
 fn vm(args: VmArgs) -> ExitCode {
@@ -345,24 +344,17 @@ fn vm(args: VmArgs) -> ExitCode {
 fn matrix(args: MatrixArgs) -> ExitCode {
     let runtimes = args
         .runtimes
-        .into_iter()
-        .map(|name| bundled_if_not_on_path(&name))
+        .iter()
+        .map(|name| bundled_if_not_on_path(name))
         .collect();
-    let test_args = Arguments {
-        filter: args.filter,
-        exact: args.exact,
-        test_threads: args.test_threads,
-        ..Arguments::default()
-    };
     let mode = if args.with_controls {
         Mode::Both
     } else {
         Mode::Scenarios
     };
     entry::run(SuiteRun {
-        reports: args.reports,
         matrix: true,
-        ..SuiteRun::new(runtimes, mode, sibling_binary("palisade-probe"), test_args)
+        ..args.select.suite_run(runtimes, mode)
     })
 }
 
