@@ -24,6 +24,8 @@ pub struct Container {
     stdout: Receiver<String>,
     deadline: Instant,
     deleted: bool,
+    /// The config's `cgroupsPath`: Palisade named it, so Palisade removes it if the runtime did not.
+    cgroups_path: Option<PathBuf>,
 }
 
 impl Container {
@@ -33,6 +35,7 @@ impl Container {
         bundle: Bundle,
         runtime: Arc<dyn RuntimeDriver>,
         deadline: Instant,
+        cgroups_path: Option<PathBuf>,
     ) -> Result<Container, HarnessError> {
         let io_err = |what: &'static str| move |source| HarnessError::Io { what, source };
         let (stdin_reader, stdin_writer) =
@@ -62,6 +65,7 @@ impl Container {
             stdout,
             deadline,
             deleted: false,
+            cgroups_path,
         };
         container
             .runtime
@@ -200,7 +204,30 @@ impl Drop for Container {
                 let _ = self.runtime.delete(&self.id, true);
             }
         }
+        self.remove_leftover_cgroups();
         let _ = std::fs::remove_dir_all(&self.bundle.dir);
+    }
+}
+
+impl Container {
+    /// Some runtimes leave the container's cgroup behind after a failed `create` (crun 1.8 on v2
+    /// does). The path is Palisade's own, so it is removed here, and the runtime's lapse is said.
+    fn remove_leftover_cgroups(&self) {
+        let Some(path) = &self.cgroups_path else {
+            return;
+        };
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        for mount in crate::cleanup::cgroup_mounts() {
+            let dir = mount.join(relative);
+            if dir.is_dir() && std::fs::remove_dir(&dir).is_ok() {
+                eprintln!(
+                    "palisade: note: `{}` left the cgroup {} of container {} behind; removed it",
+                    self.runtime.info().name,
+                    dir.display(),
+                    self.id
+                );
+            }
+        }
     }
 }
 

@@ -162,7 +162,7 @@ pub fn run_tag_of(name: &str) -> Option<&str> {
         .then(|| &name[..PREFIX.len() + RUN_ID_LEN])
 }
 
-fn new_run_id() -> String {
+pub fn new_run_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())

@@ -265,7 +265,18 @@ impl Ctx {
             &self.run.probe,
             &crate::bundle::os_release(&self.run.id),
         )?;
-        Container::create(&id, bundle, self.runtime.clone(), self.deadline)
+        let cgroups_path = spec
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone());
+        Container::create(
+            &id,
+            bundle,
+            self.runtime.clone(),
+            self.deadline,
+            cgroups_path,
+        )
     }
 
     /// Creates and starts a container.

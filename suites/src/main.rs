@@ -72,8 +72,13 @@ struct VmArgs {
     /// Kill the guest after this many seconds (boot included).
     #[arg(long, default_value_t = 900)]
     timeout: u64,
-    /// Runtimes to copy into the guest (names on PATH or paths), with their shared libraries.
-    #[arg(long = "with", value_delimiter = ',', default_value = "runc,crun")]
+    /// Programs to copy into the guest (names on PATH or paths), with their shared libraries:
+    /// runtimes, and the network lab's `ip` and `nft`.
+    #[arg(
+        long = "with",
+        value_delimiter = ',',
+        default_value = "runc,crun,ip,nft"
+    )]
     with: Vec<String>,
     /// Echo the guest's console and its init's messages.
     #[arg(long, short)]

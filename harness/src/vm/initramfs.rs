@@ -15,6 +15,9 @@ use super::protocol::{CONFIG_PATH, GuestConfig};
 /// Modules the scenarios may need (networking, overlay, nftables). Names, not files: each is
 /// resolved in the guest kernel's `modules.dep`; a built-in or absent one is simply not loaded.
 pub const WANTED_MODULES: &[&str] = &[
+    // First: nf_tables needs a crc32c, and the accelerated one fails (ENODEV) on CPUs without
+    // SSE4.2, such as QEMU's TCG model.
+    "crc32c_generic",
     "overlay",
     "veth",
     "bridge",

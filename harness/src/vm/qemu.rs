@@ -225,7 +225,8 @@ pub fn run_vm(opts: &VmOptions) -> Result<VmReport, VmError> {
     let release = kernel_release(&kernel);
 
     let dir = tempfile::Builder::new()
-        .prefix(&format!("{PREFIX}vm-"))
+        // A run tag of its own, so `palisade cleanup` finds what a killed `palisade vm` left.
+        .prefix(&format!("{PREFIX}{}-vm-", crate::run::new_run_id()))
         .tempdir()
         .map_err(io("creating the VM's temp dir"))?;
     record_owner(dir.path());
