@@ -131,6 +131,25 @@ pub fn mount_tmpfs(target: &Path, tag: &str) -> Result<UnmountTagged, HarnessErr
     Ok(guard)
 }
 
+/// A host-side tmpfs named `tag` at `target`, made a shared mount: a volume that a container can
+/// bind with `rshared` propagation, so mounts under it travel both ways (Kubernetes calls it
+/// Bidirectional). The guard unmounts it.
+pub fn shared_volume(target: &Path, tag: &str) -> Result<UnmountTagged, HarnessError> {
+    let guard = mount_tmpfs(target, tag)?;
+    nix::mount::mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        nix::mount::MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .map_err(|e| HarnessError::Io {
+        what: "making the host-side volume shared",
+        source: e.into(),
+    })?;
+    Ok(guard)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

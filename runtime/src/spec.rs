@@ -149,6 +149,9 @@ pub struct Plan {
     pub masked_paths: Vec<PathBuf>,
     pub readonly_paths: Vec<PathBuf>,
     pub rootfs_propagation: MsFlags,
+    /// What `/` of the new mount namespace becomes before anything is mounted: rslave unless the
+    /// config names a rootfsPropagation, as runc does (so `rshared` volumes can propagate back).
+    pub parent_propagation: MsFlags,
     pub sysctl: Vec<(String, String)>,
     pub process: ProcessPlan,
     /// Cgroup path relative to each hierarchy's root (always absolute-looking, e.g. `/a/b`).
@@ -379,6 +382,10 @@ fn plan(spec: Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Pl
         });
     }
 
+    let parent_propagation = match linux.rootfs_propagation().as_deref() {
+        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some(_) => MsFlags::empty(),
+    };
     let rootfs_propagation = match linux.rootfs_propagation().as_deref() {
         None | Some("") | Some("private") | Some("rprivate") => {
             MsFlags::MS_PRIVATE | MsFlags::MS_REC
@@ -445,6 +452,11 @@ fn plan(spec: Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Pl
             .map(PathBuf::from)
             .collect(),
         rootfs_propagation,
+        parent_propagation: if parent_propagation.is_empty() {
+            rootfs_propagation
+        } else {
+            parent_propagation
+        },
         sysctl: linux
             .sysctl()
             .clone()

@@ -5,7 +5,10 @@
 //! negative control that lets mounts propagate never touches the real host's mount table.
 
 use oci_spec::runtime::Capability;
-use palisade_harness::hostfs::{UnmountTagged, mount_tmpfs, parse_mountinfo, thread_mounts};
+use oci_spec::runtime::MountBuilder;
+use palisade_harness::hostfs::{
+    UnmountTagged, mount_tmpfs, parse_mountinfo, shared_volume, thread_mounts,
+};
 use palisade_harness::{
     ContainerSpec, Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check, skip,
 };
@@ -16,8 +19,8 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         area: "mounts",
         name: "container_mount_stays_inside",
-        checks: "A tmpfs the container mounts (CAP_SYS_ADMIN granted) does not appear in the host's mount table.",
-        control: "`linux.rootfsPropagation: shared` (the container's mounts propagate to the host)",
+        checks: "A tmpfs the container mounts (CAP_SYS_ADMIN granted) inside a volume bound from the host does not appear in the host's mount table.",
+        control: "`rootfsPropagation: rshared` and the volume bound `rshared` (mounts propagate back to the host)",
         means: "Mounts made in the container change what the host sees.",
         requires: PRIVILEGED,
         run: container_mount_stays_inside,
@@ -43,24 +46,35 @@ fn propagation(spec: ContainerSpec, mode: &str) -> ContainerSpec {
 
 fn container_mount_stays_inside(cx: &Ctx) -> Outcome {
     cx.isolate_host_mounts()?;
-    let tag = cx.run.name("inner-tmpfs");
+    // A volume from the host: a shared tmpfs on the host side, bound into the container.
+    let volume_tag = cx.run.name("volume");
+    let volume = cx.run.dir.join(&volume_tag);
+    let _volume = shared_volume(&volume, &volume_tag)?;
+    let mut bind_options = vec!["rbind".to_owned()];
     let mut spec = cx
         .spec("mounts-inner", &Request::Facts)?
         .grant(&[Capability::SysAdmin])
         .serve();
     if cx.under_control() {
-        spec = propagation(spec, "shared");
+        // What Kubernetes' Bidirectional propagation asks for.
+        bind_options.push("rshared".to_owned());
+        spec = propagation(spec, "rshared");
     }
+    let bind = MountBuilder::default()
+        .destination("/palisade-volume")
+        .typ("bind")
+        .source(&volume)
+        .options(bind_options)
+        .build()
+        .map_err(|e| Failure::Broken(format!("building the volume's bind mount: {e}")))?;
+    spec = spec.edit(|s| s.mounts_mut().get_or_insert_with(Vec::new).push(bind));
+
+    let tag = cx.run.name("inner-tmpfs");
     let mut container = cx.launch(spec)?;
     // Dropped before the container: whatever propagated out is unmounted before its bundle goes.
     let _unmount = UnmountTagged::new(&tag);
-    if cx.under_control() && !shares_peer_group_with_host(&container) {
-        skip!(
-            "the runtime does not put the rootfs in the host's peer group under `rootfsPropagation: shared`, so the control cannot be set up"
-        );
-    }
     let mounted = container.ask(&Request::MountTmpfs {
-        target: "/palisade-inner".into(),
+        target: "/palisade-volume/inner".into(),
         source: tag.clone(),
     })?;
     check!(
@@ -91,29 +105,6 @@ fn root_tag(host_pid: i32) -> String {
                 .map(str::to_owned)
         })
         .unwrap_or_default()
-}
-
-/// The `shared:N` peer group in a mountinfo line, if any.
-fn peer_group(line: &str) -> Option<String> {
-    line.split(" - ")
-        .next()?
-        .split_whitespace()
-        .find(|f| f.starts_with("shared:"))
-        .map(str::to_owned)
-}
-
-/// Whether the container's root mount is a peer of the host-side mount holding its bundle, so
-/// mounts made inside propagate out.
-fn shares_peer_group_with_host(container: &palisade_harness::Container) -> bool {
-    let rootfs = container.rootfs().to_string_lossy().into_owned();
-    let host = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap_or_default();
-    let holder = host
-        .lines()
-        .filter_map(|l| Some((l.split_whitespace().nth(4)?.to_owned(), l)))
-        .filter(|(point, _)| rootfs.starts_with(point.as_str()))
-        .max_by_key(|(point, _)| point.len())
-        .and_then(|(_, line)| peer_group(line));
-    holder.is_some() && holder == peer_group(&root_tag(container.host_pid()))
 }
 
 /// Whether the container's root mount is a slave of a host peer group (`master:N`).

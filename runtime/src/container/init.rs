@@ -246,8 +246,16 @@ pub fn prepare_rootfs(
             source,
         })
     };
-    // Nothing done in this namespace may propagate back to the host.
-    mnt(None, Path::new("/"), MsFlags::MS_SLAVE | MsFlags::MS_REC)?;
+    // By default nothing done in this namespace propagates back to the host (rslave); a config
+    // that names rootfsPropagation gets it here already, as with runc, so `rshared` volumes work.
+    mnt(None, Path::new("/"), plan.parent_propagation)?;
+    // pivot_root refuses a new root whose parent mount is shared; making just that parent
+    // private also keeps the rootfs bind below from propagating anywhere. A slave parent stays
+    // one, so `rslave` still lets the host's later mounts in.
+    let (parent, shared) = rootfs::parent_mount_of(&plan.rootfs);
+    if shared {
+        mnt(None, &parent, MsFlags::MS_PRIVATE)?;
+    }
     // pivot_root needs the new root to be a mount point.
     mnt(
         Some(&plan.rootfs),
@@ -287,7 +295,30 @@ pub fn pivot_into_rootfs(plan: &Plan) -> Result<(), InitError> {
     } else {
         // pivot_root(".", ".") stacks the old root on top of the new one; unmounting "." then
         // removes it without needing a directory for it inside the rootfs.
+        let old_root = nix::fcntl::open(
+            "/",
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(sys_err("open the old root"))?;
         nix::unistd::pivot_root(".", ".").map_err(sys_err("pivot_root"))?;
+        // The old root may be shared with the host (rootfsPropagation: shared): make it a slave
+        // first, or detaching it would propagate the unmount to the host's own mounts. From
+        // inside the old root, so "." names it and not the new root below it.
+        nix::unistd::fchdir(&old_root).map_err(sys_err("fchdir to the old root"))?;
+        nix::mount::mount(
+            None::<&str>,
+            ".",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|source| InitError::Mount {
+            what: "make the old root a slave".into(),
+            source,
+        })?;
         umount2(".", MntFlags::MNT_DETACH).map_err(|source| InitError::Mount {
             what: "detach old root".into(),
             source,

@@ -368,3 +368,56 @@ pub fn remount_readonly(path: &Path) -> Result<(), InitError> {
     let flags = existing_flags(path) | MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
     mnt(None, path, NONE, flags, NONE)
 }
+
+/// The mount holding `path` (the longest mount point that is a prefix of it), per
+/// `/proc/self/mountinfo`, and whether it is shared; `/` if it cannot be read.
+pub fn parent_mount_of(path: &Path) -> (PathBuf, bool) {
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(" - ").next()?.split(' ').collect();
+            let point = PathBuf::from(unescape_mountinfo(fields.get(4)?));
+            let shared = fields.iter().skip(6).any(|f| f.starts_with("shared:"));
+            Some((point, shared))
+        })
+        .filter(|(point, _)| path.starts_with(point))
+        .max_by_key(|(point, _)| point.as_os_str().len())
+        .unwrap_or_else(|| (PathBuf::from("/"), false))
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo` octal.
+fn unescape_mountinfo(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            let code: String = chars.by_ref().take(3).collect();
+            if let Ok(byte) = u8::from_str_radix(&code, 8) {
+                out.push(char::from(byte));
+                continue;
+            }
+            out.push(c);
+            out.push_str(&code);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod mountinfo_tests {
+    use super::*;
+
+    #[test]
+    fn unescapes_octal_spaces() {
+        assert_eq!(unescape_mountinfo("/tmp/a\\040b"), "/tmp/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+
+    #[test]
+    fn the_root_holds_everything_else() {
+        assert!(parent_mount_of(Path::new("/")).0.as_os_str() == "/");
+    }
+}
