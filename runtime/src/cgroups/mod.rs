@@ -160,12 +160,11 @@ pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupErr
     })
 }
 
-/// mkdir -p of `rel` under `base`, recording what it created; `on_created` runs on each new dir.
+/// mkdir -p of `rel` under `base`, recording what it created.
 pub(crate) fn mkdir_p(
     base: &Path,
     rel: &Path,
     created: &mut Vec<PathBuf>,
-    mut on_created: impl FnMut(&Path) -> Result<(), CgroupError>,
 ) -> Result<PathBuf, CgroupError> {
     let mut dir = base.to_path_buf();
     for comp in rel
@@ -174,10 +173,7 @@ pub(crate) fn mkdir_p(
     {
         dir.push(comp);
         match std::fs::create_dir(&dir) {
-            Ok(()) => {
-                created.push(dir.clone());
-                on_created(&dir)?;
-            }
+            Ok(()) => created.push(dir.clone()),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(source) => return Err(CgroupError::Create { path: dir, source }),
         }

@@ -23,14 +23,24 @@ impl V1Manager {
     }
 }
 
-/// A new v1 cpuset cgroup starts with empty cpus/mems and refuses tasks until they are set.
-fn inherit_cpuset(dir: &Path) -> Result<(), CgroupError> {
-    let Some(parent) = dir.parent() else {
+/// A new v1 cpuset cgroup starts with empty cpus/mems and refuses tasks (ENOSPC) until they are
+/// set. Every level from the mount point down is checked, not only the ones this process made:
+/// another container may have just created a shared parent and not filled it in yet.
+fn ensure_cpuset(mountpoint: &Path, dir: &Path) -> Result<(), CgroupError> {
+    let Ok(rel) = dir.strip_prefix(mountpoint) else {
         return Ok(());
     };
-    for file in ["cpuset.cpus", "cpuset.mems"] {
-        let value = std::fs::read_to_string(parent.join(file)).unwrap_or_default();
-        write(dir, file, value.trim())?;
+    let mut level = mountpoint.to_path_buf();
+    for component in rel.components() {
+        let parent = level.clone();
+        level.push(component);
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let current = std::fs::read_to_string(level.join(file)).unwrap_or_default();
+            if current.trim().is_empty() {
+                let inherited = std::fs::read_to_string(parent.join(file)).unwrap_or_default();
+                write(&level, file, inherited.trim())?;
+            }
+        }
     }
     Ok(())
 }
@@ -39,9 +49,10 @@ impl CgroupManager for V1Manager {
     fn create(&mut self, r: &Resources) -> Result<(), CgroupError> {
         for h in &self.hierarchies {
             let cpuset = h.has("cpuset");
-            let dir = mkdir_p(&h.mountpoint, &self.rel, &mut self.record.created, |d| {
-                if cpuset { inherit_cpuset(d) } else { Ok(()) }
-            })?;
+            let dir = mkdir_p(&h.mountpoint, &self.rel, &mut self.record.created)?;
+            if cpuset {
+                ensure_cpuset(&h.mountpoint, &dir)?;
+            }
             self.record.paths.push(dir.clone());
             if h.has("cpu") {
                 // Period before quota: the kernel validates quota against the current period.
@@ -83,7 +94,7 @@ impl CgroupManager for V1Manager {
         }
         if let Some(unified) = &self.unified {
             // Placement only: controllers stay on v1 (enabling any here would break crun/runc).
-            let dir = mkdir_p(unified, &self.rel, &mut self.record.created, |_| Ok(()))?;
+            let dir = mkdir_p(unified, &self.rel, &mut self.record.created)?;
             self.record.paths.push(dir);
         }
         Ok(())
