@@ -138,7 +138,7 @@ fn spawn(
 ) -> Result<ContainerState, CreateError> {
     let mut cgroup = cgroups::manager(layout, &plan.cgroup_path);
     let res = cgroup.create(&plan.resources);
-    cleanup.cgroup = Some(cgroup.record());
+    cleanup.cgroup = Some(cgroup.record().clone());
     res?;
 
     let fifo_path = dir.join(EXEC_FIFO);
@@ -217,7 +217,7 @@ fn spawn(
         bundle: plan.bundle.clone(),
         annotations: plan.annotations.clone(),
         created: crate::logging::rfc3339_now(),
-        cgroup: cgroup.record(),
+        cgroup: cgroup.record().clone(),
     };
     st.save(dir)?;
     if let Some(path) = pid_file {

@@ -6,12 +6,15 @@
 //! host's network; every connect is bounded (a control fails in about a second, never hangs).
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use oci_spec::runtime::LinuxNamespaceType::Network;
 use palisade_harness::netlab::{
     Lab, LabNet, Plug, connect_request, expect_connection, expect_listeners,
 };
-use palisade_harness::{Container, Ctx, Outcome, Request, Requirement, Scenario, check};
+use palisade_harness::{
+    Container, Ctx, HarnessError, Outcome, Request, Requirement, Scenario, check,
+};
 
 const NEEDS: &[Requirement] = &[Requirement::Privileged, Requirement::Program("ip")];
 
@@ -90,14 +93,20 @@ fn at(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
     SocketAddr::new(ip.into(), port)
 }
 
-fn loopback_is_private(cx: &Ctx) -> Outcome {
-    let mut lab = Lab::new(&cx.run)?;
+/// A network namespace of the container's own on the bridge; under the negative control, the lab
+/// host's (a container that shares the host's network stack).
+fn own_netns_or_lab_hosts(cx: &Ctx, lab: &mut Lab) -> Result<PathBuf, HarnessError> {
     let net = lab.add_container(Plug::Bridged)?;
-    let ns = if cx.under_control() {
+    Ok(if cx.under_control() {
         lab.host_path().to_owned()
     } else {
         net.path.clone()
-    };
+    })
+}
+
+fn loopback_is_private(cx: &Ctx) -> Outcome {
+    let mut lab = Lab::new(&cx.run)?;
+    let ns = own_netns_or_lab_hosts(cx, &mut lab)?;
     let mut container = launch_in(cx, "net-lo", &ns)?;
     let inside = at([127, 0, 0, 1], CONTAINER_PORT);
     let on_host = at([127, 0, 0, 1], HOST_PORT);
@@ -224,12 +233,7 @@ fn host_reach_needs_bridge_address(cx: &Ctx) -> Outcome {
 
 fn listeners_are_per_namespace(cx: &Ctx) -> Outcome {
     let mut lab = Lab::new(&cx.run)?;
-    let net = lab.add_container(Plug::Bridged)?;
-    let ns = if cx.under_control() {
-        lab.host_path().to_owned()
-    } else {
-        net.path.clone()
-    };
+    let ns = own_netns_or_lab_hosts(cx, &mut lab)?;
     let mut container = launch_in(cx, "net-listen", &ns)?;
     let inside = at([0, 0, 0, 0], CONTAINER_PORT);
     let on_host = at([127, 0, 0, 1], HOST_PORT);

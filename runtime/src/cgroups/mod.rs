@@ -76,10 +76,16 @@ pub enum Layout {
 pub trait CgroupManager {
     /// Creates the cgroup directories and applies the resource limits.
     fn create(&mut self, resources: &Resources) -> Result<(), CgroupError>;
+    /// What to persist for `delete`: the container's directories and the parents created.
+    fn record(&self) -> &CgroupRecord;
     /// Moves a process into the cgroup in every hierarchy.
-    fn add_pid(&self, pid: i32) -> Result<(), CgroupError>;
-    /// What to persist for `delete`.
-    fn record(&self) -> CgroupRecord;
+    fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
+        let pid = pid.to_string();
+        for dir in &self.record().paths {
+            write(dir, "cgroup.procs", &pid)?;
+        }
+        Ok(())
+    }
 }
 
 pub fn detect() -> Result<Layout, CgroupError> {

@@ -100,15 +100,7 @@ impl CgroupManager for V1Manager {
         Ok(())
     }
 
-    fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
-        let pid = pid.to_string();
-        for dir in &self.record.paths {
-            write(dir, "cgroup.procs", &pid)?;
-        }
-        Ok(())
-    }
-
-    fn record(&self) -> CgroupRecord {
-        self.record.clone()
+    fn record(&self) -> &CgroupRecord {
+        &self.record
     }
 }
