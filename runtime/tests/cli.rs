@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use assert_cmd::Command;
 use assert_cmd::assert::OutputAssertExt;
@@ -173,12 +173,29 @@ impl Fixture {
         v["status"].as_str().unwrap_or_default().to_owned()
     }
 
-    fn wait_status(&self, id: &str, want: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.status(id) != want {
-            assert!(Instant::now() < deadline, "{id} never became {want}");
-            std::thread::sleep(Duration::from_millis(10));
+    /// Waits (pidfd, no polling) for the container's init to exit, then checks `state` says so.
+    fn wait_stopped(&self, id: &str) {
+        let out = self.cmd().args(["state", id]).output().expect("state");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("state is JSON");
+        let pid = v["pid"]
+            .as_i64()
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32));
+        // No pid, or no such process any more: it has already exited.
+        if let Some(pid) = pid
+            && let Ok(fd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        {
+            let mut fds = [rustix::event::PollFd::new(
+                &fd,
+                rustix::event::PollFlags::IN,
+            )];
+            let ten_s = rustix::event::Timespec {
+                tv_sec: 10,
+                tv_nsec: 0,
+            };
+            let ready = rustix::event::poll(&mut fds, Some(&ten_s)).expect("poll the pidfd");
+            assert_eq!(ready, 1, "{id}'s init did not exit within 10 s");
         }
+        assert_eq!(self.status(id), "stopped");
     }
 
     /// Asserts that neither state nor any cgroup directory of the container remains.
@@ -318,7 +335,7 @@ fn start_on_stopped_container_is_rejected() {
     let id = unique("stopped");
     f.create(&id).success();
     f.cmd().args(["start", &id]).assert().success();
-    f.wait_status(&id, "stopped");
+    f.wait_stopped(&id);
     f.cmd()
         .args(["start", &id])
         .assert()
@@ -370,7 +387,7 @@ fn lifecycle_with_stdout_pipe() {
         .read_to_string(&mut out)
         .expect("read container stdout");
     assert_eq!(out.trim(), "pid=1 host=palisade-test");
-    f.wait_status(&id, "stopped");
+    f.wait_stopped(&id);
     f.cmd()
         .args(["kill", &id, "KILL"])
         .assert()
@@ -402,7 +419,7 @@ fn kill_and_force_delete() {
     f.create(&id).success();
     f.cmd().args(["start", &id]).assert().success();
     f.cmd().args(["kill", &id, "9"]).assert().success();
-    f.wait_status(&id, "stopped");
+    f.wait_stopped(&id);
     f.cmd().args(["delete", &id]).assert().success();
     f.assert_nothing_left(&id);
 }
