@@ -222,7 +222,7 @@ impl OciCli {
             runtime: self.info.name.clone(),
             verb,
             status,
-            stderr: last_lines(stderr, 5),
+            stderr: error_summary(stderr, 5),
         }
     }
 }
@@ -370,9 +370,17 @@ pub fn parse_state(runtime: &str, id: &str, output: &str) -> Result<State, Runti
     Ok(state)
 }
 
-fn last_lines(text: &str, n: usize) -> String {
+/// The part of a runtime's stderr that says what went wrong: its last `n` lines that mention an
+/// error, or its last `n` lines when none does (youki, for one, ends with a stack backtrace).
+pub fn error_summary(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join(" | ")
+    let errors: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.to_lowercase().contains("error"))
+        .collect();
+    let chosen = if errors.is_empty() { &lines } else { &errors };
+    chosen[chosen.len().saturating_sub(n)..].join(" | ")
 }
 
 #[cfg(test)]
@@ -421,6 +429,16 @@ mod tests {
             err.starts_with("`rt state` printed something that is not an OCI state"),
             "{err}"
         );
+    }
+
+    #[rstest]
+    #[case::plain("line one\nbad things happened\n", "line one | bad things happened")]
+    #[case::backtrace(
+        "ERROR youki: failed to prepare rootfs\n\nStack backtrace:\n   0: anyhow::error\n   1: main\n   2: start",
+        "ERROR youki: failed to prepare rootfs | 0: anyhow::error"
+    )]
+    fn error_summaries_keep_what_went_wrong(#[case] stderr: &str, #[case] summary: &str) {
+        assert_eq!(error_summary(stderr, 2).replace("   ", ""), summary);
     }
 
     #[test]

@@ -273,6 +273,9 @@ fn suite(args: RunArgs, mode: Mode) -> ExitCode {
     let explicit = !args.runtime.is_empty();
     let runtimes = if explicit {
         args.runtime
+            .iter()
+            .map(|name| bundled_if_not_on_path(name))
+            .collect()
     } else {
         default_runtime(&sibling_binary("palisade-runtime"))
     };

@@ -20,7 +20,7 @@ pub const SCENARIOS: &[Scenario] = &[
         area: "mounts",
         name: "container_mount_stays_inside",
         checks: "A tmpfs the container mounts (CAP_SYS_ADMIN granted) inside a volume bound from the host does not appear in the host's mount table.",
-        control: "`rootfsPropagation: rshared` and the volume bound `rshared` (mounts propagate back to the host)",
+        control: "`rootfsPropagation: shared` and the volume bound `rshared` (mounts propagate back to the host)",
         means: "Mounts made in the container change what the host sees.",
         requires: PRIVILEGED,
         run: container_mount_stays_inside,
@@ -29,7 +29,7 @@ pub const SCENARIOS: &[Scenario] = &[
         area: "mounts",
         name: "host_mount_stays_outside",
         checks: "With `rootfsPropagation: private`, a tmpfs the host mounts inside the bundle's rootfs after the container started does not appear inside.",
-        control: "`linux.rootfsPropagation: rslave` (host mounts propagate into the container)",
+        control: "`linux.rootfsPropagation: slave` (host mounts propagate into the container)",
         means: "Host mounts, secrets included, flow into the container.",
         requires: PRIVILEGED,
         run: host_mount_stays_outside,
@@ -58,7 +58,7 @@ fn container_mount_stays_inside(cx: &Ctx) -> Outcome {
     if cx.under_control() {
         // What Kubernetes' Bidirectional propagation asks for.
         bind_options.push("rshared".to_owned());
-        spec = propagation(spec, "rshared");
+        spec = propagation(spec, "shared");
     }
     let bind = MountBuilder::default()
         .destination("/palisade-volume")
@@ -119,7 +119,7 @@ fn host_mount_stays_outside(cx: &Ctx) -> Outcome {
     let spec = propagation(
         spec,
         if cx.under_control() {
-            "rslave"
+            "slave"
         } else {
             "private"
         },
@@ -128,7 +128,7 @@ fn host_mount_stays_outside(cx: &Ctx) -> Outcome {
     container.ask(&Request::Facts)?;
     if cx.under_control() && !receives_host_mounts(container.host_pid()) {
         skip!(
-            "the runtime does not apply `rootfsPropagation: rslave` to the rootfs (no `master:` tag), so the control cannot be set up"
+            "the runtime does not apply `rootfsPropagation: slave` to the rootfs (no `master:` tag), so the control cannot be set up"
         );
     }
     // Mounted on the host side after the container is running, inside its rootfs directory.
