@@ -79,7 +79,7 @@ fn measure_alone(
         .measure()?
         .first()
         .copied()
-        .ok_or_else(|| Failure::Failed("measured no cgroup".into()))?;
+        .ok_or_else(|| Failure::Broken("measured no cgroup".into()))?;
     Ok((burners.burners[0].counters.path.clone(), used))
 }
 
@@ -160,7 +160,7 @@ fn quota_scales(cx: &Ctx) -> Outcome {
 
     // Act.
     let [low_use, high_use] = burners.measure()?[..] else {
-        return Err(Failure::Failed(
+        return Err(Failure::Broken(
             "measured the wrong number of cgroups".into(),
         ));
     };
@@ -257,7 +257,7 @@ fn pids_limit(cx: &Ctx) -> Outcome {
     };
     let reply = cx.run_once(spec)?;
     let Reply::Forked { started, errno } = reply else {
-        return Err(Failure::Failed(format!(
+        return Err(Failure::Broken(format!(
             "expected the probe to report its forks, saw {reply:?}"
         )));
     };

@@ -58,7 +58,7 @@ fn create(reply: Result<Reply, palisade_harness::HarnessError>, side: &str) -> O
             shm: true,
             mq: true,
         } => Ok(()),
-        other => Err(Failure::Failed(format!(
+        other => Err(Failure::Broken(format!(
             "expected {side} to create a shm segment and a queue, saw {other:?}"
         ))),
     }
@@ -67,7 +67,7 @@ fn create(reply: Result<Reply, palisade_harness::HarnessError>, side: &str) -> O
 fn visible(reply: Reply) -> Result<(bool, bool), Failure> {
     match reply {
         Reply::Ipc { shm, mq } => Ok((shm, mq)),
-        other => Err(Failure::Failed(format!(
+        other => Err(Failure::Broken(format!(
             "expected an ipc report, saw {other:?}"
         ))),
     }

@@ -22,7 +22,7 @@ fn shared_kernel_own_userland(cx: &Ctx) -> Outcome {
             .source("/etc/os-release")
             .options(vec!["bind".to_owned(), "ro".to_owned()])
             .build()
-            .map_err(|e| Failure::Failed(format!("building the control's bind mount: {e}")))?;
+            .map_err(|e| Failure::Broken(format!("building the control's bind mount: {e}")))?;
         spec = spec.edit(|s| s.mounts_mut().get_or_insert_with(Vec::new).push(bind));
     }
     let facts = cx.facts_of(spec)?;

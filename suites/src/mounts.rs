@@ -137,7 +137,7 @@ fn host_mount_stays_outside(cx: &Ctx) -> Outcome {
         paths: vec!["/proc/self/mountinfo".into()],
     })?
     else {
-        return Err(Failure::Failed(
+        return Err(Failure::Broken(
             "the probe did not report its mountinfo".into(),
         ));
     };

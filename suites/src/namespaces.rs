@@ -95,7 +95,7 @@ fn compare(
     {
         let name = proc_ns_name(kind);
         let (Some(h), Some(c)) = (host.get(name), inside.get(name)) else {
-            return Err(Failure::Failed(format!(
+            return Err(Failure::Broken(format!(
                 "cannot read the {name} namespace of the container's init"
             )));
         };

@@ -39,7 +39,7 @@ pub const SCENARIOS: &[Scenario] = &[
 fn syscall(reply: Reply) -> Result<Option<String>, Failure> {
     match reply {
         Reply::Syscall(outcome) => Ok(outcome.errno),
-        other => Err(Failure::Failed(format!(
+        other => Err(Failure::Broken(format!(
             "expected a syscall outcome, saw {other:?}"
         ))),
     }
@@ -83,7 +83,7 @@ fn masked_paths_read_empty(cx: &Ctx) -> Outcome {
         spec = without_paths(spec, true);
     }
     let Reply::Files { files } = cx.run_once(spec)? else {
-        return Err(Failure::Failed("the probe did not report the files".into()));
+        return Err(Failure::Broken("the probe did not report the files".into()));
     };
     let exposed: Vec<String> = files
         .iter()

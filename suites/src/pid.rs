@@ -126,7 +126,7 @@ fn only_sigkill_stops_init(cx: &Ctx) -> Outcome {
 
     // SIGTERM from the host: an init without a handler for it is protected by the kernel.
     nix::sys::signal::kill(host_pid, nix::sys::signal::SIGTERM).map_err(|e| {
-        palisade_harness::Failure::Failed(format!("sending SIGTERM to {host_pid}: {e}"))
+        palisade_harness::Failure::Broken(format!("sending SIGTERM to {host_pid}: {e}"))
     })?;
     let still_answers = container.ask(&Request::Facts).map(expect_facts);
     check!(
@@ -137,7 +137,7 @@ fn only_sigkill_stops_init(cx: &Ctx) -> Outcome {
 
     // SIGKILL from the host (the seed's `kill -9`) ends it, and the runtime notices.
     nix::sys::signal::kill(host_pid, nix::sys::signal::SIGKILL).map_err(|e| {
-        palisade_harness::Failure::Failed(format!("sending SIGKILL to {host_pid}: {e}"))
+        palisade_harness::Failure::Broken(format!("sending SIGKILL to {host_pid}: {e}"))
     })?;
     container.wait_exit()?;
     let status = container.status()?;
@@ -156,7 +156,7 @@ fn children_die_with_init(cx: &Ctx) -> Outcome {
     };
     // The child's host pid: the process whose parent is the init.
     let child = child_of(container.host_pid()).ok_or_else(|| {
-        palisade_harness::Failure::Failed(format!(
+        palisade_harness::Failure::Broken(format!(
             "the probe reported a child (pid {inner_pid} inside) but the host sees no child of {}",
             container.host_pid()
         ))

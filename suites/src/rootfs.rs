@@ -71,7 +71,7 @@ fn host_marker_unreachable(cx: &Ctx) -> Outcome {
         spec = spec.edit(|s| bind_host_dir(s, &cx.run.dir));
     }
     let Reply::Files { files } = cx.run_once(spec)? else {
-        return Err(Failure::Failed("the probe did not report the files".into()));
+        return Err(Failure::Broken("the probe did not report the files".into()));
     };
     check_marker_unseen(&files, &marker, "by path")
 }
@@ -91,7 +91,7 @@ fn writes_land_in_the_bundle(cx: &Ctx) -> Outcome {
     }
     let container = cx.create(spec)?;
     std::fs::create_dir_all(container.rootfs().join("palisade-out"))
-        .map_err(|e| Failure::Failed(format!("making /palisade-out in the rootfs: {e}")))?;
+        .map_err(|e| Failure::Broken(format!("making /palisade-out in the rootfs: {e}")))?;
     container.start()?;
     let reply = container.reply()?;
     check!(
@@ -144,7 +144,7 @@ fn chroot_escape_stays_inside(cx: &Ctx) -> Outcome {
         cx
     };
     let Reply::Escape(report) = cx.run_once(spec)? else {
-        return Err(Failure::Failed(
+        return Err(Failure::Broken(
             "the probe did not report the escape".into(),
         ));
     };
@@ -176,12 +176,12 @@ fn old_root_is_gone(cx: &Ctx) -> Outcome {
     }
     let destinations = configured_mount_points(&spec);
     let Reply::Escape(report) = cx.run_once(spec)? else {
-        return Err(Failure::Failed(
+        return Err(Failure::Broken(
             "the probe did not report the escape".into(),
         ));
     };
     let Some(mountinfo) = report.files.last().and_then(|f| f.contents.clone()) else {
-        return Err(Failure::Failed(format!(
+        return Err(Failure::Broken(format!(
             "the probe could not read /proc/self/mountinfo: {:?}",
             report.files.last()
         )));
