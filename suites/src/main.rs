@@ -172,6 +172,15 @@ impl SelectArgs {
     /// several are applied by the suite (libtest takes one).
     fn suite_run(self, runtimes: Vec<String>, mode: Mode) -> SuiteRun {
         let mut filters = self.filters;
+        if mode == Mode::Controls && self.exact {
+            // `palisade selftest --exact pid::init_is_pid_1` names the scenario; its control trial
+            // is `selftest::pid::init_is_pid_1`.
+            for filter in &mut filters {
+                if !filter.starts_with("selftest::") {
+                    *filter = format!("selftest::{filter}");
+                }
+            }
+        }
         let filter = if filters.len() == 1 {
             filters.pop()
         } else {

@@ -319,3 +319,21 @@ fn bench_start_prints_runtimes_side_by_side() {
         "the first runtime is the base of the ratios: {stdout}"
     );
 }
+
+#[test]
+fn selftest_exact_names_the_scenario_not_its_control_trial() {
+    if !need_root("selftest_exact_names_the_scenario_not_its_control_trial") {
+        return;
+    }
+    let output = palisade()
+        .args(["selftest", "--exact", "pid::init_is_pid_1"])
+        .output()
+        .expect("palisade runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("selftest::pid::init_is_pid_1 ... ok"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 passed; 0 failed"), "{stdout}");
+}
