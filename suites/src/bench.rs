@@ -163,7 +163,7 @@ pub fn bench_cgroups(
                 let min = fractions.iter().copied().fold(f64::INFINITY, f64::min);
                 let max = fractions.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 println!(
-                    "{:<10} mean {mean:.4} CPUs  sd {sd:.4}  min {min:.4}  max {max:.4}  (n={})",
+                    "{:<18} mean {mean:.4} CPUs  sd {sd:.4}  min {min:.4}  max {max:.4}  (n={})",
                     runtime_label(name),
                     fractions.len()
                 );

@@ -106,7 +106,11 @@ enum Bench {
     /// The CPU fraction the kernel charges a 2-thread burner under a CPU quota, per runtime.
     Cgroups {
         /// Runtimes to measure (names on PATH or paths).
-        #[arg(long, value_delimiter = ',', default_value = "runc,crun")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "palisade-runtime,runc,crun"
+        )]
         runtimes: Vec<String>,
         /// Measurements (one container each, 1 s window) per runtime.
         #[arg(long, default_value_t = 10)]
@@ -245,7 +249,10 @@ fn main() -> ExitCode {
                 },
         } => palisade_suites::bench::bench_cgroups(
             &sibling_binary("palisade-probe"),
-            &runtimes,
+            &runtimes
+                .iter()
+                .map(|name| bundled_if_not_on_path(name))
+                .collect::<Vec<_>>(),
             samples,
             quota,
             std::time::Duration::from_millis(window_ms),
