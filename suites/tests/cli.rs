@@ -45,6 +45,17 @@ fn fake_runtime(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
+/// A runtime that answers `--version` and exits 0 for every verb without doing anything.
+fn do_nothing_runtime(dir: &Path) -> PathBuf {
+    fake_runtime(
+        dir,
+        "nothing",
+        &format!(
+            "{FIND_VERB}\nif [ \"$verb\" = --version ]; then echo 'nothing 0.0.1'; fi\nexit 0"
+        ),
+    )
+}
+
 /// The verb of a runc-style command line (`--root <dir> create ...`).
 const FIND_VERB: &str = r#"verb=""
 for arg in "$@"; do
@@ -123,13 +134,7 @@ fn a_runtime_that_does_nothing_gets_a_clear_verdict() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let runtime = fake_runtime(
-        dir.path(),
-        "nothing",
-        &format!(
-            "{FIND_VERB}\nif [ \"$verb\" = --version ]; then echo 'nothing 0.0.1'; fi\nexit 0"
-        ),
-    );
+    let runtime = do_nothing_runtime(dir.path());
     let output = palisade()
         .args(["run", "--runtime"])
         .arg(&runtime)
@@ -260,13 +265,7 @@ fn the_matrix_has_a_column_for_missing_and_broken_runtimes() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let broken = fake_runtime(
-        dir.path(),
-        "nothing",
-        &format!(
-            "{FIND_VERB}\nif [ \"$verb\" = --version ]; then echo 'nothing 0.0.1'; fi\nexit 0"
-        ),
-    );
+    let broken = do_nothing_runtime(dir.path());
     let output = palisade()
         .args(["matrix", "--exact", "pid::init_is_pid_1", "--runtimes"])
         .arg(format!("{},palisade-no-such-runtime", broken.display()))
