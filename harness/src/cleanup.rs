@@ -119,25 +119,10 @@ fn delete_containers(runtime: &Path, root: &Path, removed: &mut Removed) {
     }
 }
 
-/// The mount points of every cgroup hierarchy (v1 controllers and the unified one).
-pub fn cgroup_mounts() -> Vec<PathBuf> {
-    let Ok(me) = procfs::process::Process::myself() else {
-        return Vec::new();
-    };
-    let Ok(mounts) = me.mountinfo() else {
-        return Vec::new();
-    };
-    mounts
-        .into_iter()
-        .filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2")
-        .map(|m| m.mount_point)
-        .collect()
-}
-
 /// Kills the processes in, then removes, every cgroup (at the top three levels of each hierarchy)
 /// whose name matches.
 fn remove_cgroups(matches: &dyn Fn(&str) -> bool, removed: &mut Removed) {
-    for mount in cgroup_mounts() {
+    for mount in crate::cgroups::mount_points() {
         for dir in matching_dirs(&mount, matches, 3) {
             kill_cgroup_processes(&dir);
             remove_cgroup_tree(&dir, removed);
@@ -268,7 +253,7 @@ pub fn leftovers(run_dir: &Path, run_tag: &str, state_roots: &[PathBuf]) -> Vec<
     {
         found.push(format!("bundle {}", entry.path().display()));
     }
-    for mount in cgroup_mounts() {
+    for mount in crate::cgroups::mount_points() {
         for dir in matching_dirs(&mount, &|name| name.starts_with(run_tag), 3) {
             // The run's own parent cgroup is removed at the end of the run; what is inside it is not ours to leave.
             for child in fs::read_dir(&dir)

@@ -188,8 +188,7 @@ impl Container {
     /// The last lines the container (and the runtime's `create`) wrote to stderr.
     pub fn stderr_tail(&self) -> String {
         let text = std::fs::read_to_string(self.bundle.dir.join("stderr.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(5)..].join(" | ")
+        crate::driver::error_summary(&text, 5)
     }
 }
 
@@ -217,7 +216,7 @@ impl Container {
             return;
         };
         let relative = path.strip_prefix("/").unwrap_or(path);
-        for mount in crate::cleanup::cgroup_mounts() {
+        for mount in crate::cgroups::mount_points() {
             let dir = mount.join(relative);
             if dir.is_dir() && std::fs::remove_dir(&dir).is_ok() {
                 eprintln!(

@@ -108,19 +108,13 @@ pub enum FindRuntimeError {
 
 /// Resolves a runtime given by name (looked up on PATH) or by path.
 pub fn find_runtime(name_or_path: &str) -> Result<PathBuf, FindRuntimeError> {
-    if name_or_path.contains('/') {
-        let path = PathBuf::from(name_or_path);
-        return if path.is_file() {
-            Ok(path)
+    exec::find_program(name_or_path).ok_or_else(|| {
+        if name_or_path.contains('/') {
+            FindRuntimeError::NoSuchFile(PathBuf::from(name_or_path))
         } else {
-            Err(FindRuntimeError::NoSuchFile(path))
-        };
-    }
-    let path_var = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path_var)
-        .map(|dir| dir.join(name_or_path))
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| FindRuntimeError::NotOnPath(name_or_path.to_owned()))
+            FindRuntimeError::NotOnPath(name_or_path.to_owned())
+        }
+    })
 }
 
 /// The OCI command-line driver: `<runtime> --root <dir> <verb> ...`.

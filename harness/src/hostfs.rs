@@ -84,6 +84,15 @@ pub fn thread_mounts() -> Result<Vec<MountEntry>, HarnessError> {
     Ok(parse_mountinfo(&text))
 }
 
+/// Where, in `mounts`, something with source `tag` is mounted.
+pub fn mount_points_of(mounts: Vec<MountEntry>, tag: &str) -> Vec<String> {
+    mounts
+        .into_iter()
+        .filter(|m| m.source == tag)
+        .map(|m| m.mount_point)
+        .collect()
+}
+
 /// Unmounts, in the calling thread's mount namespace, every mount whose source is `tag`, when
 /// dropped: host-side mounts a scenario made or received never outlive it.
 pub struct UnmountTagged {

@@ -455,7 +455,7 @@ impl NetSnapshot {
             strip_volatile(&mut value);
             Ok(value)
         };
-        let ruleset = if crate::driver::find_runtime("nft").is_ok() {
+        let ruleset = if crate::exec::find_program("nft").is_some() {
             json(Command::new("nft").args(["-j", "list", "ruleset"]))?
         } else {
             serde_json::Value::Null
@@ -561,7 +561,7 @@ mod tests {
     /// ip_forward, and the rest of the process still sees the root namespace's.
     #[test]
     fn proc_sys_net_follows_the_reading_thread() {
-        if !nix::unistd::geteuid().is_root() || crate::driver::find_runtime("ip").is_err() {
+        if !nix::unistd::geteuid().is_root() || crate::exec::find_program("ip").is_none() {
             eprintln!("skipped: needs root and `ip`");
             return;
         }
@@ -593,7 +593,7 @@ mod tests {
     /// works (the outside sees the lab host as 198.51.100.254).
     #[test]
     fn a_lab_is_removed_when_its_scenario_panics() {
-        if !nix::unistd::geteuid().is_root() || crate::driver::find_runtime("ip").is_err() {
+        if !nix::unistd::geteuid().is_root() || crate::exec::find_program("ip").is_none() {
             eprintln!("skipped: needs root and `ip`");
             return;
         }

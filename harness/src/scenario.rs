@@ -99,7 +99,7 @@ impl Requirement {
             Requirement::Namespace(kind) if !host.has_namespace(kind) => {
                 Some(format!("the kernel has no {kind} namespace"))
             }
-            Requirement::Program(program) if crate::driver::find_runtime(program).is_err() => {
+            Requirement::Program(program) if crate::exec::find_program(program).is_none() => {
                 Some(format!("`{program}` is not installed"))
             }
             _ => None,

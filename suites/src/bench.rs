@@ -5,11 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palisade_harness::cleanup::{Removed, cleanup_run};
 use palisade_harness::driver::RuntimeDriver;
 use palisade_harness::{Ctx, HarnessError, Request, RunEnv};
 
-use crate::entry::{runtime_label, setup_error};
+use crate::entry::{end_run, runtime_label, setup_error};
 
 /// `palisade bench start`: the life of a container running the probe's no-op (create, start, wait
 /// for its exit, delete), `iterations` times per runtime. Runtimes take turns within each round,
@@ -70,7 +69,7 @@ pub fn bench_start(probe: &Path, runtimes: &[String], iterations: usize) -> Exit
             p95.as_secs_f64() * 1e3
         );
     }
-    finish(&run, code)
+    end_run(&run, code)
 }
 
 /// One container's whole life, timed from `create` to the end of `delete`.
@@ -104,15 +103,6 @@ fn percentile(times: &mut [Duration], pct: usize) -> Option<Duration> {
     times.sort_unstable();
     let rank = (pct * times.len()).div_ceil(100).clamp(1, times.len());
     Some(times[rank - 1])
-}
-
-fn finish(run: &RunEnv, code: ExitCode) -> ExitCode {
-    let mut removed = Removed::default();
-    cleanup_run(&run.dir, &mut removed);
-    for problem in &removed.problems {
-        eprintln!("palisade: cleanup: {problem}");
-    }
-    code
 }
 
 /// `palisade bench cgroups`: per runtime, the mean and spread of the CPU fraction a burner under
@@ -174,7 +164,7 @@ pub fn bench_cgroups(
             }
         }
     }
-    finish(&run, code)
+    end_run(&run, code)
 }
 
 #[cfg(test)]

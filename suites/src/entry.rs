@@ -65,6 +65,11 @@ pub fn run(suite: SuiteRun) -> ExitCode {
             code = ExitCode::FAILURE;
         }
     }
+    end_run(&run, code)
+}
+
+/// Removes everything the run made (its directory, cgroups, namespaces) and passes `code` on.
+pub(crate) fn end_run(run: &RunEnv, code: ExitCode) -> ExitCode {
     let mut removed = Removed::default();
     cleanup_run(&run.dir, &mut removed);
     for problem in &removed.problems {

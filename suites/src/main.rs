@@ -233,10 +233,7 @@ fn main() -> ExitCode {
             },
         } => palisade_suites::bench::bench_start(
             &sibling_binary("palisade-probe"),
-            &runtimes
-                .iter()
-                .map(|name| bundled_if_not_on_path(name))
-                .collect::<Vec<_>>(),
+            &resolve_runtimes(&runtimes),
             iterations,
         ),
         Command::Bench {
@@ -249,10 +246,7 @@ fn main() -> ExitCode {
                 },
         } => palisade_suites::bench::bench_cgroups(
             &sibling_binary("palisade-probe"),
-            &runtimes
-                .iter()
-                .map(|name| bundled_if_not_on_path(name))
-                .collect::<Vec<_>>(),
+            &resolve_runtimes(&runtimes),
             samples,
             quota,
             std::time::Duration::from_millis(window_ms),
@@ -288,10 +282,7 @@ fn main() -> ExitCode {
 fn suite(args: RunArgs, mode: Mode) -> ExitCode {
     let explicit = !args.runtime.is_empty();
     let runtimes = if explicit {
-        args.runtime
-            .iter()
-            .map(|name| bundled_if_not_on_path(name))
-            .collect()
+        resolve_runtimes(&args.runtime)
     } else {
         default_runtime(&sibling_binary("palisade-runtime"))
     };
@@ -366,11 +357,7 @@ fn vm(args: VmArgs) -> ExitCode {
 }
 
 fn matrix(args: MatrixArgs) -> ExitCode {
-    let runtimes = args
-        .runtimes
-        .iter()
-        .map(|name| bundled_if_not_on_path(name))
-        .collect();
+    let runtimes = resolve_runtimes(&args.runtimes);
     let mode = if args.with_controls {
         Mode::Both
     } else {
@@ -382,11 +369,19 @@ fn matrix(args: MatrixArgs) -> ExitCode {
     })
 }
 
+/// Runtime names as the user gave them, with `palisade-runtime` resolved by [`bundled_if_not_on_path`].
+fn resolve_runtimes(names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .map(|name| bundled_if_not_on_path(name))
+        .collect()
+}
+
 /// `palisade-runtime` means the bundled runtime next to this binary unless one is on PATH.
 fn bundled_if_not_on_path(name: &str) -> String {
     let bundled = sibling_binary("palisade-runtime");
     if name == "palisade-runtime"
-        && palisade_harness::driver::find_runtime(name).is_err()
+        && palisade_harness::exec::find_program(name).is_none()
         && bundled.is_file()
     {
         bundled.display().to_string()

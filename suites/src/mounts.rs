@@ -7,7 +7,7 @@
 use oci_spec::runtime::Capability;
 use oci_spec::runtime::MountBuilder;
 use palisade_harness::hostfs::{
-    UnmountTagged, mount_tmpfs, parse_mountinfo, shared_volume, thread_mounts,
+    UnmountTagged, mount_points_of, mount_tmpfs, parse_mountinfo, shared_volume, thread_mounts,
 };
 use palisade_harness::{
     ContainerSpec, Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check, skip,
@@ -82,11 +82,7 @@ fn container_mount_stays_inside(cx: &Ctx) -> Outcome {
         "expected the container to mount a tmpfs with CAP_SYS_ADMIN granted, saw {mounted:?}"
     );
     // Propagation happens inside mount(2), which returned before the probe answered.
-    let leaked: Vec<String> = thread_mounts()?
-        .into_iter()
-        .filter(|m| m.source == tag)
-        .map(|m| m.mount_point)
-        .collect();
+    let leaked = mount_points_of(thread_mounts()?, &tag);
     check!(
         leaked.is_empty(),
         "expected the container's tmpfs `{tag}` to stay out of the host's mount table, saw it at \
@@ -145,11 +141,7 @@ fn host_mount_stays_outside(cx: &Ctx) -> Outcome {
         .first()
         .and_then(|f| f.contents.clone())
         .unwrap_or_default();
-    let leaked: Vec<String> = parse_mountinfo(&mountinfo)
-        .into_iter()
-        .filter(|m| m.source == tag)
-        .map(|m| m.mount_point)
-        .collect();
+    let leaked = mount_points_of(parse_mountinfo(&mountinfo), &tag);
     check!(
         leaked.is_empty(),
         "expected the host's later tmpfs `{tag}` to stay invisible inside, saw it at {leaked:?}: \

@@ -139,7 +139,7 @@ fn a_killed_run_leaves_nothing_after_palisade_cleanup() {
     );
 
     assert!(!run_dir.exists(), "{} is still there", run_dir.display());
-    let cgroups: Vec<_> = palisade_harness::cleanup::cgroup_mounts()
+    let cgroups: Vec<_> = palisade_harness::cgroups::mount_points()
         .into_iter()
         .flat_map(|m| walk(&m, 3))
         .filter(|p| p.to_string_lossy().contains(&tag))

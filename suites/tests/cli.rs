@@ -30,7 +30,7 @@ fn need_root(test: &str) -> bool {
 }
 
 fn need_program(test: &str, program: &str) -> bool {
-    if palisade_harness::driver::find_runtime(program).is_ok() {
+    if palisade_harness::exec::find_program(program).is_some() {
         return true;
     }
     println!("skipped {test}: `{program}` is not installed");

@@ -24,7 +24,7 @@ fn skip_reason() -> Option<String> {
     if !HostFacts::detect().is_privileged() {
         return Some("needs root with CAP_SYS_ADMIN".into());
     }
-    if palisade_harness::driver::find_runtime("ip").is_err() {
+    if palisade_harness::exec::find_program("ip").is_none() {
         return Some("`ip` (iproute2) is not installed".into());
     }
     None

@@ -80,6 +80,21 @@ impl Hierarchy {
     }
 }
 
+/// The mount points of every cgroup hierarchy (v1 controllers and the unified one), whatever
+/// their controllers: where cleanup looks for cgroups by name.
+pub fn mount_points() -> Vec<PathBuf> {
+    procfs::process::Process::myself()
+        .and_then(|me| me.mountinfo())
+        .map(|mounts| {
+            mounts
+                .into_iter()
+                .filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2")
+                .map(|m| m.mount_point)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Every cgroup hierarchy mounted in this mount namespace, from `/proc/self/mountinfo`.
 pub fn hierarchies() -> Result<Vec<Hierarchy>, CgroupError> {
     let read = |path: &str| {

@@ -200,19 +200,6 @@ fn extract_vmlinux(kernel: &Path, release: Option<&str>, dir: &Path) -> Option<P
     (&magic == b"\x7fELF").then_some(out)
 }
 
-/// Looks `name` up on PATH (a path is taken as is).
-fn which(name: &str) -> Option<PathBuf> {
-    if name.contains('/') {
-        return Path::new(name).is_file().then(|| PathBuf::from(name));
-    }
-    std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
 /// Boots the guest, runs the suite in it, prints its output live and returns how it went.
 pub fn run_vm(opts: &VmOptions) -> Result<VmReport, VmError> {
     let started = Instant::now();
@@ -233,7 +220,7 @@ pub fn run_vm(opts: &VmOptions) -> Result<VmReport, VmError> {
 
     let mut programs = Vec::new();
     for name in &opts.programs {
-        match which(name) {
+        match crate::exec::find_program(name) {
             Some(path) => programs.push(path),
             None => println!("palisade: vm: `{name}` not found on this host, not in the guest"),
         }
