@@ -37,26 +37,7 @@ pub fn default_capabilities() -> Capabilities {
 
 /// A capability set as the bit mask `/proc/<pid>/status` shows (unknown names are left out).
 pub fn capability_mask(set: &Capabilities) -> u64 {
-    set.iter()
-        .filter_map(|cap| {
-            let name = serde_json::to_value(cap).ok()?;
-            name.as_str()?.parse::<caps::Capability>().ok()
-        })
-        .fold(0, |mask, cap| mask | cap.bitmask())
-}
-
-/// The name a namespace type has under `/proc/<pid>/ns/`.
-pub fn proc_ns_name(kind: LinuxNamespaceType) -> &'static str {
-    match kind {
-        LinuxNamespaceType::Mount => "mnt",
-        LinuxNamespaceType::Cgroup => "cgroup",
-        LinuxNamespaceType::Uts => "uts",
-        LinuxNamespaceType::Ipc => "ipc",
-        LinuxNamespaceType::User => "user",
-        LinuxNamespaceType::Pid => "pid",
-        LinuxNamespaceType::Network => "net",
-        LinuxNamespaceType::Time => "time",
-    }
+    palisade_common::capabilities::mask(set)
 }
 
 /// A container as a scenario wants it: an OCI spec, edited through named helpers.

@@ -17,7 +17,6 @@ mod kill;
 mod logging;
 mod run;
 mod spec;
-pub use spec::{CHROOT_ONLY_ANNOTATION, NO_PIVOT_ANNOTATION};
 mod start;
 mod state;
 mod sys;

@@ -4,23 +4,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::CString;
 use std::path::{Component, Path, PathBuf};
-use std::str::FromStr;
 
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 use nix::sys::resource::Resource;
 use oci_spec::runtime::{LinuxCapabilities, LinuxDeviceType, Spec};
-
-/// Annotation selecting MS_MOVE + chroot(2) instead of pivot_root(2), like `runc --no-pivot`: the
-/// host's root stays in the container's mount namespace, under the rootfs. Test-only.
-pub const NO_PIVOT_ANNOTATION: &str = "org.palisade.test.no-pivot";
-
-/// Annotation selecting a bare chroot(2) into the rootfs: no pivot_root, no MS_MOVE.
-///
-/// Deliberately escapable (a second chroot plus enough `..` reaches the mount namespace's root,
-/// a copy of the host's): it exists only as the negative control of Palisade's jailbreak scenario
-/// and must never be used otherwise.
-pub const CHROOT_ONLY_ANNOTATION: &str = "org.palisade.test.chroot-only";
+use palisade_common::annotations;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -140,7 +129,7 @@ pub struct Plan {
     pub rootfs: PathBuf,
     pub readonly_root: bool,
     pub no_pivot: bool,
-    /// Test-only, escapable: see [`CHROOT_ONLY_ANNOTATION`].
+    /// Test-only, escapable: see [`annotations::CHROOT_ONLY`].
     pub chroot_only: bool,
     pub namespaces: Vec<NamespacePlan>,
     pub hostname: Option<String>,
@@ -229,8 +218,8 @@ fn plan(spec: Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Pl
         .into_iter()
         .collect();
     let annotated = |key: &str| annotations.get(key).map(String::as_str) == Some("true");
-    let no_pivot = no_pivot_flag || annotated(NO_PIVOT_ANNOTATION);
-    let chroot_only = annotated(CHROOT_ONLY_ANNOTATION);
+    let no_pivot = no_pivot_flag || annotated(annotations::NO_PIVOT);
+    let chroot_only = annotated(annotations::CHROOT_ONLY);
 
     let linux = spec.linux().clone().unwrap_or_default();
     let mut namespaces = Vec::new();
@@ -476,9 +465,8 @@ fn caps_plan(c: &LinuxCapabilities) -> Result<CapsPlan, SpecError> {
         set.iter()
             .flatten()
             .map(|cap| {
-                let name = format!("CAP_{cap}");
-                caps::Capability::from_str(&name)
-                    .map_err(|_| SpecError::Invalid(format!("unknown capability {name}")))
+                palisade_common::capabilities::to_kernel(*cap)
+                    .ok_or_else(|| SpecError::Invalid(format!("unknown capability CAP_{cap}")))
             })
             .collect()
     };

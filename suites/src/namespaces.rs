@@ -1,7 +1,7 @@
 //! Namespaces: every namespace the config asks for is new, every other one is the host's.
 
 use oci_spec::runtime::LinuxNamespaceType::{self, Cgroup, Ipc, Mount, Network, Pid, Time, Uts};
-use palisade_harness::bundle::proc_ns_name;
+use palisade_common::namespaces::proc_name as proc_ns_name;
 use palisade_harness::driver::RuntimeError;
 use palisade_harness::host::{process_namespaces, thread_namespaces};
 use palisade_harness::{Ctx, Failure, HarnessError, Outcome, Request, Requirement, Scenario};

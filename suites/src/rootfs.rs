@@ -7,13 +7,13 @@
 use std::path::Path;
 
 use oci_spec::runtime::{Capability, Mount, MountBuilder, Spec};
+use palisade_common::annotations;
 use palisade_harness::driver::Defect;
 use palisade_harness::hostfs::{Marker, parse_mountinfo, thread_mounts};
 use palisade_harness::{
     ContainerSpec, Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check, skip,
 };
 use palisade_probe::protocol::FileRead;
-use palisade_runtime::{CHROOT_ONLY_ANNOTATION, NO_PIVOT_ANNOTATION};
 
 const PRIVILEGED: &[Requirement] = &[Requirement::Privileged];
 
@@ -272,8 +272,8 @@ fn bind_host_dir(spec: &mut Spec, dir: &Path) {
 
 /// Asks the bundled runtime for its test-only modes: a bare chroot (other runtimes ignore both).
 fn annotate_chroot_only(spec: &mut Spec) {
-    let mut annotations = spec.annotations().clone().unwrap_or_default();
-    annotations.insert(NO_PIVOT_ANNOTATION.to_owned(), "true".to_owned());
-    annotations.insert(CHROOT_ONLY_ANNOTATION.to_owned(), "true".to_owned());
-    spec.set_annotations(Some(annotations));
+    let mut map = spec.annotations().clone().unwrap_or_default();
+    map.insert(annotations::NO_PIVOT.to_owned(), "true".to_owned());
+    map.insert(annotations::CHROOT_ONLY.to_owned(), "true".to_owned());
+    spec.set_annotations(Some(map));
 }
