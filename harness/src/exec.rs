@@ -97,17 +97,7 @@ fn read_back(file: &mut File) -> String {
     text
 }
 
-/// A program given by name (looked up on `PATH`) or by path, if it exists.
-pub fn find_program(name_or_path: &str) -> Option<std::path::PathBuf> {
-    if name_or_path.contains('/') {
-        let path = std::path::PathBuf::from(name_or_path);
-        return path.is_file().then_some(path);
-    }
-    let path_var = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path_var)
-        .map(|dir| dir.join(name_or_path))
-        .find(|candidate| candidate.is_file())
-}
+pub use palisade_common::find_program;
 
 /// Waits until process `pid` (any process, not only a child) has exited, or `timeout` passes.
 ///

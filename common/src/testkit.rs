@@ -1,0 +1,110 @@
+//! Palisade's own integration tests, with honest skips.
+//!
+//! libtest has no way for a test to decide at run time that it cannot run: a test that returns
+//! early "passes". Integration test files therefore use `harness = false` and this small runner
+//! on top of libtest-mimic: a test returns `Err(Skip)` when the machine lacks what it needs, and
+//! the summary counts it as *ignored*, with its reason printed next to its name.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use libtest_mimic::{Arguments, Completion, Trial};
+
+/// Why a test cannot run here (not a failure: counted and shown as ignored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip(pub String);
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a test returns: `Ok` when it passed, `Err(Skip)` when it could not run. Failures are
+/// panics (`assert!`, `expect`), as in any Rust test.
+pub type TestResult = Result<(), Skip>;
+
+/// One test of a file.
+pub struct Test {
+    pub name: &'static str,
+    pub run: fn() -> TestResult,
+    /// Runs alone: no other serial test of the file at the same time (global state such as the
+    /// root network namespace, or a machine-wide `palisade cleanup`).
+    pub serial: bool,
+}
+
+impl Test {
+    pub const fn new(name: &'static str, run: fn() -> TestResult) -> Test {
+        Test {
+            name,
+            run,
+            serial: false,
+        }
+    }
+
+    pub const fn serial(name: &'static str, run: fn() -> TestResult) -> Test {
+        Test {
+            name,
+            run,
+            serial: true,
+        }
+    }
+}
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The `main` of an integration test file: libtest's command line, these tests.
+pub fn main(tests: &[Test]) -> ExitCode {
+    let args = Arguments::from_args();
+    let trials = tests
+        .iter()
+        .map(|test| {
+            let (run, serial) = (test.run, test.serial);
+            Trial::ignorable_test(test.name, move || {
+                let _turn = serial.then(|| {
+                    SERIAL
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                });
+                match run() {
+                    Ok(()) => Ok(Completion::Completed),
+                    Err(Skip(reason)) => Ok(Completion::ignored_with(reason)),
+                }
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// Skips unless running as root with CAP_SYS_ADMIN.
+pub fn require_root() -> TestResult {
+    let euid = nix::unistd::geteuid();
+    let sys_admin = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_ADMIN,
+    )
+    .unwrap_or(false);
+    if euid.is_root() && sys_admin {
+        Ok(())
+    } else {
+        Err(Skip(format!(
+            "needs root with CAP_SYS_ADMIN (running as uid {euid})"
+        )))
+    }
+}
+
+/// The path of `program` (a name on PATH), or a skip saying it is not installed.
+pub fn require_program(program: &str) -> Result<PathBuf, Skip> {
+    crate::find_program(program).ok_or_else(|| Skip(format!("`{program}` is not installed")))
+}
+
+/// Skips with `reason` unless `condition` holds.
+pub fn require(condition: bool, reason: impl Into<String>) -> TestResult {
+    if condition {
+        Ok(())
+    } else {
+        Err(Skip(reason.into()))
+    }
+}
