@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::bundle::BundleError;
 use crate::driver::RuntimeError;
+use crate::driver::bundle::BundleError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
@@ -13,7 +13,7 @@ pub enum HarnessError {
     #[error(transparent)]
     Bundle(#[from] BundleError),
     #[error(transparent)]
-    Cgroup(#[from] crate::cgroups::CgroupError),
+    Cgroup(#[from] crate::lab::cgroups::CgroupError),
     #[error("the runtime reported success for `create` but wrote no pid file at {}", path.display())]
     NoPidFile { path: PathBuf },
     #[error("the runtime's pid file {} holds {text:?}, not a pid", path.display())]
@@ -34,6 +34,11 @@ pub enum HarnessError {
     Timeout { what: String, after: Duration },
     #[error("network lab: {what}: {message}")]
     Net { what: String, message: String },
+    /// Under `selftest`: the negative control cannot be set up here (a skip, not a verdict).
+    #[error("the negative control cannot be set up: {0}")]
+    ControlNotApplied(String),
+    #[error("not possible here: {what}")]
+    Unsupported { what: String },
     #[error("{what}: {source}")]
     Io {
         what: &'static str,

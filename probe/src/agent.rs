@@ -128,7 +128,7 @@ fn run(request: &Request) -> Result<Reply, String> {
             Ok(Reply::Syscall(outcome(opened.map(drop))))
         }
         Request::CreateIpc { key, mq } => create_ipc(*key, mq),
-        Request::FindIpc { key, mq } => Ok(find_ipc(*key, mq)),
+        Request::FindIpc { key, mq } => find_ipc(*key, mq),
         Request::Connect { addr, timeout_ms } => Ok(Reply::Connection(
             crate::net::connect_and_read(addr, std::time::Duration::from_millis(*timeout_ms)),
         )),
@@ -260,28 +260,25 @@ fn create_ipc(key: i32, mq: &str) -> Result<Reply, String> {
     })
 }
 
-fn find_ipc(key: i32, mq: &str) -> Reply {
+/// Whether a SysV segment with `key` and the queue `mq` exist in this IPC namespace. An answer
+/// it cannot read is an error, never "not there".
+fn find_ipc(key: i32, mq: &str) -> Result<Reply, String> {
     use nix::mqueue::{MQ_OFlag, mq_close, mq_open};
     use nix::sys::stat::Mode;
-    // /proc/sysvipc/shm lists the segments of the reader's IPC namespace; the key is column 1.
-    let shm = std::fs::read_to_string("/proc/sysvipc/shm")
-        .map(|text| {
-            text.lines().skip(1).any(|line| {
-                line.split_whitespace()
-                    .next()
-                    .and_then(|k| k.parse::<i64>().ok())
-                    == Some(i64::from(key))
-            })
-        })
-        .unwrap_or(false);
+    use procfs::FromRead;
+    // /proc/sysvipc/shm lists the segments of the reader's IPC namespace.
+    let segments = procfs::SharedMemorySegments::from_file("/proc/sysvipc/shm")
+        .map_err(|e| format!("reading /proc/sysvipc/shm: {e}"))?;
+    let shm = segments.0.iter().any(|segment| segment.key == key);
     let mq = match mq_open(mq, MQ_OFlag::O_RDONLY, Mode::empty(), None) {
         Ok(queue) => {
             let _ = mq_close(queue);
             true
         }
-        Err(_) => false,
+        Err(Errno::ENOENT) => false,
+        Err(e) => return Err(format!("mq_open({mq}): {}", errno_name(e))),
     };
-    Reply::Ipc { shm, mq }
+    Ok(Reply::Ipc { shm, mq })
 }
 
 /// Binds, then answers connections on a thread of its own so the probe keeps serving requests.

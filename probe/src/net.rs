@@ -15,11 +15,24 @@ pub struct ConnectOutcome {
     pub peer_seen: Option<String>,
     /// The error of connect(2) or of reading the answer (`Connection refused (os error 111)`).
     pub error: Option<String>,
+    /// The errno name of that error (`ECONNREFUSED`; `ETIMEDOUT` for the bounded wait).
+    #[serde(default)]
+    pub errno: Option<String>,
 }
 
 impl ConnectOutcome {
     pub fn succeeded(&self) -> bool {
         self.error.is_none() && self.peer_seen.is_some()
+    }
+
+    /// The kernel said no at once: nothing listens there (ECONNREFUSED), or there is no route
+    /// (ENETUNREACH, EHOSTUNREACH). The only failures that prove a path is closed; a timeout
+    /// proves nothing but a broken lab or probe.
+    pub fn refused_by_the_kernel(&self) -> bool {
+        matches!(
+            self.errno.as_deref(),
+            Some("ECONNREFUSED" | "ENETUNREACH" | "EHOSTUNREACH")
+        )
     }
 
     /// The IP part of the reported peer address.
@@ -29,31 +42,44 @@ impl ConnectOutcome {
     }
 }
 
+fn errno_of(error: &std::io::Error) -> Option<String> {
+    match error.raw_os_error() {
+        Some(raw) => Some(crate::agent::errno_name(nix::errno::Errno::from_raw(raw))),
+        None if error.kind() == std::io::ErrorKind::TimedOut => Some("ETIMEDOUT".to_owned()),
+        None => None,
+    }
+}
+
 /// Connects to `addr` with a bounded connect and read, and reads the one line the server answers.
 pub fn connect_and_read(addr: &str, timeout: Duration) -> ConnectOutcome {
-    let failed = |error: String| ConnectOutcome {
+    let failed = |error: String, errno: Option<String>| ConnectOutcome {
         peer_seen: None,
         error: Some(error),
+        errno,
     };
     let addr: SocketAddr = match addr.parse() {
         Ok(addr) => addr,
-        Err(e) => return failed(format!("bad address {addr:?}: {e}")),
+        Err(e) => return failed(format!("bad address {addr:?}: {e}"), None),
     };
     let stream = match TcpStream::connect_timeout(&addr, timeout) {
         Ok(stream) => stream,
-        Err(e) => return failed(format!("connect: {e}")),
+        Err(e) => return failed(format!("connect: {e}"), errno_of(&e)),
     };
     if let Err(e) = stream.set_read_timeout(Some(timeout)) {
-        return failed(format!("setting the read timeout: {e}"));
+        return failed(format!("setting the read timeout: {e}"), errno_of(&e));
     }
     let mut line = String::new();
     match BufReader::new(stream).read_line(&mut line) {
         Ok(n) if n > 0 => ConnectOutcome {
             peer_seen: Some(line.trim().to_owned()),
             error: None,
+            errno: None,
         },
-        Ok(_) => failed("the server closed the connection without answering".into()),
-        Err(e) => failed(format!("reading the answer: {e}")),
+        Ok(_) => failed(
+            "the server closed the connection without answering".into(),
+            None,
+        ),
+        Err(e) => failed(format!("reading the answer: {e}"), errno_of(&e)),
     }
 }
 
@@ -71,54 +97,31 @@ pub fn answer_peer_addresses(listener: &TcpListener) {
     }
 }
 
-/// The listening TCP sockets in a `/proc/<...>/net/tcp` or `tcp6` table (state `0A`).
-///
-/// Read `/proc/thread-self/net/tcp`: `/proc/net` is `/proc/self/net`, which shows the network
-/// namespace of the thread group leader, not of a thread that has entered another namespace.
-pub fn tcp_listeners(table: &str) -> Vec<SocketAddr> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.get(3) != Some(&"0A") {
-                return None;
-            }
-            parse_proc_addr(fields.get(1)?)
-        })
-        .collect()
-}
-
-/// `0100007F:1F90` → `127.0.0.1:8080` (the address is in the kernel's byte order, 32-bit words).
-fn parse_proc_addr(text: &str) -> Option<SocketAddr> {
-    let (ip, port) = text.split_once(':')?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    let words: Vec<u32> = (0..ip.len() / 8)
-        .map(|i| u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16).ok())
-        .collect::<Option<_>>()?;
-    let bytes: Vec<u8> = words
-        .iter()
-        .flat_map(|w| w.swap_bytes().to_be_bytes())
-        .collect();
-    let ip: std::net::IpAddr = match bytes.len() {
-        4 => std::net::Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).into(),
-        16 => {
-            let mut octets = [0u8; 16];
-            octets.copy_from_slice(&bytes);
-            std::net::Ipv6Addr::from(octets).into()
-        }
-        _ => return None,
-    };
-    Some(SocketAddr::new(ip, port))
+/// The listening TCP sockets in a `/proc/<...>/net/tcp` or `tcp6` table.
+pub fn tcp_listeners(table: impl std::io::Read) -> Result<Vec<SocketAddr>, String> {
+    use procfs::FromReadSI;
+    let entries = procfs::net::TcpNetEntries::from_read(table, procfs::current_system_info())
+        .map_err(|e| e.to_string())?;
+    Ok(entries
+        .0
+        .into_iter()
+        .filter(|e| e.state == procfs::net::TcpState::Listen)
+        .map(|e| e.local_address)
+        .collect())
 }
 
 /// Every listening TCP socket (v4 and v6) of the calling thread's network namespace.
+///
+/// Reads `/proc/thread-self/net/tcp`: `/proc/net` is `/proc/self/net`, which shows the network
+/// namespace of the thread group leader, not of a thread that has entered another namespace.
 pub fn own_tcp_listeners() -> Result<Vec<SocketAddr>, String> {
     let mut all = Vec::new();
     for table in ["tcp", "tcp6"] {
         let path = format!("/proc/thread-self/net/{table}");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => all.extend(tcp_listeners(&text)),
+        match std::fs::File::open(&path) {
+            Ok(file) => {
+                all.extend(tcp_listeners(file).map_err(|e| format!("reading {path}: {e}"))?)
+            }
             // No IPv6 in this kernel: no tcp6 table.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && table == "tcp6" => {}
             Err(e) => return Err(format!("reading {path}: {e}")),
@@ -136,20 +139,17 @@ mod tests {
     #[test]
     fn parses_listeners_only() {
         let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
-            0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1\n   \
-            1: 0100007F:1F91 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 2 1\n";
+            0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0\n   \
+            1: 0100007F:1F91 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 100 0 0 10 0\n";
         assert_eq!(
-            tcp_listeners(table),
+            tcp_listeners(table.as_bytes()).expect("parses"),
             vec!["127.0.0.1:8080".parse::<SocketAddr>().expect("addr")]
         );
     }
 
     #[test]
-    fn parses_ipv6() {
-        assert_eq!(
-            parse_proc_addr("00000000000000000000000001000000:0050"),
-            Some("[::1]:80".parse().expect("addr"))
-        );
+    fn garbage_is_an_error_not_an_empty_list() {
+        assert!(tcp_listeners("header\nnot a socket table\n".as_bytes()).is_err());
     }
 
     #[test]
@@ -159,6 +159,8 @@ mod tests {
         drop(listener);
         let outcome = connect_and_read(&addr.to_string(), Duration::from_secs(1));
         assert!(!outcome.succeeded(), "{outcome:?}");
+        assert!(outcome.refused_by_the_kernel(), "{outcome:?}");
+        assert_eq!(outcome.errno.as_deref(), Some("ECONNREFUSED"));
     }
 
     #[test]

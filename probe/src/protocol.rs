@@ -57,6 +57,17 @@ pub enum Request {
     ForkSleepers { count: u32 },
 }
 
+impl Request {
+    /// The request as one line of JSON: the probe's single argument (one-shot), or one line on its
+    /// stdin (`serve`). The one place requests are encoded.
+    pub fn to_arg(&self) -> String {
+        // Serializing this plain data type cannot fail; should it, the probe rejects the text
+        // loudly rather than running some other request.
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!(r#"{{"op":"unencodable","error":"{e}"}}"#))
+    }
+}
+
 /// The probe's answer to one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]

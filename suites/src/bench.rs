@@ -5,10 +5,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palisade_harness::driver::RuntimeDriver;
+use palisade_harness::driver::Driver;
+use palisade_harness::lab::burn::start_burners;
+use palisade_harness::lab::cgroups::{self, CpuWindow};
+use palisade_harness::run::orchestrate::end_run;
 use palisade_harness::{Ctx, HarnessError, Request, RunEnv};
 
-use crate::entry::{end_run, runtime_label, setup_error};
+use crate::entry::{runtime_label, setup_error};
 
 /// `palisade bench start`: the life of a container running the probe's no-op (create, start, wait
 /// for its exit, delete), `iterations` times per runtime. Runtimes take turns within each round,
@@ -18,7 +21,7 @@ pub fn bench_start(probe: &Path, runtimes: &[String], iterations: usize) -> Exit
         Ok(run) => run,
         Err(e) => return setup_error(&e.to_string()),
     };
-    let mut drivers: Vec<(String, Arc<dyn RuntimeDriver>)> = Vec::new();
+    let mut drivers: Vec<(String, Arc<dyn Driver>)> = Vec::new();
     for name in runtimes {
         match run.runtime(name) {
             Ok(driver) => {
@@ -75,7 +78,7 @@ pub fn bench_start(probe: &Path, runtimes: &[String], iterations: usize) -> Exit
 /// One container's whole life, timed from `create` to the end of `delete`.
 fn container_life(
     run: &Arc<RunEnv>,
-    driver: &Arc<dyn RuntimeDriver>,
+    driver: &Arc<dyn Driver>,
     label: &str,
 ) -> Result<Duration, HarnessError> {
     let deadline = Instant::now() + palisade_harness::run::scenario_timeout();
@@ -83,11 +86,11 @@ fn container_life(
         run.clone(),
         driver.clone(),
         &format!("bench-{label}"),
-        false,
+        None,
         deadline,
     );
     // The probe's no-op: exit at once. Only the lifecycle the runtime drives is timed.
-    let spec = cx.spec("bench", &Request::Exit { code: 0 })?;
+    let spec = cx.spec("bench")?.one_shot(&Request::Exit { code: 0 });
     let started = Instant::now();
     let container = cx.launch(spec)?;
     container.wait_exit()?;
@@ -135,15 +138,14 @@ pub fn bench_cgroups(
                 // Each sample takes about a second plus a container's life; allow for a slow host.
                 let deadline = std::time::Instant::now()
                     + (palisade_harness::run::scenario_timeout() + window) * samples.max(1) as u32;
-                let cx = palisade_harness::Ctx::new(
+                let cx = Ctx::new(
                     run.clone(),
                     driver,
                     &format!("bench-{}", runtime_label(name)),
-                    false,
+                    None,
                     deadline,
                 );
-                palisade_harness::cgroups::bench_quota_fraction(&cx, quota, PERIOD, window, samples)
-                    .map_err(|e| e.to_string())
+                quota_fractions(&cx, quota, PERIOD, window, samples).map_err(|e| e.to_string())
             });
         match outcome {
             Ok(fractions) => {
@@ -165,6 +167,26 @@ pub fn bench_cgroups(
         }
     }
     end_run(&run, code)
+}
+
+/// One sample per entry: the CPUs a burner under `quota`/`period` used over `window`.
+fn quota_fractions(
+    cx: &Ctx,
+    quota: i64,
+    period: u64,
+    window: Duration,
+    samples: usize,
+) -> Result<Vec<f64>, HarnessError> {
+    let cgroups = cgroups::for_host(cx.host())?;
+    cgroups.favour(&cx.run.cgroup_parent())?;
+    let mut fractions = Vec::with_capacity(samples);
+    for n in 0..samples {
+        let spec = cx.spec(&format!("bench-{n}"))?.cpu_quota(quota, period);
+        let burners = start_burners(cx, cgroups.as_ref(), vec![spec], 2)?;
+        let used = burners.measure_over(window)?;
+        fractions.extend(used.iter().map(CpuWindow::cpus));
+    }
+    Ok(fractions)
 }
 
 #[cfg(test)]

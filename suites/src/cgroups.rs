@@ -3,9 +3,12 @@
 
 use std::time::Duration;
 
-use palisade_harness::cgroups::{
-    self, CgroupVersion, CpuWindow, online_cpus, quota_allowance, start_burners,
+use palisade_harness::lab::burn::start_burners;
+use palisade_harness::lab::cgroups::{
+    self, CgroupVersion, CpuWindow, online_cpus, quota_allowance,
 };
+use palisade_harness::run::control::{Control, Edit};
+use palisade_harness::run::scenario::Schedule;
 use palisade_harness::{
     ContainerSpec, Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check, skip,
 };
@@ -19,9 +22,10 @@ pub const SCENARIOS: &[Scenario] = &[
         checks: "A container with CPU quota 30 ms per 100 ms burning 2 CPUs is charged at most the quota \
                  over a 1 s window and is throttled, while an unthrottled twin measured the same way right after uses clearly more \
                  (1.5x the allowance; otherwise the scenario skips: no teeth on this host).",
-        control: "no CPU quota in the config",
+        control: Control::config_of("cpu-limited", Edit::NoCpuQuota),
         means: "A container can use more CPU than it was given and starve its neighbours.",
         requires: PRIVILEGED,
+        schedule: Schedule::CpuAlone,
         run: quota_holds,
     },
     Scenario {
@@ -29,9 +33,10 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "quota_scales",
         checks: "Quotas of 20 % and 50 % of a CPU give usage in that order, each within its allowance and at \
                  least 3/4 of its target.",
-        control: "both containers get the 20 % quota",
+        control: Control::config_of("cpu-50", Edit::CpuQuota(20_000)),
         means: "CPU quotas are not applied as configured: limits are ordered or sized wrongly.",
         requires: PRIVILEGED,
+        schedule: Schedule::CpuAlone,
         run: quota_scales,
     },
     Scenario {
@@ -39,18 +44,20 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "placement",
         checks: "The container's init is in the cgroup at cgroupsPath in every hierarchy that matters (v1: cpu, \
                  cpuacct, memory, pids; v2: the unified one), and the runtime removes that cgroup on delete.",
-        control: "the config names a sibling cgroup, as a runtime that ignores or rewrites cgroupsPath would",
+        control: Control::config(Edit::CgroupsPathSuffix("-sibling")),
         means: "The container's processes escape the cgroup its limits are set on, or the runtime leaves cgroups behind.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: placement,
     },
     Scenario {
         area: "cgroups",
         name: "pids_limit",
         checks: "With pids.limit 8, starting 16 sleepers inside stops with EAGAIN before the limit.",
-        control: "no pids limit in the config",
+        control: Control::config(Edit::NoPidsLimit),
         means: "A fork bomb in the container can exhaust the host's process table.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: pids_limit,
     },
 ];
@@ -99,14 +106,9 @@ fn quota_holds(cx: &Ctx) -> Outcome {
     const QUOTA: i64 = 30_000;
     let cgroups = cgroups_here(cx)?;
 
-    // Setup: the limited burner (no quota under the control) and its unthrottled twin.
-    let limited = cx.spec("cpu-limited", &Request::Facts)?;
-    let limited = if cx.under_control() {
-        limited
-    } else {
-        limited.cpu_quota(QUOTA, PERIOD_US)
-    };
-    let free = cx.spec("cpu-free", &Request::Facts)?;
+    // Setup: the limited burner and its unthrottled twin.
+    let limited = cx.spec("cpu-limited")?.cpu_quota(QUOTA, PERIOD_US);
+    let free = cx.spec("cpu-free")?;
 
     // Act: measure each while it burns alone (the limited one is gone before the twin burns, so
     // the twin's usage shows what this host gives an unthrottled container right now).
@@ -148,14 +150,9 @@ fn quota_scales(cx: &Ctx) -> Outcome {
     const HIGH: i64 = 50_000;
     let cgroups = cgroups_here(cx)?;
 
-    // Setup: two burners; under the control both get the low quota.
-    let high_quota = if cx.under_control() { LOW } else { HIGH };
-    let low = cx
-        .spec("cpu-20", &Request::Facts)?
-        .cpu_quota(LOW, PERIOD_US);
-    let high = cx
-        .spec("cpu-50", &Request::Facts)?
-        .cpu_quota(high_quota, PERIOD_US);
+    // Setup: two burners.
+    let low = cx.spec("cpu-20")?.cpu_quota(LOW, PERIOD_US);
+    let high = cx.spec("cpu-50")?.cpu_quota(HIGH, PERIOD_US);
     let burners = start_burners(cx, cgroups.as_ref(), vec![low, high], BURNERS)?;
 
     // Act.
@@ -190,25 +187,14 @@ fn quota_scales(cx: &Ctx) -> Outcome {
 
 fn placement(cx: &Ctx) -> Outcome {
     let cgroups = cgroups::for_host(cx.host())?;
-    let suffix = if cx.under_control() { "-ctl" } else { "" };
     let asked = format!(
         "{}/{}",
         cx.run.cgroup_parent(),
-        cx.run
-            .name(&format!("placement-{}{suffix}", cx.runtime.info().name))
+        cx.run.name(&format!("placement-{}", cx.trial()))
     );
 
-    // Setup: a container told to live at `asked` (at a sibling of it under the control).
-    let given = if cx.under_control() {
-        format!("{asked}-sibling")
-    } else {
-        asked.clone()
-    };
-    let spec = cx
-        .spec("placement", &Request::Facts)?
-        .serve()
-        .cgroups_path(&given);
-    let mut container = cx.launch(spec)?;
+    // Setup: a container told to live at `asked`.
+    let mut container = cx.launch(cx.spec("placement")?.cgroups_path(&asked))?;
     container.ask(&Request::Facts)?;
     let pid = container.host_pid();
 
@@ -222,8 +208,9 @@ fn placement(cx: &Ctx) -> Outcome {
         );
         let procs = cgroups.dir(&controller, &asked)?.join("cgroup.procs");
         let listed = std::fs::read_to_string(&procs)
-            .map(|t| t.lines().any(|l| l.trim() == pid.to_string()))
-            .unwrap_or(false);
+            .map_err(|e| Failure::Broken(format!("reading {}: {e}", procs.display())))?
+            .lines()
+            .any(|l| l.trim() == pid.to_string());
         check!(
             listed,
             "expected {} to list the init (host pid {pid}); it does not",
@@ -249,12 +236,10 @@ fn placement(cx: &Ctx) -> Outcome {
 fn pids_limit(cx: &Ctx) -> Outcome {
     const LIMIT: i64 = 8;
     const TRIES: u32 = 16;
-    let spec = cx.spec("pids", &Request::ForkSleepers { count: TRIES })?;
-    let spec = if cx.under_control() {
-        spec
-    } else {
-        spec.pids_limit(LIMIT)
-    };
+    let spec = cx
+        .spec("pids")?
+        .one_shot(&Request::ForkSleepers { count: TRIES })
+        .pids_limit(LIMIT);
     let reply = cx.run_once(spec)?;
     let Reply::Forked { started, errno } = reply else {
         return Err(Failure::Broken(format!(

@@ -4,12 +4,10 @@
 //! ([`Ctx::isolate_host_ipc`]); the host side runs the probe there ([`Ctx::host_probe`]). Objects
 //! made in it, by the host side or by a container under a negative control, vanish with the thread.
 
-use std::path::Path;
-
 use oci_spec::runtime::LinuxNamespaceType::Ipc;
-use palisade_harness::{
-    ContainerSpec, Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check,
-};
+use palisade_harness::run::control::{Control, Edit};
+use palisade_harness::run::scenario::Schedule;
+use palisade_harness::{Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check};
 
 const PRIVILEGED: &[Requirement] = &[Requirement::Privileged];
 
@@ -18,27 +16,36 @@ pub const SCENARIOS: &[Scenario] = &[
         area: "ipc",
         name: "container_objects_invisible_to_host",
         checks: "A SysV shm segment and a POSIX message queue created inside are not visible on the host.",
-        control: "no ipc namespace in the config",
+        control: Control::config(Edit::WithoutNamespace(Ipc)),
         means: "The container can share memory and messages with host processes.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: container_objects_invisible_to_host,
     },
     Scenario {
         area: "ipc",
         name: "host_objects_invisible_to_container",
         checks: "A SysV shm segment and a POSIX message queue created on the host are not visible inside.",
-        control: "no ipc namespace in the config",
+        control: Control::config(Edit::WithoutNamespace(Ipc)),
         means: "The container can read or tamper with the host's shared memory and message queues.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: host_objects_invisible_to_container,
     },
     Scenario {
         area: "ipc",
         name: "containers_do_not_share",
         checks: "Two containers do not see each other's SysV shm segments and POSIX message queues, either way.",
-        control: "the second container joins the first one's ipc namespace",
+        control: Control::config_of(
+            "ipc-second",
+            Edit::JoinNamespaceOf {
+                kind: Ipc,
+                of: "ipc-first",
+            },
+        ),
         means: "Containers can reach into each other's shared memory.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: containers_do_not_share,
     },
 ];
@@ -73,19 +80,10 @@ fn visible(reply: Reply) -> Result<(bool, bool), Failure> {
     }
 }
 
-fn spec(cx: &Ctx, label: &str) -> Result<ContainerSpec, Failure> {
-    let spec = cx.spec(label, &Request::Facts)?.serve();
-    Ok(if cx.under_control() {
-        spec.without_namespace(Ipc)
-    } else {
-        spec
-    })
-}
-
 fn container_objects_invisible_to_host(cx: &Ctx) -> Outcome {
     cx.isolate_host_ipc()?;
     let (key, mq) = objects(cx, 1);
-    let mut container = cx.launch(spec(cx, "ipc-inner")?)?;
+    let mut container = cx.launch(cx.spec("ipc-inner")?)?;
     create(
         container.ask(&Request::CreateIpc {
             key,
@@ -115,7 +113,7 @@ fn host_objects_invisible_to_container(cx: &Ctx) -> Outcome {
         }),
         "the host",
     )?;
-    let mut container = cx.launch(spec(cx, "ipc-outer")?)?;
+    let mut container = cx.launch(cx.spec("ipc-outer")?)?;
     let (shm, queue) = visible(container.ask(&Request::FindIpc {
         key,
         mq: mq.clone(),
@@ -132,14 +130,9 @@ fn containers_do_not_share(cx: &Ctx) -> Outcome {
     cx.isolate_host_ipc()?;
     let (key_a, mq_a) = objects(cx, 3);
     let (key_b, mq_b) = objects(cx, 4);
-    let mut first = cx.launch(cx.spec("ipc-first", &Request::Facts)?.serve())?;
+    let mut first = cx.launch(cx.spec("ipc-first")?)?;
     first.ask(&Request::Facts)?;
-    let mut second_spec = cx.spec("ipc-second", &Request::Facts)?.serve();
-    if cx.under_control() {
-        let path = format!("/proc/{}/ns/ipc", first.host_pid());
-        second_spec = second_spec.join_namespace(Ipc, Path::new(&path));
-    }
-    let mut second = cx.launch(second_spec)?;
+    let mut second = cx.launch(cx.spec("ipc-second")?)?;
     create(
         first.ask(&Request::CreateIpc {
             key: key_a,

@@ -199,7 +199,13 @@ impl SelectArgs {
         SuiteRun {
             filters,
             reports: self.reports,
-            ..SuiteRun::new(runtimes, mode, sibling_binary("palisade-probe"), test_args)
+            ..SuiteRun::new(
+                palisade_suites::all(),
+                runtimes,
+                mode,
+                sibling_binary("palisade-probe"),
+                test_args,
+            )
         }
     }
 }

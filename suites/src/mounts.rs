@@ -6,11 +6,13 @@
 
 use oci_spec::runtime::Capability;
 use oci_spec::runtime::MountBuilder;
-use palisade_harness::hostfs::{
+use palisade_harness::lab::hostfs::{
     UnmountTagged, mount_points_of, mount_tmpfs, parse_mountinfo, shared_volume, thread_mounts,
 };
+use palisade_harness::run::control::{Control, Edit};
+use palisade_harness::run::scenario::Schedule;
 use palisade_harness::{
-    ContainerSpec, Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check, skip,
+    Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check, require,
 };
 
 const PRIVILEGED: &[Requirement] = &[Requirement::Privileged];
@@ -20,29 +22,26 @@ pub const SCENARIOS: &[Scenario] = &[
         area: "mounts",
         name: "container_mount_stays_inside",
         checks: "A tmpfs the container mounts (CAP_SYS_ADMIN granted) inside a volume bound from the host does not appear in the host's mount table.",
-        control: "`rootfsPropagation: shared` and the volume bound `rshared` (mounts propagate back to the host)",
+        control: Control::config(Edit::Bidirectional(VOLUME)),
         means: "Mounts made in the container change what the host sees.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: container_mount_stays_inside,
     },
     Scenario {
         area: "mounts",
         name: "host_mount_stays_outside",
-        checks: "With `rootfsPropagation: private`, a tmpfs the host mounts inside the bundle's rootfs after the container started does not appear inside.",
-        control: "`linux.rootfsPropagation: slave` (host mounts propagate into the container)",
+        checks: "With `rootfsPropagation: private`, the container's `/` is private (no `shared:` or `master:` tag) and a tmpfs the host mounts inside the bundle's rootfs after the container started does not appear inside.",
+        control: Control::config(Edit::RootfsPropagation("slave")),
         means: "Host mounts, secrets included, flow into the container.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: host_mount_stays_outside,
     },
 ];
 
-fn propagation(spec: ContainerSpec, mode: &str) -> ContainerSpec {
-    spec.edit(|s| {
-        if let Some(linux) = s.linux_mut() {
-            linux.set_rootfs_propagation(Some(mode.to_owned()));
-        }
-    })
-}
+/// Where the host's volume appears inside the container.
+const VOLUME: &str = "/palisade-volume";
 
 fn container_mount_stays_inside(cx: &Ctx) -> Outcome {
     cx.isolate_host_mounts()?;
@@ -50,34 +49,27 @@ fn container_mount_stays_inside(cx: &Ctx) -> Outcome {
     let volume_tag = cx.run.name("volume");
     let volume = cx.run.dir.join(&volume_tag);
     let _volume = shared_volume(&volume, &volume_tag)?;
-    let mut bind_options = vec!["rbind".to_owned()];
-    let mut spec = cx
-        .spec("mounts-inner", &Request::Facts)?
-        .grant(&[Capability::SysAdmin])
-        .serve();
-    if cx.under_control() {
-        // What Kubernetes' Bidirectional propagation asks for.
-        bind_options.push("rshared".to_owned());
-        spec = propagation(spec, "shared");
-    }
     let bind = MountBuilder::default()
-        .destination("/palisade-volume")
+        .destination(VOLUME)
         .typ("bind")
         .source(&volume)
-        .options(bind_options)
+        .options(vec!["rbind".to_owned()])
         .build()
         .map_err(|e| Failure::Broken(format!("building the volume's bind mount: {e}")))?;
-    spec = spec.edit(|s| s.mounts_mut().get_or_insert_with(Vec::new).push(bind));
+    let spec = cx
+        .spec("mounts-inner")?
+        .grant(&[Capability::SysAdmin])
+        .mount(bind);
 
     let tag = cx.run.name("inner-tmpfs");
     let mut container = cx.launch(spec)?;
     // Dropped before the container: whatever propagated out is unmounted before its bundle goes.
     let _unmount = UnmountTagged::new(&tag);
     let mounted = container.ask(&Request::MountTmpfs {
-        target: "/palisade-volume/inner".into(),
+        target: format!("{VOLUME}/inner"),
         source: tag.clone(),
     })?;
-    check!(
+    require!(
         matches!(&mounted, Reply::Syscall(o) if o.succeeded()),
         "expected the container to mount a tmpfs with CAP_SYS_ADMIN granted, saw {mounted:?}"
     );
@@ -91,44 +83,52 @@ fn container_mount_stays_inside(cx: &Ctx) -> Outcome {
     Ok(())
 }
 
-/// The mountinfo line of the container's root mount, as the host sees it.
-fn root_tag(host_pid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{host_pid}/mountinfo"))
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.split_whitespace().nth(4) == Some("/"))
-                .map(str::to_owned)
-        })
-        .unwrap_or_default()
-}
-
-/// Whether the container's root mount is a slave of a host peer group (`master:N`).
-fn receives_host_mounts(host_pid: i32) -> bool {
-    root_tag(host_pid).contains(" master:")
+/// The propagation of the container's root mount, as its own mountinfo (read from the host)
+/// shows it: `shared`, `slave` or `private`.
+fn root_propagation(host_pid: i32) -> Result<&'static str, Failure> {
+    use procfs::process::MountOptFields;
+    let mounts = procfs::process::Process::new(host_pid)
+        .and_then(|p| p.mountinfo())
+        .map_err(|e| Failure::Broken(format!("reading /proc/{host_pid}/mountinfo: {e}")))?;
+    let root = mounts
+        .into_iter()
+        .find(|m| m.mount_point == std::path::Path::new("/"))
+        .ok_or_else(|| Failure::Broken(format!("/proc/{host_pid}/mountinfo lists no `/`")))?;
+    let shared = root
+        .opt_fields
+        .iter()
+        .any(|f| matches!(f, MountOptFields::Shared(_)));
+    let slave = root
+        .opt_fields
+        .iter()
+        .any(|f| matches!(f, MountOptFields::Master(_)));
+    Ok(match (shared, slave) {
+        (true, _) => "shared",
+        (false, true) => "slave",
+        (false, false) => "private",
+    })
 }
 
 fn host_mount_stays_outside(cx: &Ctx) -> Outcome {
     cx.isolate_host_mounts()?;
     let tag = cx.run.name("outer-tmpfs");
-    let spec = cx.spec("mounts-outer", &Request::Facts)?.serve();
-    let spec = propagation(
-        spec,
-        if cx.under_control() {
-            "slave"
-        } else {
-            "private"
-        },
-    );
-    let mut container = cx.launch(spec)?;
+    let mut container = cx.launch(cx.spec("mounts-outer")?.rootfs_propagation("private"))?;
     container.ask(&Request::Facts)?;
-    if cx.under_control() && !receives_host_mounts(container.host_pid()) {
-        skip!(
-            "the runtime does not apply `rootfsPropagation: slave` to the rootfs (no `master:` tag), so the control cannot be set up"
-        );
-    }
+    let configured = container
+        .spec()
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone())
+        .unwrap_or_default();
+    let seen = root_propagation(container.host_pid())?;
+    check!(
+        configured.trim_start_matches('r') == seen,
+        "expected the container's `/` to be {configured} as `rootfsPropagation` says, its mountinfo \
+         shows it {seen}: the runtime does not apply the propagation it was given"
+    );
     // Mounted on the host side after the container is running, inside its rootfs directory.
-    let _host_mount = mount_tmpfs(&container.rootfs().join("palisade-outer"), &tag)?;
+    let _host_mount = mount_tmpfs(&container.rootfs()?.join("palisade-outer"), &tag)?;
     let Reply::Files { files } = container.ask(&Request::ReadFiles {
         paths: vec!["/proc/self/mountinfo".into()],
     })?
@@ -140,7 +140,9 @@ fn host_mount_stays_outside(cx: &Ctx) -> Outcome {
     let mountinfo = files
         .first()
         .and_then(|f| f.contents.clone())
-        .unwrap_or_default();
+        .ok_or_else(|| {
+            Failure::Broken(format!("the probe could not read its mountinfo: {files:?}"))
+        })?;
     let leaked = mount_points_of(parse_mountinfo(&mountinfo), &tag);
     check!(
         leaked.is_empty(),

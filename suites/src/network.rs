@@ -3,17 +3,19 @@
 //!
 //! Every scenario builds a lab ([`Lab`]): a namespace that plays the host, with a bridge, and one
 //! namespace per container that the container's config joins by path. Nothing touches the real
-//! host's network; every connect is bounded (a control fails in about a second, never hangs).
+//! host's network; every connect is bounded, and a connection counts as refused only when the
+//! kernel refuses it (a timeout is a broken lab, never a pass).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 
 use oci_spec::runtime::LinuxNamespaceType::Network;
-use palisade_harness::netlab::{
-    Lab, LabNet, Plug, connect_request, expect_connection, expect_listeners,
+use palisade_harness::lab::netlab::{
+    ConnectOutcome, Lab, LabNet, Plug, connect_request, expect_connection, expect_listeners,
 };
+use palisade_harness::run::control::{Control, Edit, LabChange};
+use palisade_harness::run::scenario::Schedule;
 use palisade_harness::{
-    Container, Ctx, HarnessError, Outcome, Request, Requirement, Scenario, check,
+    Container, Ctx, Failure, HarnessError, Outcome, Request, Requirement, Scenario, check, require,
 };
 
 const NEEDS: &[Requirement] = &[Requirement::Privileged, Requirement::Program("ip")];
@@ -26,60 +28,58 @@ pub const SCENARIOS: &[Scenario] = &[
         area: "network",
         name: "loopback_is_private",
         checks: "A listener on 127.0.0.1 inside is unreachable from the host's 127.0.0.1, and a listener on the host's loopback is unreachable from inside.",
-        control: "the container joins the lab host's network namespace",
+        control: Control::config(Edit::JoinLabHostNetwork),
         means: "Services bound to 127.0.0.1 on the host are exposed to the container, and the other way round.",
         requires: NEEDS,
+        schedule: Schedule::Parallel,
         run: loopback_is_private,
     },
     Scenario {
         area: "network",
         name: "veth_reachability",
         checks: "Over its veth, the container reaches the host's bridge address and the host reaches the container (TCP both ways, each side sees the other's address).",
-        control: "the container's namespace has no veth and no route (loopback only)",
+        control: Control::config(Edit::NamespaceWithoutPath(Network)),
         means: "The runtime's network plumbing does not carry traffic between the container and the host.",
         requires: NEEDS,
+        schedule: Schedule::Parallel,
         run: veth_reachability,
     },
     Scenario {
         area: "network",
         name: "bridge_reachability",
         checks: "Two containers on the same bridge reach each other by address, both ways.",
-        control: "the second container's veth is left off the bridge",
+        control: Control::config_of("net-second", Edit::NamespaceWithoutPath(Network)),
         means: "Containers on one bridge cannot talk to each other.",
         requires: NEEDS,
+        schedule: Schedule::Parallel,
         run: bridge_reachability,
     },
     Scenario {
         area: "network",
         name: "host_reach_needs_bridge_address",
         checks: "With no address on the bridge the host cannot reach the container; once the bridge has its address, it can.",
-        control: "the bridge keeps its address throughout",
+        // Routing through the bridge is the lab host's, not the runtime's: no config expresses it.
+        control: Control::Lab(LabChange::BridgeKeepsAddress),
         means: "The host reaches containers by some path other than the bridge.",
         requires: NEEDS,
+        schedule: Schedule::Parallel,
         run: host_reach_needs_bridge_address,
     },
     Scenario {
         area: "network",
         name: "listeners_are_per_namespace",
         checks: "The listening TCP sockets seen inside (/proc/net/tcp) are the container's own, not the host's, and the host does not see the container's.",
-        control: "the container joins the lab host's network namespace",
+        control: Control::config(Edit::JoinLabHostNetwork),
         means: "The container sees, and can use, the host's sockets: no network isolation.",
         requires: NEEDS,
+        schedule: Schedule::Parallel,
         run: listeners_are_per_namespace,
     },
 ];
 
-/// Starts a serving probe in `ns` (a lab namespace joined by path).
-fn launch_in(
-    cx: &Ctx,
-    label: &str,
-    ns: &std::path::Path,
-) -> Result<Container, palisade_harness::HarnessError> {
-    cx.launch(
-        cx.spec(label, &Request::Facts)?
-            .serve()
-            .join_namespace(Network, ns),
-    )
+/// Starts a serving probe that joins the lab namespace of `net`.
+fn launch_in(cx: &Ctx, label: &str, net: &LabNet) -> Result<Container, HarnessError> {
+    cx.launch(cx.spec(label)?.join_namespace(Network, &net.path))
 }
 
 fn listen(container: &mut Container, addr: SocketAddr) -> Outcome {
@@ -93,21 +93,23 @@ fn at(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
     SocketAddr::new(ip.into(), port)
 }
 
-/// A network namespace of the container's own on the bridge; under the negative control, the lab
-/// host's (a container that shares the host's network stack).
-fn own_netns_or_lab_hosts(cx: &Ctx, lab: &mut Lab) -> Result<PathBuf, HarnessError> {
-    let net = lab.add_container(Plug::Bridged)?;
-    Ok(if cx.under_control() {
-        lab.host_path().to_owned()
-    } else {
-        net.path.clone()
-    })
+/// A failed connection proves a closed path only when the kernel refused it; anything else (a
+/// timeout above all) means the lab or the probe is broken.
+fn unreachable(outcome: &ConnectOutcome, what: &str) -> Result<bool, Failure> {
+    if outcome.succeeded() {
+        return Ok(false);
+    }
+    require!(
+        outcome.refused_by_the_kernel(),
+        "{what}: expected the kernel to refuse or find no route, saw {outcome:?}: the lab or the probe is broken"
+    );
+    Ok(true)
 }
 
 fn loopback_is_private(cx: &Ctx) -> Outcome {
-    let mut lab = Lab::new(&cx.run)?;
-    let ns = own_netns_or_lab_hosts(cx, &mut lab)?;
-    let mut container = launch_in(cx, "net-lo", &ns)?;
+    let mut lab = Lab::new(cx)?;
+    let net = lab.add_container(Plug::Bridged)?;
+    let mut container = launch_in(cx, "net-lo", &net)?;
     let inside = at([127, 0, 0, 1], CONTAINER_PORT);
     let on_host = at([127, 0, 0, 1], HOST_PORT);
     listen(&mut container, inside)?;
@@ -115,26 +117,29 @@ fn loopback_is_private(cx: &Ctx) -> Outcome {
 
     // Both listeners work where they are: a refusal below is isolation, not a dead listener.
     let own = expect_connection(container.ask(&connect_request(inside))?)?;
-    check!(
+    require!(
         own.succeeded(),
         "expected the container to reach its own {inside}, saw {own:?}: the probe's listener is broken"
     );
     let host_own = lab.connect(on_host)?;
-    check!(
+    require!(
         host_own.succeeded(),
         "expected the host to reach its own {on_host}, saw {host_own:?}: the lab is broken"
     );
 
     let from_host = lab.connect(inside)?;
     check!(
-        !from_host.succeeded(),
+        unreachable(&from_host, "the host connecting to its own 127.0.0.1")?,
         "expected the host's {inside} to have no listener (the container's is on its own loopback), \
          but it answered {:?}: the container shares the host's loopback",
         from_host.peer_seen
     );
     let from_inside = expect_connection(container.ask(&connect_request(on_host))?)?;
     check!(
-        !from_inside.succeeded(),
+        unreachable(
+            &from_inside,
+            "the container connecting to its own 127.0.0.1"
+        )?,
         "expected the container's {on_host} to have no listener (the host's is on the host's loopback), \
          but it answered {:?}: the container can reach services bound to the host's loopback",
         from_inside.peer_seen
@@ -143,14 +148,9 @@ fn loopback_is_private(cx: &Ctx) -> Outcome {
 }
 
 fn veth_reachability(cx: &Ctx) -> Outcome {
-    let mut lab = Lab::new(&cx.run)?;
-    let plug = if cx.under_control() {
-        Plug::Unplugged
-    } else {
-        Plug::Bridged
-    };
-    let net = lab.add_container(plug)?;
-    let mut container = launch_in(cx, "net-veth", &net.path)?;
+    let mut lab = Lab::new(cx)?;
+    let net = lab.add_container(Plug::Bridged)?;
+    let mut container = launch_in(cx, "net-veth", &net)?;
     listen(&mut container, at([0, 0, 0, 0], CONTAINER_PORT))?;
     let bridge = lab.bridge_ip();
     lab.listen(at(bridge, HOST_PORT))?;
@@ -173,16 +173,11 @@ fn veth_reachability(cx: &Ctx) -> Outcome {
 }
 
 fn bridge_reachability(cx: &Ctx) -> Outcome {
-    let mut lab = Lab::new(&cx.run)?;
+    let mut lab = Lab::new(cx)?;
     let first_net = lab.add_container(Plug::Bridged)?;
-    let second_plug = if cx.under_control() {
-        Plug::OffBridge
-    } else {
-        Plug::Bridged
-    };
-    let second_net = lab.add_container(second_plug)?;
-    let mut first = launch_in(cx, "net-first", &first_net.path)?;
-    let mut second = launch_in(cx, "net-second", &second_net.path)?;
+    let second_net = lab.add_container(Plug::Bridged)?;
+    let mut first = launch_in(cx, "net-first", &first_net)?;
+    let mut second = launch_in(cx, "net-second", &second_net)?;
     listen(&mut first, at([0, 0, 0, 0], CONTAINER_PORT))?;
     listen(&mut second, at([0, 0, 0, 0], CONTAINER_PORT))?;
 
@@ -204,24 +199,23 @@ fn reaches(from: &mut Container, from_net: &LabNet, to_net: &LabNet) -> Outcome 
 }
 
 fn host_reach_needs_bridge_address(cx: &Ctx) -> Outcome {
-    let mut lab = Lab::new(&cx.run)?;
-    if !cx.under_control() {
-        lab.remove_bridge_address()?;
-    }
+    let mut lab = Lab::new(cx)?;
+    lab.remove_bridge_address()?;
     let net = lab.add_container(Plug::Bridged)?;
-    let mut container = launch_in(cx, "net-braddr", &net.path)?;
+    let mut container = launch_in(cx, "net-braddr", &net)?;
     let target = at(net.ip, CONTAINER_PORT);
     listen(&mut container, target)?;
 
     let without = lab.connect(target)?;
     check!(
-        !without.succeeded(),
+        unreachable(
+            &without,
+            "the host connecting to the container without a bridge address"
+        )?,
         "expected the host to have no route to {target} while the bridge has no address, but it \
          connected ({without:?}): the host reaches containers by some other path"
     );
-    if !cx.under_control() {
-        lab.add_bridge_address()?;
-    }
+    lab.add_bridge_address()?;
     let with = lab.connect(target)?;
     check!(
         with.peer_ip() == Some(lab.bridge_ip().to_string()),
@@ -232,9 +226,9 @@ fn host_reach_needs_bridge_address(cx: &Ctx) -> Outcome {
 }
 
 fn listeners_are_per_namespace(cx: &Ctx) -> Outcome {
-    let mut lab = Lab::new(&cx.run)?;
-    let ns = own_netns_or_lab_hosts(cx, &mut lab)?;
-    let mut container = launch_in(cx, "net-listen", &ns)?;
+    let mut lab = Lab::new(cx)?;
+    let net = lab.add_container(Plug::Bridged)?;
+    let mut container = launch_in(cx, "net-listen", &net)?;
     let inside = at([0, 0, 0, 0], CONTAINER_PORT);
     let on_host = at([127, 0, 0, 1], HOST_PORT);
     listen(&mut container, inside)?;
@@ -242,9 +236,9 @@ fn listeners_are_per_namespace(cx: &Ctx) -> Outcome {
 
     let seen_inside = expect_listeners(container.ask(&Request::ListListeners)?)?;
     let seen_on_host = lab.listeners()?;
-    check!(
+    require!(
         seen_inside.contains(&inside),
-        "expected the container to list its own listener {inside}, saw {seen_inside:?}"
+        "expected the container to list its own listener {inside}, saw {seen_inside:?}: the probe cannot read its socket table"
     );
     check!(
         !seen_inside.contains(&on_host),

@@ -1,8 +1,8 @@
 //! Read-only root, masked paths and read-only paths, as the config asks.
 
-use palisade_harness::{
-    ContainerSpec, Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check,
-};
+use palisade_harness::run::control::{Control, Edit};
+use palisade_harness::run::scenario::Schedule;
+use palisade_harness::{Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check};
 
 const PRIVILEGED: &[Requirement] = &[Requirement::Privileged];
 
@@ -11,27 +11,30 @@ pub const SCENARIOS: &[Scenario] = &[
         area: "paths",
         name: "readonly_root_refuses_writes",
         checks: "With `root.readonly: true`, writing a file under `/` fails with EROFS.",
-        control: "`root.readonly: false`",
+        control: Control::config(Edit::RootReadonly(false)),
         means: "The container can modify an image you marked read-only.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: readonly_root_refuses_writes,
     },
     Scenario {
         area: "paths",
         name: "masked_paths_read_empty",
         checks: "maskedPaths (/proc/kcore, /proc/timer_list) read as empty or cannot be read at all.",
-        control: "maskedPaths removed from the config",
+        control: Control::config(Edit::NoMaskedPaths),
         means: "The container can read kernel state the config hides (kernel memory, timers).",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: masked_paths_read_empty,
     },
     Scenario {
         area: "paths",
         name: "readonly_paths_refuse_writes",
         checks: "readonlyPaths (/proc/sys) refuse writes with EROFS.",
-        control: "readonlyPaths removed from the config",
+        control: Control::config(Edit::NoReadonlyPaths),
         means: "The container can change kernel settings the config marks read-only.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: readonly_paths_refuse_writes,
     },
 ];
@@ -50,9 +53,9 @@ fn readonly_root_refuses_writes(cx: &Ctx) -> Outcome {
         path: "/palisade-written".into(),
         contents: "x".into(),
     };
-    let spec = cx.spec("paths-ro-root", &request)?.edit(|s| {
+    let spec = cx.spec("paths-ro-root")?.one_shot(&request).edit(|s| {
         if let Some(root) = s.root_mut() {
-            root.set_readonly(Some(!cx.under_control()));
+            root.set_readonly(Some(true));
         }
     });
     let errno = syscall(cx.run_once(spec)?)?;
@@ -64,24 +67,11 @@ fn readonly_root_refuses_writes(cx: &Ctx) -> Outcome {
     Ok(())
 }
 
-fn without_paths(spec: ContainerSpec, masked: bool) -> ContainerSpec {
-    spec.edit(|s| {
-        if let Some(linux) = s.linux_mut() {
-            if masked {
-                linux.set_masked_paths(None);
-            } else {
-                linux.set_readonly_paths(None);
-            }
-        }
-    })
-}
-
 fn masked_paths_read_empty(cx: &Ctx) -> Outcome {
     let paths = vec!["/proc/kcore".to_owned(), "/proc/timer_list".to_owned()];
-    let mut spec = cx.spec("paths-masked", &Request::ReadFiles { paths })?;
-    if cx.under_control() {
-        spec = without_paths(spec, true);
-    }
+    let spec = cx
+        .spec("paths-masked")?
+        .one_shot(&Request::ReadFiles { paths });
     let Reply::Files { files } = cx.run_once(spec)? else {
         return Err(Failure::Broken("the probe did not report the files".into()));
     };
@@ -104,10 +94,7 @@ fn readonly_paths_refuse_writes(cx: &Ctx) -> Outcome {
         path: "/proc/sys/kernel/hostname".into(),
         contents: "palisade-rw".into(),
     };
-    let mut spec = cx.spec("paths-ro", &request)?;
-    if cx.under_control() {
-        spec = without_paths(spec, false);
-    }
+    let spec = cx.spec("paths-ro")?.one_shot(&request);
     let errno = syscall(cx.run_once(spec)?)?;
     check!(
         errno.as_deref() == Some("EROFS"),

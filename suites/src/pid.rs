@@ -3,75 +3,69 @@
 
 use oci_spec::runtime::{ContainerState, LinuxNamespaceType::Pid};
 use palisade_harness::exec::ProcessHandle;
-use palisade_harness::scenario::expect_facts;
-use palisade_harness::{Ctx, Outcome, Reply, Request, Requirement, Scenario, check};
+use palisade_harness::run::control::{Control, Edit};
+use palisade_harness::run::scenario::{Schedule, expect_facts};
+use palisade_harness::{Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check};
 
 const PRIVILEGED: &[Requirement] = &[Requirement::Privileged];
+/// Every pid scenario's control: a runtime that did not give the container a pid namespace.
+const NO_PID_NAMESPACE: Control = Control::config(Edit::WithoutNamespace(Pid));
 
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         area: "pid",
         name: "init_is_pid_1",
         checks: "The container's first process sees itself as pid 1.",
-        control: "no pid namespace in the config",
+        control: NO_PID_NAMESPACE,
         means: "The container shares a pid namespace: it can see, and with the right capabilities signal or ptrace, processes outside it.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: init_is_pid_1,
     },
     Scenario {
         area: "pid",
         name: "host_sees_an_ordinary_process",
         checks: "The host sees the container's init under another pid, and its NSpid reads `<host pid> 1`.",
-        control: "no pid namespace in the config",
+        control: NO_PID_NAMESPACE,
         means: "The runtime's idea of the container's pid is wrong or the init is not nested: `kill` and monitoring from the host hit the wrong process.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: host_sees_an_ordinary_process,
     },
     Scenario {
         area: "pid",
         name: "proc_lists_only_the_container",
         checks: "`/proc` inside lists the container's processes and nothing of the host's.",
-        control: "no pid namespace in the config",
+        control: NO_PID_NAMESPACE,
         means: "Host process names, arguments and environments are readable from inside the container.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: proc_lists_only_the_container,
     },
     Scenario {
         area: "pid",
         name: "only_sigkill_stops_init",
         checks: "Pid 1 ignores a SIGTERM it has no handler for; SIGKILL from the host stops it and `state` says stopped.",
-        control: "no pid namespace in the config (the probe is no init, so SIGTERM kills it)",
+        control: NO_PID_NAMESPACE,
         means: "The init is not protected as pid 1, or the runtime does not notice its death: containers die from stray signals or linger as 'running'.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: only_sigkill_stops_init,
     },
     Scenario {
         area: "pid",
         name: "children_die_with_init",
         checks: "When the init exits, a background child it started is killed too: nothing leaks to the host.",
-        control: "no pid namespace in the config (the child outlives its parent)",
+        control: NO_PID_NAMESPACE,
         means: "Processes started in a container survive it on the host, out of the runtime's sight.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: children_die_with_init,
     },
 ];
 
-/// The reference container, minus its pid namespace under the negative control.
-fn container(
-    cx: &Ctx,
-    label: &str,
-    request: &Request,
-) -> Result<palisade_harness::ContainerSpec, palisade_harness::HarnessError> {
-    let spec = cx.spec(label, request)?;
-    Ok(if cx.under_control() {
-        spec.without_namespace(Pid)
-    } else {
-        spec
-    })
-}
-
 fn init_is_pid_1(cx: &Ctx) -> Outcome {
-    let facts = cx.facts_of(container(cx, "pid-one", &Request::Facts)?)?;
+    let facts = cx.facts_of(cx.spec("pid-one")?)?;
     check!(
         facts.pid == 1,
         "expected the container's first process to be pid 1, saw pid {} (ppid {}): it shares a pid \
@@ -83,7 +77,7 @@ fn init_is_pid_1(cx: &Ctx) -> Outcome {
 }
 
 fn host_sees_an_ordinary_process(cx: &Ctx) -> Outcome {
-    let mut container = cx.launch(container(cx, "pid-host-view", &Request::Facts)?.serve())?;
+    let mut container = cx.launch(cx.spec("pid-host-view")?)?;
     container.ask(&Request::Facts)?;
     let host_pid = container.host_pid();
     let state_pid = container.state()?.pid().unwrap_or(0);
@@ -97,8 +91,13 @@ fn host_sees_an_ordinary_process(cx: &Ctx) -> Outcome {
     );
     let nspid = procfs::process::Process::new(host_pid)
         .and_then(|p| p.status())
-        .map(|s| s.nspid.unwrap_or_default())
-        .unwrap_or_default();
+        .map_err(|e| Failure::Broken(format!("reading /proc/{host_pid}/status on the host: {e}")))?
+        .nspid
+        .ok_or_else(|| {
+            Failure::Broken(format!(
+                "/proc/{host_pid}/status has no NSpid line (a kernel before 4.1?)"
+            ))
+        })?;
     check!(
         nspid == [host_pid, 1],
         "expected /proc/{host_pid}/status on the host to read `NSpid: {host_pid} 1` (pid 1 in a nested \
@@ -108,7 +107,7 @@ fn host_sees_an_ordinary_process(cx: &Ctx) -> Outcome {
 }
 
 fn proc_lists_only_the_container(cx: &Ctx) -> Outcome {
-    let facts = cx.facts_of(container(cx, "pid-proc", &Request::Facts)?)?;
+    let facts = cx.facts_of(cx.spec("pid-proc")?)?;
     check!(
         facts.visible_pids == [facts.pid] && facts.pid == 1,
         "expected /proc inside to list only the probe (pid 1), saw {} pids ({:?}…): the host's \
@@ -120,14 +119,13 @@ fn proc_lists_only_the_container(cx: &Ctx) -> Outcome {
 }
 
 fn only_sigkill_stops_init(cx: &Ctx) -> Outcome {
-    let mut container = cx.launch(container(cx, "pid-kill", &Request::Facts)?.serve())?;
+    let mut container = cx.launch(cx.spec("pid-kill")?)?;
     container.ask(&Request::Facts)?;
     let host_pid = nix::unistd::Pid::from_raw(container.host_pid());
 
     // SIGTERM from the host: an init without a handler for it is protected by the kernel.
-    nix::sys::signal::kill(host_pid, nix::sys::signal::SIGTERM).map_err(|e| {
-        palisade_harness::Failure::Broken(format!("sending SIGTERM to {host_pid}: {e}"))
-    })?;
+    nix::sys::signal::kill(host_pid, nix::sys::signal::SIGTERM)
+        .map_err(|e| Failure::Broken(format!("sending SIGTERM to {host_pid}: {e}")))?;
     let still_answers = container.ask(&Request::Facts).map(expect_facts);
     check!(
         matches!(still_answers, Ok(Ok(_))),
@@ -136,9 +134,8 @@ fn only_sigkill_stops_init(cx: &Ctx) -> Outcome {
     );
 
     // SIGKILL from the host (the seed's `kill -9`) ends it, and the runtime notices.
-    nix::sys::signal::kill(host_pid, nix::sys::signal::SIGKILL).map_err(|e| {
-        palisade_harness::Failure::Broken(format!("sending SIGKILL to {host_pid}: {e}"))
-    })?;
+    nix::sys::signal::kill(host_pid, nix::sys::signal::SIGKILL)
+        .map_err(|e| Failure::Broken(format!("sending SIGKILL to {host_pid}: {e}")))?;
     container.wait_exit()?;
     let status = container.status()?;
     check!(
@@ -150,13 +147,16 @@ fn only_sigkill_stops_init(cx: &Ctx) -> Outcome {
 }
 
 fn children_die_with_init(cx: &Ctx) -> Outcome {
-    let mut container = cx.launch(container(cx, "pid-orphans", &Request::Facts)?.serve())?;
-    let Reply::Spawned { pid: inner_pid } = container.ask(&Request::SpawnSleeper)? else {
-        palisade_harness::skip!("the probe could not report its child");
+    let mut container = cx.launch(cx.spec("pid-orphans")?)?;
+    let reply = container.ask(&Request::SpawnSleeper)?;
+    let Reply::Spawned { pid: inner_pid } = reply else {
+        return Err(Failure::Broken(format!(
+            "expected the probe to report its child, saw {reply:?}"
+        )));
     };
     // The child's host pid: the process whose parent is the init.
     let child = child_of(container.host_pid()).ok_or_else(|| {
-        palisade_harness::Failure::Broken(format!(
+        Failure::Broken(format!(
             "the probe reported a child (pid {inner_pid} inside) but the host sees no child of {}",
             container.host_pid()
         ))

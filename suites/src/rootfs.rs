@@ -4,14 +4,12 @@
 //! Each scenario plants a marker file with a random token in the run directory on the host
 //! (outside every bundle), tells the probe its host path, and fails if the probe reads the token.
 
-use std::path::Path;
-
-use oci_spec::runtime::{Capability, Mount, MountBuilder, Spec};
-use palisade_common::annotations;
-use palisade_harness::driver::Defect;
-use palisade_harness::hostfs::{Marker, parse_mountinfo, thread_mounts};
+use oci_spec::runtime::Capability;
+use palisade_harness::lab::hostfs::{Marker, parse_mountinfo, thread_mounts};
+use palisade_harness::run::control::{Control, Defect, Edit, HostPath};
+use palisade_harness::run::scenario::Schedule;
 use palisade_harness::{
-    ContainerSpec, Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check, skip,
+    ContainerSpec, Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check, require,
 };
 use palisade_probe::protocol::FileRead;
 
@@ -22,36 +20,40 @@ pub const SCENARIOS: &[Scenario] = &[
         area: "rootfs",
         name: "host_marker_unreachable",
         checks: "A host file outside the bundle cannot be read from inside by its host path, `..` walks, /proc/1/root or /proc/self/root.",
-        control: "the run directory is bind-mounted into the container at its host path",
+        control: Control::config(Edit::BindHost(HostPath::RunDir)),
         means: "The container can read, and probably write, the host's files.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: host_marker_unreachable,
     },
     Scenario {
         area: "rootfs",
         name: "writes_land_in_the_bundle",
         checks: "A file the container writes under `/` appears in the bundle's rootfs on the host.",
-        control: "a tmpfs is mounted where the container writes, so the file never reaches the bundle",
+        control: Control::config(Edit::Tmpfs("/palisade-out")),
         means: "The container's `/` is not the rootfs you gave it.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: writes_land_in_the_bundle,
     },
     Scenario {
         area: "rootfs",
         name: "chroot_escape_stays_inside",
         checks: "With CAP_SYS_CHROOT, `mkdir x; chroot x; chdir(..)`×64; `chroot(.)`, inherited directory fds and /proc/<pid>/root all stay inside the rootfs.",
-        control: "the runtime jails with chroot only (`--no-pivot`, bundled runtime: annotation) and leaks a host directory fd (`--preserve-fds`, as in CVE-2024-21626)",
+        control: Control::Defect(Defect::EscapableJail),
         means: "A process in the container can climb out to the host's filesystem.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: chroot_escape_stays_inside,
     },
     Scenario {
         area: "rootfs",
         name: "old_root_is_gone",
         checks: "Even after a chroot escape attempt, /proc/self/mountinfo inside lists no host mount point and nothing under the run directory.",
-        control: "the run directory is bind-mounted into the container at its host path (a host mount left in reach)",
+        control: Control::config(Edit::BindHost(HostPath::RunDir)),
         means: "The host's mount tree is still reachable from inside.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: old_root_is_gone,
     },
 ];
@@ -66,10 +68,9 @@ fn host_marker_unreachable(cx: &Ctx) -> Outcome {
         format!("/proc/1/root{host}"),
         format!("/proc/self/root{host}"),
     ];
-    let mut spec = cx.spec("rootfs-marker", &Request::ReadFiles { paths })?;
-    if cx.under_control() {
-        spec = spec.edit(|s| bind_host_dir(s, &cx.run.dir));
-    }
+    let spec = cx
+        .spec("rootfs-marker")?
+        .one_shot(&Request::ReadFiles { paths });
     let Reply::Files { files } = cx.run_once(spec)? else {
         return Err(Failure::Broken("the probe did not report the files".into()));
     };
@@ -79,27 +80,21 @@ fn host_marker_unreachable(cx: &Ctx) -> Outcome {
 fn writes_land_in_the_bundle(cx: &Ctx) -> Outcome {
     let token = Marker::plant(&cx.run, "write")?.token.clone();
     let path = "/palisade-out/written";
-    let mut spec = cx.spec(
-        "rootfs-write",
-        &Request::WriteFile {
-            path: path.into(),
-            contents: token.clone(),
-        },
-    )?;
-    if cx.under_control() {
-        spec = spec.edit(|s| add_mount(s, tmpfs_at("/palisade-out")));
-    }
+    let spec = cx.spec("rootfs-write")?.one_shot(&Request::WriteFile {
+        path: path.into(),
+        contents: token.clone(),
+    });
     let container = cx.create(spec)?;
-    std::fs::create_dir_all(container.rootfs().join("palisade-out"))
+    std::fs::create_dir_all(container.rootfs()?.join("palisade-out"))
         .map_err(|e| Failure::Broken(format!("making /palisade-out in the rootfs: {e}")))?;
     container.start()?;
     let reply = container.reply()?;
-    check!(
+    require!(
         matches!(&reply, Reply::Syscall(o) if o.succeeded()),
         "expected the container to write {path}, saw {reply:?}"
     );
     container.wait_exit()?;
-    let on_host = container.rootfs().join("palisade-out/written");
+    let on_host = container.rootfs()?.join("palisade-out/written");
     let seen = std::fs::read_to_string(&on_host).ok();
     check!(
         seen.as_deref() == Some(token.as_str()),
@@ -117,38 +112,16 @@ fn chroot_escape_stays_inside(cx: &Ctx) -> Outcome {
         depth: 64,
         paths: vec![marker.host_path()],
     };
-    let mut spec = cx
-        .spec("rootfs-escape", &request)?
-        .grant(&[Capability::SysChroot]);
-    let variant;
-    let cx = if cx.under_control() {
-        // The bundled runtime has a bare-chroot mode for exactly this; for runtimes that only
-        // offer --no-pivot (not escapable by the climb, see the README), a leaked host fd is added.
-        spec = spec.edit(annotate_chroot_only);
-        let with_leak = Defect {
-            create_flags: vec!["--no-pivot".into()],
-            leaked_dir: Some("/".into()),
-        };
-        let without_leak = Defect {
-            leaked_dir: None,
-            ..with_leak.clone()
-        };
-        variant = cx
-            .with_defect(&with_leak, "nopivot")
-            .or_else(|| cx.with_defect(&without_leak, "chroot"));
-        match &variant {
-            Some(variant) => variant,
-            None => skip!("the runtime driver cannot apply the control's defect"),
-        }
-    } else {
-        cx
-    };
+    let spec = cx
+        .spec("rootfs-escape")?
+        .grant(&[Capability::SysChroot])
+        .one_shot(&request);
     let Reply::Escape(report) = cx.run_once(spec)? else {
         return Err(Failure::Broken(
             "the probe did not report the escape".into(),
         ));
     };
-    check!(
+    require!(
         report.first_chroot.succeeded(),
         "expected chroot into a subdirectory to work with CAP_SYS_CHROOT granted, saw {:?}",
         report.first_chroot
@@ -168,12 +141,10 @@ fn old_root_is_gone(cx: &Ctx) -> Outcome {
         depth: 64,
         paths: vec!["/proc/self/mountinfo".into()],
     };
-    let mut spec = cx
-        .spec("rootfs-old-root", &request)?
-        .grant(&[Capability::SysChroot]);
-    if cx.under_control() {
-        spec = spec.edit(|s| bind_host_dir(s, &cx.run.dir));
-    }
+    let spec = cx
+        .spec("rootfs-old-root")?
+        .grant(&[Capability::SysChroot])
+        .one_shot(&request);
     let destinations = configured_mount_points(&spec);
     let Reply::Escape(report) = cx.run_once(spec)? else {
         return Err(Failure::Broken(
@@ -240,40 +211,4 @@ fn configured_mount_points(spec: &ContainerSpec) -> Vec<String> {
         points.extend(linux.readonly_paths().iter().flatten().cloned());
     }
     points
-}
-
-fn add_mount(spec: &mut Spec, mount: Mount) {
-    let mut mounts = spec.mounts().clone().unwrap_or_default();
-    mounts.push(mount);
-    spec.set_mounts(Some(mounts));
-}
-
-fn tmpfs_at(destination: &str) -> Mount {
-    MountBuilder::default()
-        .destination(destination)
-        .typ("tmpfs")
-        .source("tmpfs")
-        .options(vec!["size=64k".to_owned()])
-        .build()
-        .unwrap_or_default()
-}
-
-/// The control's leak: the host directory `dir`, read-only, at its own host path inside.
-fn bind_host_dir(spec: &mut Spec, dir: &Path) {
-    let mount = MountBuilder::default()
-        .destination(dir)
-        .typ("bind")
-        .source(dir)
-        .options(vec!["rbind".to_owned(), "ro".to_owned()])
-        .build()
-        .unwrap_or_default();
-    add_mount(spec, mount);
-}
-
-/// Asks the bundled runtime for its test-only modes: a bare chroot (other runtimes ignore both).
-fn annotate_chroot_only(spec: &mut Spec) {
-    let mut map = spec.annotations().clone().unwrap_or_default();
-    map.insert(annotations::NO_PIVOT.to_owned(), "true".to_owned());
-    map.insert(annotations::CHROOT_ONLY.to_owned(), "true".to_owned());
-    spec.set_annotations(Some(map));
 }

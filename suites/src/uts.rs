@@ -5,9 +5,10 @@
 //! without touching the real machine.
 
 use oci_spec::runtime::{Capability, LinuxNamespaceType::Uts};
-use palisade_harness::host::current_hostname;
-use palisade_harness::scenario::expect_facts;
-use palisade_harness::{Ctx, Outcome, Reply, Request, Requirement, Scenario, check};
+use palisade_harness::lab::host::current_hostname;
+use palisade_harness::run::control::{Control, Edit};
+use palisade_harness::run::scenario::{Schedule, expect_facts};
+use palisade_harness::{Ctx, Outcome, Reply, Request, Requirement, Scenario, check, require};
 
 const PRIVILEGED: &[Requirement] = &[Requirement::Privileged];
 
@@ -16,27 +17,36 @@ pub const SCENARIOS: &[Scenario] = &[
         area: "uts",
         name: "hostname_is_the_configured_one",
         checks: "The hostname inside is the config's `hostname`; the host's is unchanged.",
-        control: "the config sets no hostname (the container keeps a copy of the host's)",
+        control: Control::config(Edit::NoHostname),
         means: "The container does not get the identity its config names.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: hostname_is_the_configured_one,
     },
     Scenario {
         area: "uts",
         name: "sethostname_stays_inside",
         checks: "A container holding CAP_SYS_ADMIN that calls sethostname changes its own hostname, not the host's.",
-        control: "no uts namespace in the config (sethostname renames the host)",
+        control: Control::config(Edit::WithoutNamespace(Uts)),
         means: "A container can rename the host.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: sethostname_stays_inside,
     },
     Scenario {
         area: "uts",
         name: "two_containers_two_hostnames",
         checks: "Two containers running at once each see their own hostname.",
-        control: "the second container joins the first one's uts namespace",
+        control: Control::config_of(
+            "second",
+            Edit::JoinNamespaceOf {
+                kind: Uts,
+                of: "first",
+            },
+        ),
         means: "Containers share one UTS namespace and overwrite each other's identity.",
         requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
         run: two_containers_two_hostnames,
     },
 ];
@@ -44,11 +54,7 @@ pub const SCENARIOS: &[Scenario] = &[
 fn hostname_is_the_configured_one(cx: &Ctx) -> Outcome {
     let host_name = cx.isolate_host_uts()?;
     let wanted = "palisade-uts";
-    let mut spec = cx.spec(wanted, &Request::Facts)?.hostname(wanted);
-    if cx.under_control() {
-        spec.spec.set_hostname(None);
-    }
-    let facts = cx.facts_of(spec)?;
+    let facts = cx.facts_of(cx.spec(wanted)?.hostname(wanted))?;
     check!(
         facts.hostname == wanted,
         "expected the hostname inside to be the configured {wanted:?}, saw {:?}",
@@ -64,19 +70,12 @@ fn hostname_is_the_configured_one(cx: &Ctx) -> Outcome {
 
 fn sethostname_stays_inside(cx: &Ctx) -> Outcome {
     let host_name = cx.isolate_host_uts()?;
-    let mut spec = cx
-        .spec("palisade-uts", &Request::Facts)?
-        .grant(&[Capability::SysAdmin])
-        .serve();
-    if cx.under_control() {
-        spec = spec.without_namespace(Uts);
-    }
-    let mut container = cx.launch(spec)?;
+    let mut container = cx.launch(cx.spec("palisade-uts")?.grant(&[Capability::SysAdmin]))?;
     let renamed = "renamed-inside";
     let outcome = container.ask(&Request::SetHostname {
         name: renamed.into(),
     })?;
-    check!(
+    require!(
         matches!(&outcome, Reply::Syscall(o) if o.succeeded()),
         "expected sethostname to succeed with CAP_SYS_ADMIN granted, saw {outcome:?}"
     );
@@ -96,21 +95,9 @@ fn sethostname_stays_inside(cx: &Ctx) -> Outcome {
 
 fn two_containers_two_hostnames(cx: &Ctx) -> Outcome {
     cx.isolate_host_uts()?;
-    let mut first = cx.launch(cx.spec("first", &Request::Facts)?.hostname("first").serve())?;
+    let mut first = cx.launch(cx.spec("first")?.hostname("first"))?;
     first.ask(&Request::Facts)?;
-    let mut second_spec = cx
-        .spec("second", &Request::Facts)?
-        .hostname("second")
-        .serve();
-    if cx.under_control() {
-        let path = format!("/proc/{}/ns/uts", first.host_pid());
-        second_spec = second_spec
-            .join_namespace(Uts, std::path::Path::new(&path))
-            .edit(|s| {
-                s.set_hostname(None);
-            });
-    }
-    let mut second = cx.launch(second_spec)?;
+    let mut second = cx.launch(cx.spec("second")?.hostname("second"))?;
     let seen_by_second = expect_facts(second.ask(&Request::Facts)?)?.hostname;
     let seen_by_first = expect_facts(first.ask(&Request::Facts)?)?.hostname;
     check!(

@@ -81,7 +81,7 @@ fn a_killed_run_leaves_nothing_after_palisade_cleanup() {
         println!("skipped: needs root to run containers");
         return;
     }
-    let Ok(runc) = palisade_harness::driver::find_runtime("runc") else {
+    let Ok(runc) = palisade_harness::driver::oci::find_runtime("runc") else {
         println!("skipped: runc is not installed");
         return;
     };

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         explicit,
         reports,
         ..SuiteRun::new(
+            palisade_suites::all(),
             runtimes,
             Mode::Both,
             env!("CARGO_BIN_EXE_palisade-probe").into(),

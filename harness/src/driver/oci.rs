@@ -1,94 +1,18 @@
-//! Drives an OCI runtime through runc's command-line conventions.
+//! Drives an OCI runtime through runc's command-line conventions: a bundle on disk, then
+//! `<runtime> --root <dir> create --bundle <dir> --pid-file <file> <id>`, `start`, `state`,
+//! `kill`, `delete`.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use oci_spec::runtime::{ContainerState, State};
-use serde::Serialize;
 
+use super::bundle::{Bundle, ContainerSpec};
+use super::{ContainerStdio, Created, Defect, Driver, RuntimeError, RuntimeInfo, error_summary};
+use crate::error::HarnessError;
 use crate::exec::{self, ExecError};
-
-/// Which runtime is under test, as printed at the start of every run.
-#[derive(Debug, Clone, Serialize)]
-pub struct RuntimeInfo {
-    /// The name the user gave (`runc`) or the file name of the path.
-    pub name: String,
-    pub path: PathBuf,
-    /// The first line of `<runtime> --version`.
-    pub version: String,
-}
-
-/// The container's standard streams, handed to `create` (detached, pass-through).
-pub struct ContainerStdio {
-    pub stdin: Stdio,
-    pub stdout: Stdio,
-    /// Also receives the runtime's own messages during `create`.
-    pub stderr: File,
-}
-
-/// The lifecycle verbs of an OCI runtime.
-pub trait RuntimeDriver: Send + Sync {
-    fn info(&self) -> &RuntimeInfo;
-    fn create(
-        &self,
-        id: &str,
-        bundle: &Path,
-        pid_file: &Path,
-        stdio: ContainerStdio,
-    ) -> Result<(), RuntimeError>;
-    fn start(&self, id: &str) -> Result<(), RuntimeError>;
-    fn state(&self, id: &str) -> Result<State, RuntimeError>;
-    fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError>;
-    fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError>;
-
-    /// The same runtime with a defect switched on, for negative controls; `None` if this driver
-    /// cannot make such a variant.
-    fn variant(&self, defect: &Defect) -> Option<std::sync::Arc<dyn RuntimeDriver>> {
-        let _ = defect;
-        None
-    }
-}
-
-/// A runtime defect a negative control can switch on through the driver.
-#[derive(Debug, Clone, Default)]
-pub struct Defect {
-    /// Extra flags for `create` (`--no-pivot`); a flag the runtime's `create --help` does not
-    /// list is left out.
-    pub create_flags: Vec<String>,
-    /// A host directory handed to the container as an open fd 3 (`--preserve-fds 1`): the leak
-    /// behind CVE-2024-21626.
-    pub leaked_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    #[error("runtime hung in `{verb}` after {} s (killed)", after.as_secs_f32())]
-    Hung { verb: &'static str, after: Duration },
-    #[error("`{runtime} {verb}` failed ({status}): {stderr}")]
-    Failed {
-        runtime: String,
-        verb: &'static str,
-        status: String,
-        stderr: String,
-    },
-    #[error("cannot run the runtime `{}`: {source}", path.display())]
-    Spawn {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("`{runtime} state` printed something that is not an OCI state ({problem}): {output:?}")]
-    BadState {
-        runtime: String,
-        problem: String,
-        output: String,
-    },
-    #[error("waiting for the runtime: {0}")]
-    Wait(std::io::Error),
-    #[error("preparing the container's stdio: {0}")]
-    Stdio(std::io::Error),
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FindRuntimeError {
@@ -126,6 +50,15 @@ pub struct OciCli {
     timeout: Duration,
     global_args: Vec<String>,
     defect: Defect,
+    materials: Materials,
+}
+
+/// What every bundle's rootfs holds besides the config: the probe, and an os-release of its own.
+#[derive(Debug, Clone, Default)]
+pub struct Materials {
+    /// The run's copy of the probe, hard-linked into every rootfs.
+    pub probe: PathBuf,
+    pub os_release: String,
 }
 
 impl OciCli {
@@ -167,7 +100,14 @@ impl OciCli {
             timeout,
             global_args: Vec::new(),
             defect: Defect::default(),
+            materials: Materials::default(),
         })
+    }
+
+    /// What goes into every rootfs besides the config.
+    pub fn with_materials(mut self, materials: Materials) -> OciCli {
+        self.materials = materials;
+        self
     }
 
     /// Extra global flags passed before every verb (runc's `--no-pivot` is one, for a negative control).
@@ -221,12 +161,80 @@ impl OciCli {
     }
 }
 
-impl RuntimeDriver for OciCli {
+impl Driver for OciCli {
     fn info(&self) -> &RuntimeInfo {
         &self.info
     }
 
     fn create(
+        &self,
+        id: &str,
+        spec: &ContainerSpec,
+        dir: &Path,
+        stdio: ContainerStdio,
+    ) -> Result<Created, HarnessError> {
+        let bundle = Bundle::write(dir, spec, &self.materials.probe, &self.materials.os_release)?;
+        let pid_file = dir.join("init.pid");
+        self.create_bundle(id, &bundle.dir, &pid_file, stdio)?;
+        Ok(Created {
+            host_pid: read_pid_file(&pid_file)?,
+            rootfs: Some(bundle.rootfs()),
+        })
+    }
+
+    fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call("start", &[id]).map(drop)
+    }
+
+    fn state(&self, id: &str) -> Result<State, RuntimeError> {
+        let output = self.call("state", &[id])?;
+        parse_state(&self.info.name, id, &output)
+    }
+
+    fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
+        self.call("kill", &[id, signal]).map(drop)
+    }
+
+    fn variant(&self, defect: &Defect) -> Option<Arc<dyn Driver>> {
+        let help = exec::run(
+            Command::new(&self.info.path).args(["create", "--help"]),
+            self.timeout,
+        )
+        .map(|done| done.stdout + &done.stderr)
+        .unwrap_or_default();
+        let listed = |flag: &str| {
+            help.split_whitespace()
+                .any(|word| word.split(['=', ',']).next() == Some(flag))
+        };
+        if defect.leaked_dir.is_some() && !listed("--preserve-fds") {
+            return None;
+        }
+        let mut variant = self.clone();
+        variant.defect = Defect {
+            create_flags: defect
+                .create_flags
+                .iter()
+                .filter(|flag| listed(flag))
+                .cloned()
+                .collect(),
+            leaked_dir: defect.leaked_dir.clone(),
+        };
+        Some(Arc::new(variant))
+    }
+
+    fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
+        if force {
+            self.call("delete", &["--force", id])
+        } else {
+            self.call("delete", &[id])
+        }
+        .map(drop)
+    }
+}
+
+impl OciCli {
+    /// `create` on a bundle that is already written.
+    fn create_bundle(
         &self,
         id: &str,
         bundle: &Path,
@@ -282,55 +290,21 @@ impl RuntimeDriver for OciCli {
         }
         Err(self.failed("create", status.to_string(), &text))
     }
+}
 
-    fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        self.call("start", &[id]).map(drop)
-    }
-
-    fn state(&self, id: &str) -> Result<State, RuntimeError> {
-        let output = self.call("state", &[id])?;
-        parse_state(&self.info.name, id, &output)
-    }
-
-    fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
-        self.call("kill", &[id, signal]).map(drop)
-    }
-
-    fn variant(&self, defect: &Defect) -> Option<std::sync::Arc<dyn RuntimeDriver>> {
-        let help = exec::run(
-            Command::new(&self.info.path).args(["create", "--help"]),
-            self.timeout,
-        )
-        .map(|done| done.stdout + &done.stderr)
-        .unwrap_or_default();
-        let listed = |flag: &str| {
-            help.split_whitespace()
-                .any(|word| word.split(['=', ',']).next() == Some(flag))
-        };
-        if defect.leaked_dir.is_some() && !listed("--preserve-fds") {
-            return None;
-        }
-        let mut variant = self.clone();
-        variant.defect = Defect {
-            create_flags: defect
-                .create_flags
-                .iter()
-                .filter(|flag| listed(flag))
-                .cloned()
-                .collect(),
-            leaked_dir: defect.leaked_dir.clone(),
-        };
-        Some(std::sync::Arc::new(variant))
-    }
-
-    fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
-        if force {
-            self.call("delete", &["--force", id])
-        } else {
-            self.call("delete", &[id])
-        }
-        .map(drop)
-    }
+/// The pid the runtime wrote to `--pid-file`.
+fn read_pid_file(path: &Path) -> Result<i32, HarnessError> {
+    let text = std::fs::read_to_string(path).map_err(|_| HarnessError::NoPidFile {
+        path: path.to_owned(),
+    })?;
+    text.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|pid| *pid > 0)
+        .ok_or_else(|| HarnessError::BadPidFile {
+            path: path.to_owned(),
+            text: text.clone(),
+        })
 }
 
 /// Parses `state` output strictly: the OCI fields must be there and name the container asked about.
@@ -362,19 +336,6 @@ pub fn parse_state(runtime: &str, id: &str, output: &str) -> Result<State, Runti
         )));
     }
     Ok(state)
-}
-
-/// The part of a runtime's stderr that says what went wrong: its last `n` lines that mention an
-/// error, or its last `n` lines when none does (youki, for one, ends with a stack backtrace).
-pub fn error_summary(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let errors: Vec<&str> = lines
-        .iter()
-        .copied()
-        .filter(|l| l.to_lowercase().contains("error"))
-        .collect();
-    let chosen = if errors.is_empty() { &lines } else { &errors };
-    chosen[chosen.len().saturating_sub(n)..].join(" | ")
 }
 
 #[cfg(test)]
@@ -423,16 +384,6 @@ mod tests {
             err.starts_with("`rt state` printed something that is not an OCI state"),
             "{err}"
         );
-    }
-
-    #[rstest]
-    #[case::plain("line one\nbad things happened\n", "line one | bad things happened")]
-    #[case::backtrace(
-        "ERROR youki: failed to prepare rootfs\n\nStack backtrace:\n   0: anyhow::error\n   1: main\n   2: start",
-        "ERROR youki: failed to prepare rootfs | 0: anyhow::error"
-    )]
-    fn error_summaries_keep_what_went_wrong(#[case] stderr: &str, #[case] summary: &str) {
-        assert_eq!(error_summary(stderr, 2).replace("   ", ""), summary);
     }
 
     #[test]

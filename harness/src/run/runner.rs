@@ -1,22 +1,23 @@
-//! Turns scenarios × runtimes into libtest-mimic trials, runs the preflight, records every verdict.
+//! Turns scenarios × runtimes into libtest-mimic trials, runs the preflight, and records every
+//! verdict in [`Results`]: the one source of truth for reports and the exit code (libtest-mimic
+//! only prints them).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Completion, Failed, Trial};
-use palisade_probe::Request;
 use serde::Serialize;
 
-use crate::driver::{RuntimeDriver, RuntimeInfo};
-use crate::run::{RunEnv, scenario_timeout};
-use crate::scenario::{Ctx, Failure, Scenario};
+use crate::driver::{Driver, RuntimeInfo};
+use crate::run::env::{RunEnv, scenario_timeout};
+use crate::run::scenario::{Ctx, Failure, Scenario, Schedule};
 
 /// A runtime the suite was asked to test, or the reason it cannot be.
 #[derive(Clone)]
 pub struct Target {
     pub label: String,
-    pub driver: Result<Arc<dyn RuntimeDriver>, String>,
+    pub driver: Result<Arc<dyn Driver>, String>,
 }
 
 impl Target {
@@ -83,11 +84,11 @@ impl Results {
 
 /// Runs one trivial container. Its error, with the runtime's own stderr, is the one error to show
 /// when a runtime cannot run containers here at all.
-pub fn preflight(run: &Arc<RunEnv>, runtime: &Arc<dyn RuntimeDriver>) -> Result<(), String> {
+pub fn preflight(run: &Arc<RunEnv>, runtime: &Arc<dyn Driver>) -> Result<(), String> {
     let deadline = Instant::now() + scenario_timeout();
-    let ctx = Ctx::new(run.clone(), runtime.clone(), "preflight", false, deadline);
+    let ctx = Ctx::new(run.clone(), runtime.clone(), "preflight", None, deadline);
     let outcome = ctx
-        .spec("preflight", &Request::Facts)
+        .spec("preflight")
         .and_then(|spec| ctx.facts_of(spec))
         .map(drop)
         .map_err(|e| e.to_string());
@@ -218,24 +219,34 @@ fn judge(outcome: Result<(), Failure>, control: bool, scenario: &Scenario) -> Ve
     }
 }
 
+/// Trials that measure CPU take turns; the turn is taken here, before the trial's deadline
+/// starts, and given back when the runner is done with the trial, even if its thread hangs.
+static CPU_TURN: Mutex<()> = Mutex::new(());
+
 /// Runs the scenario on its own thread, so a panic or a hang is a verdict, not a crash. Containers
-/// clean themselves up on drop, panics included; whatever a hung thread still holds is removed by
-/// the end-of-run cleanup.
+/// clean themselves up on drop, panics included; those of a thread that hangs past its deadline
+/// are stopped here, so they cannot disturb the trials after it.
 fn execute(
     run: &Arc<RunEnv>,
-    runtime: &Arc<dyn RuntimeDriver>,
+    runtime: &Arc<dyn Driver>,
     scenario: &'static Scenario,
     trial_name: &str,
     control: bool,
 ) -> Result<(), Failure> {
+    let _turn = (scenario.schedule == Schedule::CpuAlone).then(|| {
+        CPU_TURN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    });
     let timeout = scenario_timeout();
     let ctx = Ctx::new(
         run.clone(),
         runtime.clone(),
         trial_name,
-        control,
+        control.then_some(scenario.control),
         Instant::now() + timeout,
     );
+    let tag = ctx.trial().to_owned();
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let outcome =
@@ -249,10 +260,13 @@ fn execute(
             "the scenario panicked: {}",
             panic_message(&panic)
         ))),
-        Err(_) => Err(Failure::Broken(format!(
-            "the scenario did not finish within {} s",
-            timeout.as_secs()
-        ))),
+        Err(_) => {
+            let stopped = run.live.stop(Some(&tag));
+            Err(Failure::Broken(format!(
+                "the scenario did not finish within {} s (stopped its containers: {stopped:?})",
+                timeout.as_secs()
+            )))
+        }
     }
 }
 
@@ -269,7 +283,7 @@ mod judge_tests {
     use super::*;
     use rstest::rstest;
 
-    fn noop(_: &Ctx) -> crate::scenario::Outcome {
+    fn noop(_: &Ctx) -> crate::run::scenario::Outcome {
         Ok(())
     }
 
@@ -277,9 +291,10 @@ mod judge_tests {
         area: "t",
         name: "t",
         checks: "",
-        control: "the control",
+        control: crate::run::control::Control::config(crate::run::control::Edit::NoHostname),
         means: "",
         requires: &[],
+        schedule: Schedule::Parallel,
         run: noop,
     };
 
@@ -292,7 +307,7 @@ mod judge_tests {
     #[case::control_broke_setup(Err(Failure::Broken("runtime refused".into())), true, "fail")]
     #[case::skip(Err(Failure::Skipped("why".into())), true, "skip")]
     fn verdicts(
-        #[case] outcome: crate::scenario::Outcome,
+        #[case] outcome: crate::run::scenario::Outcome,
         #[case] control: bool,
         #[case] expected: &str,
     ) {

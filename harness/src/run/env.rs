@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::driver::{FindRuntimeError, OciCli, RuntimeDriver};
-use crate::host::HostFacts;
+use crate::driver::Driver;
+use crate::driver::oci::{FindRuntimeError, Materials, OciCli};
+use crate::lab::host::HostFacts;
 
 /// Every file, cgroup, namespace and container id of a run starts with this, then the run id.
 pub const PREFIX: &str = "palisade-";
@@ -57,6 +58,8 @@ pub struct RunEnv {
     pub host: HostFacts,
     /// The run's copy of the probe, hard-linked into every rootfs.
     pub probe: PathBuf,
+    /// Every container that exists right now.
+    pub live: Arc<crate::run::live::Live>,
     record: std::sync::Mutex<RunRecord>,
 }
 
@@ -101,6 +104,7 @@ impl RunEnv {
             dir,
             host: HostFacts::detect(),
             probe: probe_copy,
+            live: Arc::default(),
             record: record.into(),
         };
         env.save_record();
@@ -108,10 +112,14 @@ impl RunEnv {
     }
 
     /// Sets up the driver for one runtime, with a state directory of its own inside the run.
-    pub fn runtime(&self, name_or_path: &str) -> Result<Arc<dyn RuntimeDriver>, RunSetupError> {
+    pub fn runtime(&self, name_or_path: &str) -> Result<Arc<dyn Driver>, RunSetupError> {
         let slot = self.record.lock().map(|r| r.runtimes.len()).unwrap_or(0);
         let root = self.dir.join(format!("state-{slot}"));
-        let driver = OciCli::new(name_or_path, &root, runtime_timeout())?;
+        let driver =
+            OciCli::new(name_or_path, &root, runtime_timeout())?.with_materials(Materials {
+                probe: self.probe.clone(),
+                os_release: crate::driver::bundle::os_release(&self.id),
+            });
         if let Ok(mut record) = self.record.lock() {
             record.runtimes.push(RuntimeRecord {
                 path: driver.info().path.clone(),

@@ -1,4 +1,5 @@
-//! OCI bundles: a rootfs holding the probe and a config.json built from a scenario's needs.
+//! The container a scenario describes ([`ContainerSpec`], an OCI config edited through named
+//! helpers) and its OCI bundle on disk: a rootfs holding the probe, and config.json.
 
 use std::fs;
 use std::io;
@@ -6,9 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespace,
-    LinuxNamespaceBuilder, LinuxNamespaceType, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder, get_default_mounts, get_default_namespaces,
+    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResources,
+    LinuxResourcesBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    get_default_mounts, get_default_namespaces,
 };
 use palisade_probe::Request;
 
@@ -60,8 +62,9 @@ pub enum BundleError {
 
 impl ContainerSpec {
     /// The reference configuration: the OCI default namespaces (pid, net, ipc, uts, mnt, cgroup),
-    /// mounts and capabilities, running the probe with `request`.
-    pub fn new(name: &str, request: &Request) -> Result<ContainerSpec, BundleError> {
+    /// mounts and capabilities, running the probe in request/reply mode on stdin/stdout
+    /// ([`ContainerSpec::one_shot`] gives it a single request instead).
+    pub fn new(name: &str) -> Result<ContainerSpec, BundleError> {
         let config_err = |source| BundleError::Config {
             name: name.to_owned(),
             source,
@@ -84,7 +87,10 @@ impl ContainerSpec {
                     .build()
                     .map_err(config_err)?,
             )
-            .args(probe_args(request))
+            .args(vec![
+                PROBE_PATH.to_owned(),
+                palisade_probe::protocol::SERVE.to_owned(),
+            ])
             .env(vec!["PATH=/".to_owned()])
             .cwd("/")
             .capabilities(capabilities)
@@ -118,21 +124,10 @@ impl ContainerSpec {
         })
     }
 
-    /// Runs the probe with `request` as the container's process.
-    pub fn probe(mut self, request: &Request) -> Self {
+    /// Runs the probe with `request` as its only argument: it answers once and exits.
+    pub fn one_shot(mut self, request: &Request) -> Self {
         if let Some(process) = self.spec.process_mut() {
-            process.set_args(Some(probe_args(request)));
-        }
-        self
-    }
-
-    /// Runs the probe in request/reply mode on stdin/stdout.
-    pub fn serve(mut self) -> Self {
-        if let Some(process) = self.spec.process_mut() {
-            process.set_args(Some(vec![
-                PROBE_PATH.to_owned(),
-                palisade_probe::protocol::SERVE.to_owned(),
-            ]));
+            process.set_args(Some(vec![PROBE_PATH.to_owned(), request.to_arg()]));
         }
         self
     }
@@ -192,6 +187,32 @@ impl ContainerSpec {
         self
     }
 
+    /// Adds a new namespace of this type (no path), replacing any entry of that type.
+    pub fn add_namespace(mut self, kind: LinuxNamespaceType) -> Self {
+        let mut namespaces: Vec<_> = self
+            .namespaces()
+            .into_iter()
+            .filter(|ns| ns.typ() != kind)
+            .collect();
+        namespaces.push(new_namespace(kind, None));
+        self.set_namespaces(namespaces);
+        self
+    }
+
+    /// Adds a mount after the config's others.
+    pub fn mount(self, mount: oci_spec::runtime::Mount) -> Self {
+        self.edit(|s| s.mounts_mut().get_or_insert_with(Vec::new).push(mount))
+    }
+
+    /// `linux.rootfsPropagation`.
+    pub fn rootfs_propagation(self, mode: &str) -> Self {
+        self.edit(|s| {
+            if let Some(linux) = s.linux_mut() {
+                linux.set_rootfs_propagation(Some(mode.to_owned()));
+            }
+        })
+    }
+
     pub fn hostname(mut self, hostname: &str) -> Self {
         self.spec.set_hostname(Some(hostname.to_owned()));
         self
@@ -226,6 +247,53 @@ impl ContainerSpec {
     }
 }
 
+/// Resource limits for a container's config.
+impl ContainerSpec {
+    /// CFS bandwidth: at most `quota` µs of CPU per `period` µs.
+    pub fn cpu_quota(self, quota: i64, period: u64) -> Self {
+        self.resources(|r| {
+            let cpu = LinuxCpuBuilder::default()
+                .quota(quota)
+                .period(period)
+                .build()
+                .unwrap_or_default();
+            r.set_cpu(Some(cpu));
+        })
+    }
+
+    /// At most `limit` tasks (processes and threads) in the container's cgroup.
+    pub fn pids_limit(self, limit: i64) -> Self {
+        self.resources(|r| {
+            let pids = LinuxPidsBuilder::default()
+                .limit(limit)
+                .build()
+                .unwrap_or_default();
+            r.set_pids(Some(pids));
+        })
+    }
+
+    /// Places the container in cgroup `path` (instead of the run's default).
+    pub fn cgroups_path(self, path: &str) -> Self {
+        self.edit(|spec| {
+            if let Some(linux) = spec.linux_mut() {
+                linux.set_cgroups_path(Some(path.into()));
+            }
+        })
+    }
+
+    fn resources(self, change: impl FnOnce(&mut LinuxResources)) -> Self {
+        self.edit(|spec| {
+            if let Some(linux) = spec.linux_mut() {
+                let mut resources = linux.resources().clone().unwrap_or_else(|| {
+                    LinuxResourcesBuilder::default().build().unwrap_or_default()
+                });
+                change(&mut resources);
+                linux.set_resources(Some(resources));
+            }
+        })
+    }
+}
+
 fn new_namespace(kind: LinuxNamespaceType, path: Option<&Path>) -> LinuxNamespace {
     let builder = LinuxNamespaceBuilder::default().typ(kind);
     let builder = match path {
@@ -234,11 +302,6 @@ fn new_namespace(kind: LinuxNamespaceType, path: Option<&Path>) -> LinuxNamespac
     };
     // Both fields are set, so building cannot fail; fall back to a plain new namespace regardless.
     builder.build().unwrap_or_default()
-}
-
-fn probe_args(request: &Request) -> Vec<String> {
-    let json = serde_json::to_string(request).unwrap_or_else(|_| r#"{"op":"facts"}"#.to_owned());
-    vec![PROBE_PATH.to_owned(), json]
 }
 
 /// A bundle on disk.
@@ -301,7 +364,7 @@ mod tests {
     use super::*;
 
     fn spec() -> ContainerSpec {
-        ContainerSpec::new("c", &Request::Facts).expect("reference spec builds")
+        ContainerSpec::new("c").expect("reference spec builds")
     }
 
     fn kinds(spec: &ContainerSpec) -> Vec<LinuxNamespaceType> {
@@ -315,6 +378,11 @@ mod tests {
         assert_eq!(kinds(&spec).len(), 6);
         assert_eq!(
             spec.spec.process().as_ref().and_then(|p| p.args().clone()),
+            Some(vec![PROBE_PATH.to_owned(), "serve".to_owned()])
+        );
+        let once = spec.one_shot(&Request::Facts);
+        assert_eq!(
+            once.spec.process().as_ref().and_then(|p| p.args().clone()),
             Some(vec![PROBE_PATH.to_owned(), r#"{"op":"facts"}"#.to_owned()])
         );
     }

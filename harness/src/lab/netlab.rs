@@ -40,10 +40,12 @@ use palisade_probe::Request;
 pub use palisade_probe::net::ConnectOutcome;
 use palisade_probe::net::{answer_peer_addresses, connect_and_read};
 
-use crate::cleanup::NETNS_DIR;
 use crate::error::HarnessError;
 use crate::exec;
-use crate::run::RunEnv;
+use crate::run::cleanup::NETNS_DIR;
+use crate::run::control::LabChange;
+use crate::run::env::RunEnv;
+use crate::run::scenario::Ctx;
 
 /// Every connect in a scenario is bounded by this, so a negative control fails fast.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -212,11 +214,23 @@ pub struct Lab {
     subnet: [u8; 2],
     run_name: String,
     dir: PathBuf,
+    /// A negative control's change to this lab, if one is in force.
+    change: Option<LabChange>,
 }
 
 impl Lab {
-    /// The lab host namespace with its bridge at 10.a.b.1/24 and `ip_forward=1`.
-    pub fn new(run: &RunEnv) -> Result<Lab, HarnessError> {
+    /// A scenario's lab: the lab host namespace with its bridge at 10.a.b.1/24 and
+    /// `ip_forward=1`, known to the scenario's context (a control may make a container join it),
+    /// with the control's lab change in force when there is one.
+    pub fn new(cx: &Ctx) -> Result<Lab, HarnessError> {
+        let mut lab = Lab::in_run(&cx.run)?;
+        lab.change = cx.lab_change();
+        cx.set_lab_host(lab.host_path());
+        Ok(lab)
+    }
+
+    /// A lab of `run` that no scenario owns.
+    pub fn in_run(run: &RunEnv) -> Result<Lab, HarnessError> {
         let n = LABS_MADE.fetch_add(1, Ordering::Relaxed);
         let id: String = run.id.chars().take(6).collect();
         let hash = u32::from_str_radix(&id, 16).unwrap_or(0);
@@ -237,11 +251,12 @@ impl Lab {
             subnet,
             run_name,
             dir: run.dir.clone(),
+            change: None,
         };
         let bridge = lab.bridge();
         lab.ip_host(&["link", "add", &bridge, "type", "bridge"])?;
         lab.ip_host(&["link", "set", &bridge, "up"])?;
-        lab.add_bridge_address()?;
+        lab.assign_bridge_address()?;
         lab.set_forwarding(true)?;
         Ok(lab)
     }
@@ -270,13 +285,25 @@ impl Lab {
         format!("10.{}.{}.0/24", self.subnet[0], self.subnet[1])
     }
 
+    /// Gives the bridge its address (under [`LabChange::BridgeKeepsAddress`], it never lost it).
     pub fn add_bridge_address(&self) -> Result<(), HarnessError> {
+        if self.change == Some(LabChange::BridgeKeepsAddress) {
+            return Ok(());
+        }
+        self.assign_bridge_address()
+    }
+
+    fn assign_bridge_address(&self) -> Result<(), HarnessError> {
         let addr = format!("{}/24", self.bridge_ip());
         self.ip_host(&["addr", "add", &addr, "dev", &self.bridge()])
     }
 
-    /// Takes the address (and with it the route to the container subnet) off the bridge.
+    /// Takes the address (and with it the route to the container subnet) off the bridge; under
+    /// the [`LabChange::BridgeKeepsAddress`] control, it stays.
     pub fn remove_bridge_address(&self) -> Result<(), HarnessError> {
+        if self.change == Some(LabChange::BridgeKeepsAddress) {
+            return Ok(());
+        }
         let addr = format!("{}/24", self.bridge_ip());
         self.ip_host(&["addr", "del", &addr, "dev", &self.bridge()])
     }
@@ -359,20 +386,28 @@ impl Lab {
     }
 
     /// Masquerades the container subnet going out of the uplink, with an nftables rule in the
-    /// lab host namespace.
+    /// lab host namespace; counts, in a forward chain, what the lab host forwards from the
+    /// container subnet. Both counters are read back by [`Lab::counters`].
     pub fn masquerade(&self) -> Result<(), HarnessError> {
+        let from_subnet = serde_json::json!({"match": {"op": "==",
+            "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+            "right": {"prefix": {"addr": format!("10.{}.{}.0", self.subnet[0], self.subnet[1]), "len": 24}}}});
         let ruleset = serde_json::json!({"nftables": [
             {"table": {"family": "ip", "name": "palisade"}},
             {"chain": {"family": "ip", "table": "palisade", "name": "postrouting",
                 "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}},
-            {"rule": {"family": "ip", "table": "palisade", "chain": "postrouting", "expr": [
-                {"match": {"op": "==",
-                    "left": {"payload": {"protocol": "ip", "field": "saddr"}},
-                    "right": {"prefix": {"addr": format!("10.{}.{}.0", self.subnet[0], self.subnet[1]), "len": 24}}}},
+            {"rule": {"family": "ip", "table": "palisade", "chain": "postrouting",
+                "comment": MASQUERADE_RULE, "expr": [
+                from_subnet,
                 {"match": {"op": "==", "left": {"meta": {"key": "oifname"}},
                     "right": format!("{}up", self.tag)}},
+                {"counter": null},
                 {"masquerade": null}
-            ]}}
+            ]}},
+            {"chain": {"family": "ip", "table": "palisade", "name": "forward",
+                "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}},
+            {"rule": {"family": "ip", "table": "palisade", "chain": "forward",
+                "comment": FORWARD_RULE, "expr": [from_subnet, {"counter": null}]}}
         ]});
         let file = self.dir.join(format!("{}-nat.json", self.run_name));
         std::fs::write(&file, ruleset.to_string())
@@ -382,6 +417,37 @@ impl Lab {
         });
         let _ = std::fs::remove_file(&file);
         outcome?
+    }
+
+    /// How many packets the masquerade rule rewrote and the forward rule counted so far.
+    pub fn counters(&self) -> Result<LabCounters, HarnessError> {
+        let text = self.ruleset()?;
+        let ruleset: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| net_err("parsing the lab host's ruleset", e))?;
+        let packets = |comment: &str| -> Result<u64, HarnessError> {
+            ruleset["nftables"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|item| item.get("rule"))
+                .find(|rule| rule["comment"] == comment)
+                .and_then(|rule| {
+                    rule["expr"]
+                        .as_array()?
+                        .iter()
+                        .find_map(|e| e["counter"]["packets"].as_u64())
+                })
+                .ok_or_else(|| {
+                    net_err(
+                        "reading the lab host's counters",
+                        format!("no rule `{comment}` with a counter in {text}"),
+                    )
+                })
+        };
+        Ok(LabCounters {
+            masqueraded: packets(MASQUERADE_RULE)?,
+            forwarded: packets(FORWARD_RULE)?,
+        })
     }
 
     /// The lab host's nftables ruleset, as `nft -j list ruleset` prints it there.
@@ -421,6 +487,19 @@ impl Lab {
     pub fn subnet(&self) -> String {
         self.subnet_cidr()
     }
+}
+
+/// The comments that name the lab host's counting rules.
+const MASQUERADE_RULE: &str = "palisade-masquerade";
+const FORWARD_RULE: &str = "palisade-forward";
+
+/// Packets the lab host's rules counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabCounters {
+    /// Rewritten by the masquerade rule (container subnet out of the uplink).
+    pub masqueraded: u64,
+    /// Forwarded by the lab host from the container subnet.
+    pub forwarded: u64,
 }
 
 /// A probe request to connect to `addr`, bounded like the lab's own connects.
@@ -533,9 +612,15 @@ pub fn expect_connection(reply: palisade_probe::Reply) -> Result<ConnectOutcome,
 /// Unwraps the probe's answer to a `list-listeners` request.
 pub fn expect_listeners(reply: palisade_probe::Reply) -> Result<Vec<SocketAddr>, HarnessError> {
     match reply {
-        palisade_probe::Reply::Listeners { sockets } => {
-            Ok(sockets.iter().filter_map(|s| s.parse().ok()).collect())
-        }
+        palisade_probe::Reply::Listeners { sockets } => sockets
+            .iter()
+            .map(|s| {
+                s.parse().map_err(|e| HarnessError::ProbeGarbage {
+                    line: s.clone(),
+                    problem: format!("not a socket address: {e}"),
+                })
+            })
+            .collect(),
         other => Err(HarnessError::ProbeFailed {
             op: "list-listeners".into(),
             message: format!("unexpected reply {other:?}"),
@@ -603,7 +688,7 @@ mod tests {
         let run = RunEnv::new(&probe).expect("run env");
         let prefix = run.name("");
         let outcome = std::panic::catch_unwind(|| {
-            let mut lab = Lab::new(&run).expect("lab");
+            let mut lab = Lab::in_run(&run).expect("lab");
             let outside = lab.add_outside().expect("outside");
             lab.add_container(Plug::Bridged).expect("container netns");
             let seen = lab.connect(outside).expect("connect");

@@ -96,28 +96,38 @@ impl HostFacts {
 
 /// The namespaces of the calling thread, which the runtime commands it starts inherit: the "host"
 /// side of every namespace comparison. (`/proc/thread-self`, because a thread may have unshared.)
-pub fn thread_namespaces() -> BTreeMap<String, u64> {
+pub fn thread_namespaces() -> Result<BTreeMap<String, u64>, std::io::Error> {
     namespaces_at(Path::new("/proc/thread-self/ns"))
 }
 
 /// The namespaces of process `pid`, as the host sees them in `/proc/<pid>/ns`.
-pub fn process_namespaces(pid: i32) -> BTreeMap<String, u64> {
+pub fn process_namespaces(pid: i32) -> Result<BTreeMap<String, u64>, std::io::Error> {
     namespaces_at(&Path::new("/proc").join(pid.to_string()).join("ns"))
 }
 
-fn namespaces_at(dir: &Path) -> BTreeMap<String, u64> {
+/// Namespace name to nsfs inode for every entry of `dir`; any entry that cannot be read is an
+/// error (a partial map would let a comparison pass on what it could not see).
+fn namespaces_at(dir: &Path) -> Result<BTreeMap<String, u64>, std::io::Error> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return BTreeMap::new();
+    let context = |what: String| {
+        move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"))
     };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            // stat follows the magic link to the nsfs inode that identifies the namespace.
-            let inode = std::fs::metadata(e.path()).ok()?.ino();
-            Some((e.file_name().to_string_lossy().into_owned(), inode))
-        })
-        .collect()
+    let mut map = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).map_err(context(format!("listing {}", dir.display())))? {
+        let entry = entry.map_err(context(format!("listing {}", dir.display())))?;
+        // stat follows the magic link to the nsfs inode that identifies the namespace.
+        let inode = std::fs::metadata(entry.path())
+            .map_err(context(format!("reading {}", entry.path().display())))?
+            .ino();
+        map.insert(entry.file_name().to_string_lossy().into_owned(), inode);
+    }
+    if map.is_empty() {
+        return Err(std::io::Error::other(format!(
+            "{} lists no namespace",
+            dir.display()
+        )));
+    }
+    Ok(map)
 }
 
 pub fn current_hostname() -> String {

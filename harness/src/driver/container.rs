@@ -1,7 +1,7 @@
-//! One container under test: created through the runtime driver, talked to through the probe.
+//! One container under test: created through a driver, talked to through the probe.
 
 use std::io::{BufRead, BufReader, PipeWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -9,16 +9,19 @@ use std::time::{Duration, Instant};
 use oci_spec::runtime::{ContainerState, State};
 use palisade_probe::{Reply, Request, Response};
 
-use crate::bundle::Bundle;
-use crate::driver::{ContainerStdio, RuntimeDriver, RuntimeError};
+use super::bundle::ContainerSpec;
+use super::{ContainerStdio, Driver, RuntimeError};
 use crate::error::HarnessError;
 use crate::exec;
 
-/// A created container. Dropping it kills and deletes it and removes its bundle, whatever happened.
+/// A created container. Dropping it kills and deletes it and removes its directory, whatever
+/// happened.
 pub struct Container {
     id: String,
-    bundle: Bundle,
-    runtime: Arc<dyn RuntimeDriver>,
+    /// The container's own directory (the bundle, for an OCI runtime; its stderr log).
+    dir: PathBuf,
+    rootfs: Option<PathBuf>,
+    runtime: Arc<dyn Driver>,
     host_pid: i32,
     stdin: Option<PipeWriter>,
     stdout: Receiver<String>,
@@ -26,18 +29,24 @@ pub struct Container {
     deleted: bool,
     /// The config's `cgroupsPath`: Palisade named it, so Palisade removes it if the runtime did not.
     cgroups_path: Option<PathBuf>,
+    /// The run's registry of live containers, which this one leaves when it is gone.
+    live: Option<Arc<crate::run::live::Live>>,
+    /// The config it was created with (a negative control's edit included).
+    spec: ContainerSpec,
 }
 
 impl Container {
-    /// Runs the runtime's `create` on a written bundle. The probe is blocked until [`Container::start`].
+    /// Creates the container described by `spec` through `runtime`, in `dir` (made here, removed
+    /// on drop). The probe is blocked until [`Container::start`].
     pub fn create(
         id: &str,
-        bundle: Bundle,
-        runtime: Arc<dyn RuntimeDriver>,
+        spec: &ContainerSpec,
+        dir: &Path,
+        runtime: Arc<dyn Driver>,
         deadline: Instant,
-        cgroups_path: Option<PathBuf>,
     ) -> Result<Container, HarnessError> {
         let io_err = |what: &'static str| move |source| HarnessError::Io { what, source };
+        std::fs::create_dir_all(dir).map_err(io_err("creating the container's directory"))?;
         let (stdin_reader, stdin_writer) =
             std::io::pipe().map_err(io_err("making the stdin pipe"))?;
         let (stdout_reader, stdout_writer) =
@@ -46,32 +55,48 @@ impl Container {
             .create(true)
             .append(true)
             .read(true)
-            .open(bundle.dir.join("stderr.log"))
+            .open(dir.join("stderr.log"))
             .map_err(io_err("creating stderr.log"))?;
-        let pid_file = bundle.dir.join("init.pid");
         let stdio = ContainerStdio {
             stdin: stdin_reader.into(),
             stdout: stdout_writer.into(),
             stderr,
         };
         let stdout = spawn_line_reader(stdout_reader);
-        // From here on the bundle is ours to remove, even if `create` fails half way.
+        // From here on the directory is ours to remove, even if `create` fails half way.
         let mut container = Container {
             id: id.to_owned(),
-            bundle,
+            dir: dir.to_owned(),
+            rootfs: None,
             runtime,
             host_pid: 0,
             stdin: Some(stdin_writer),
             stdout,
             deadline,
             deleted: false,
-            cgroups_path,
+            cgroups_path: spec
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.cgroups_path().clone()),
+            live: None,
+            spec: spec.clone(),
         };
-        container
-            .runtime
-            .create(id, &container.bundle.dir, &pid_file, stdio)?;
-        container.host_pid = read_pid_file(&pid_file)?;
+        let created = container.runtime.create(id, spec, dir, stdio)?;
+        container.host_pid = created.host_pid;
+        container.rootfs = created.rootfs;
         Ok(container)
+    }
+
+    /// Leaves `live` when dropped (the caller added it there before `create`).
+    pub fn registered(mut self, live: Arc<crate::run::live::Live>) -> Container {
+        self.live = Some(live);
+        self
+    }
+
+    /// The config the container was created with, negative control included.
+    pub fn spec(&self) -> &ContainerSpec {
+        &self.spec
     }
 
     pub fn id(&self) -> &str {
@@ -83,12 +108,17 @@ impl Container {
         self.host_pid
     }
 
-    pub fn bundle(&self) -> &Bundle {
-        &self.bundle
-    }
-
-    pub fn rootfs(&self) -> PathBuf {
-        self.bundle.rootfs()
+    /// The container's root filesystem as the host sees it; a driver that cannot show it is an
+    /// error for scenarios that need it.
+    pub fn rootfs(&self) -> Result<&Path, HarnessError> {
+        self.rootfs
+            .as_deref()
+            .ok_or_else(|| HarnessError::Unsupported {
+                what: format!(
+                    "`{}` does not show the container's rootfs on the host",
+                    self.runtime.info().name
+                ),
+            })
     }
 
     pub fn start(&self) -> Result<(), HarnessError> {
@@ -141,10 +171,7 @@ impl Container {
 
     /// Sends one request to a probe in `serve` mode and returns its reply.
     pub fn ask(&mut self, request: &Request) -> Result<Reply, HarnessError> {
-        let line = serde_json::to_string(request).map_err(|e| HarnessError::Io {
-            what: "encoding a request",
-            source: std::io::Error::other(e),
-        })?;
+        let line = request.to_arg();
         let stdin = self.stdin.as_mut().ok_or(HarnessError::StdinClosed)?;
         writeln!(stdin, "{line}").map_err(|source| HarnessError::Io {
             what: "writing to the probe",
@@ -187,8 +214,8 @@ impl Container {
 
     /// The last lines the container (and the runtime's `create`) wrote to stderr.
     pub fn stderr_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.bundle.dir.join("stderr.log")).unwrap_or_default();
-        crate::driver::error_summary(&text, 5)
+        let text = std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
+        super::error_summary(&text, 5)
     }
 }
 
@@ -204,7 +231,10 @@ impl Drop for Container {
             }
         }
         self.remove_leftover_cgroups();
-        let _ = std::fs::remove_dir_all(&self.bundle.dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(live) = &self.live {
+            live.remove(&self.id);
+        }
     }
 }
 
@@ -216,7 +246,7 @@ impl Container {
             return;
         };
         let relative = path.strip_prefix("/").unwrap_or(path);
-        for mount in crate::cgroups::mount_points() {
+        for mount in crate::lab::cgroups::mount_points() {
             let dir = mount.join(relative);
             if dir.is_dir() && std::fs::remove_dir(&dir).is_ok() {
                 eprintln!(
@@ -228,20 +258,6 @@ impl Container {
             }
         }
     }
-}
-
-fn read_pid_file(path: &std::path::Path) -> Result<i32, HarnessError> {
-    let text = std::fs::read_to_string(path).map_err(|_| HarnessError::NoPidFile {
-        path: path.to_owned(),
-    })?;
-    text.trim()
-        .parse::<i32>()
-        .ok()
-        .filter(|pid| *pid > 0)
-        .ok_or_else(|| HarnessError::BadPidFile {
-            path: path.to_owned(),
-            text: text.clone(),
-        })
 }
 
 /// Forwards each line the container prints to a channel; the thread ends when the pipe closes.

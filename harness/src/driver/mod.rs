@@ -1,0 +1,141 @@
+//! What runs containers. A [`Driver`] takes the container a scenario describes
+//! ([`bundle::ContainerSpec`]), makes it real its own way (an OCI runtime: a bundle and
+//! `create`), and drives its lifecycle; a [`container::Container`] is the handle a scenario holds.
+//!
+//! [`oci::OciCli`] drives any runtime with runc's command line.
+
+pub mod bundle;
+pub mod container;
+pub mod oci;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oci_spec::runtime::State;
+use serde::Serialize;
+
+use crate::error::HarnessError;
+use bundle::ContainerSpec;
+
+/// Which runtime (or engine) is under test, as printed at the start of every run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeInfo {
+    /// The name the user gave (`runc`) or the file name of the path.
+    pub name: String,
+    pub path: PathBuf,
+    /// The first line of `<runtime> --version`.
+    pub version: String,
+}
+
+/// The container's standard streams, handed to `create` (detached, pass-through).
+pub struct ContainerStdio {
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    /// Also receives the runtime's own messages during `create`.
+    pub stderr: File,
+}
+
+/// A container the driver has created: its init waits for `start`.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The init's pid on the host, as the runtime reported it.
+    pub host_pid: i32,
+    /// The container's root filesystem as the host sees it, where the driver knows it.
+    pub rootfs: Option<PathBuf>,
+}
+
+/// The lifecycle verbs, whatever runs the container.
+pub trait Driver: Send + Sync {
+    fn info(&self) -> &RuntimeInfo;
+    /// Makes `spec` real under `dir` (a directory of the container's own, which the caller
+    /// removes) and creates the container; its process waits for [`Driver::start`].
+    fn create(
+        &self,
+        id: &str,
+        spec: &ContainerSpec,
+        dir: &Path,
+        stdio: ContainerStdio,
+    ) -> Result<Created, HarnessError>;
+    fn start(&self, id: &str) -> Result<(), RuntimeError>;
+    fn state(&self, id: &str) -> Result<State, RuntimeError>;
+    fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError>;
+    fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError>;
+
+    /// The same driver with a defect switched on, for negative controls; `None` if this driver
+    /// cannot make such a variant.
+    fn variant(&self, defect: &Defect) -> Option<Arc<dyn Driver>> {
+        let _ = defect;
+        None
+    }
+}
+
+/// A runtime defect a negative control can switch on through the driver.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Defect {
+    /// Extra flags for `create` (`--no-pivot`); a flag the runtime's `create --help` does not
+    /// list is left out.
+    pub create_flags: Vec<String>,
+    /// A host directory handed to the container as an open fd 3 (`--preserve-fds 1`): the leak
+    /// behind CVE-2024-21626.
+    pub leaked_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("runtime hung in `{verb}` after {} s (killed)", after.as_secs_f32())]
+    Hung { verb: &'static str, after: Duration },
+    #[error("`{runtime} {verb}` failed ({status}): {stderr}")]
+    Failed {
+        runtime: String,
+        verb: &'static str,
+        status: String,
+        stderr: String,
+    },
+    #[error("cannot run the runtime `{}`: {source}", path.display())]
+    Spawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{runtime} state` printed something that is not an OCI state ({problem}): {output:?}")]
+    BadState {
+        runtime: String,
+        problem: String,
+        output: String,
+    },
+    #[error("waiting for the runtime: {0}")]
+    Wait(std::io::Error),
+    #[error("preparing the container's stdio: {0}")]
+    Stdio(std::io::Error),
+}
+
+/// The part of a runtime's stderr that says what went wrong: its last `n` lines that mention an
+/// error, or its last `n` lines when none does (youki, for one, ends with a stack backtrace).
+pub fn error_summary(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let errors: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.to_lowercase().contains("error"))
+        .collect();
+    let chosen = if errors.is_empty() { &lines } else { &errors };
+    chosen[chosen.len().saturating_sub(n)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::plain("line one\nbad things happened\n", "line one | bad things happened")]
+    #[case::backtrace(
+        "ERROR youki: failed to prepare rootfs\n\nStack backtrace:\n   0: anyhow::error\n   1: main\n   2: start",
+        "ERROR youki: failed to prepare rootfs | 0: anyhow::error"
+    )]
+    fn error_summaries_keep_what_went_wrong(#[case] stderr: &str, #[case] summary: &str) {
+        assert_eq!(error_summary(stderr, 2).replace("   ", ""), summary);
+    }
+}

@@ -1,0 +1,400 @@
+//! Negative controls, declared: each scenario names the runtime mistake under which it must FAIL
+//! as a value, and the harness applies it. The scenario's body is the same in both modes, and the
+//! README's "negative control" column is this declaration's own description.
+//!
+//! A control models a *runtime's* mistake: a config the runtime got wrong ([`Control::Config`]),
+//! or a defect switched on in the runtime ([`Control::Defect`]). A change to Palisade's own lab
+//! ([`Control::Lab`]) is used only where no config edit can express the mistake.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{Capability, LinuxNamespaceType, MountBuilder};
+use palisade_common::namespaces::proc_name;
+
+use crate::driver::bundle::ContainerSpec;
+
+/// A scenario's negative control.
+#[derive(Debug, Clone, Copy)]
+pub enum Control {
+    /// Every container the scenario makes whose label matches gets this config change, after the
+    /// scenario's own edits.
+    Config { edit: Edit, to: Target },
+    /// The runtime under test, with this defect switched on.
+    Defect(Defect),
+    /// Palisade's lab changes: only where no config edit can express the mistake.
+    Lab(LabChange),
+}
+
+impl Control {
+    /// The edit applied to every container of the scenario.
+    pub const fn config(edit: Edit) -> Control {
+        Control::Config {
+            edit,
+            to: Target::All,
+        }
+    }
+
+    /// The edit applied to the container(s) labelled `label` only.
+    pub const fn config_of(label: &'static str, edit: Edit) -> Control {
+        Control::Config {
+            edit,
+            to: Target::Label(label),
+        }
+    }
+
+    /// The config edit this control makes to a container labelled `label`, if any.
+    pub fn edit_for(&self, label: &str) -> Option<Edit> {
+        match *self {
+            Control::Config { edit, to } if to.matches(label) => Some(edit),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Control {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Control::Config {
+                edit,
+                to: Target::All,
+            } => write!(f, "{edit}"),
+            Control::Config {
+                edit,
+                to: Target::Label(label),
+            } => write!(f, "container `{label}`: {edit}"),
+            Control::Defect(defect) => write!(f, "{defect}"),
+            Control::Lab(change) => write!(f, "{change}"),
+        }
+    }
+}
+
+/// Which containers a config edit applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    All,
+    /// The containers whose spec carries this label (the first argument of `Ctx::spec`).
+    Label(&'static str),
+}
+
+impl Target {
+    fn matches(&self, label: &str) -> bool {
+        match self {
+            Target::All => true,
+            Target::Label(wanted) => *wanted == label,
+        }
+    }
+}
+
+/// Where a bind mount of a control comes from on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostPath {
+    /// A fixed host path.
+    Fixed(&'static str),
+    /// The run's own directory (it holds the host markers scenarios look for).
+    RunDir,
+}
+
+/// A config change that models a runtime's mistake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edit {
+    /// The namespace type is left out: the container shares the runtime's.
+    WithoutNamespace(LinuxNamespaceType),
+    /// The namespace entry joins the host's (the calling thread's) namespace of that type.
+    JoinHostNamespace(LinuxNamespaceType),
+    /// The namespace entry joins that of the container labelled `of`.
+    JoinNamespaceOf {
+        kind: LinuxNamespaceType,
+        of: &'static str,
+    },
+    /// The namespace entry loses its `path`: a runtime that ignores it makes a new, empty one.
+    NamespaceWithoutPath(LinuxNamespaceType),
+    /// The network entry joins the lab host's network namespace.
+    JoinLabHostNetwork,
+    NoHostname,
+    /// `linux.maskedPaths` left out.
+    NoMaskedPaths,
+    /// `linux.readonlyPaths` left out.
+    NoReadonlyPaths,
+    Grant(Capability),
+    NoNewPrivileges(bool),
+    RootReadonly(bool),
+    /// A host path bind-mounted into the container at its own host path, read-only.
+    BindHost(HostPath),
+    /// A host file bind-mounted over the same path inside, read-only.
+    BindHostFile(&'static str),
+    /// A small tmpfs over this path inside the container.
+    Tmpfs(&'static str),
+    RootfsPropagation(&'static str),
+    /// `rootfsPropagation: shared`, and the bind mount at this destination made `rshared`.
+    Bidirectional(&'static str),
+    NoCpuQuota,
+    CpuQuota(i64),
+    NoPidsLimit,
+    /// The cgroupsPath names a sibling: the configured path with this suffix.
+    CgroupsPathSuffix(&'static str),
+}
+
+/// What an edit needs to know about the run and the scenario so far.
+pub trait EditEnv {
+    fn run_dir(&self) -> &Path;
+    /// The init's host pid of the container labelled `label`, if one was made.
+    fn pid_of(&self, label: &str) -> Option<i32>;
+    fn lab_host_network(&self) -> Option<PathBuf>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("the control needs {0}, which the scenario has not made yet")]
+    Missing(String),
+    #[error("the host cannot grant {0} (not in its bounding set)")]
+    CannotGrant(String),
+}
+
+impl Edit {
+    /// Applies the edit to `spec`.
+    pub fn apply(
+        &self,
+        spec: ContainerSpec,
+        env: &dyn EditEnv,
+    ) -> Result<ContainerSpec, EditError> {
+        use oci_spec::runtime::LinuxNamespaceType::{Network, Uts};
+        Ok(match *self {
+            Edit::WithoutNamespace(kind) => spec.without_namespace(kind),
+            Edit::JoinHostNamespace(kind) => {
+                let path = format!("/proc/{}/ns/{}", std::process::id(), proc_name(kind));
+                spec.join_namespace(kind, Path::new(&path))
+            }
+            Edit::JoinNamespaceOf { kind, of } => {
+                let pid = env
+                    .pid_of(of)
+                    .ok_or_else(|| EditError::Missing(format!("the container `{of}`")))?;
+                let path = format!("/proc/{pid}/ns/{}", proc_name(kind));
+                let spec = spec.join_namespace(kind, Path::new(&path));
+                if kind == Uts {
+                    // A hostname in a joined UTS namespace would rename the other container.
+                    spec.edit(|s| {
+                        s.set_hostname(None);
+                    })
+                } else {
+                    spec
+                }
+            }
+            Edit::NamespaceWithoutPath(kind) => spec.without_namespace(kind).add_namespace(kind),
+            Edit::JoinLabHostNetwork => {
+                let path = env
+                    .lab_host_network()
+                    .ok_or_else(|| EditError::Missing("a network lab".into()))?;
+                spec.join_namespace(Network, &path)
+            }
+            Edit::NoHostname => spec.edit(|s| {
+                s.set_hostname(None);
+            }),
+            Edit::NoMaskedPaths => spec.edit(|s| {
+                if let Some(linux) = s.linux_mut() {
+                    linux.set_masked_paths(None);
+                }
+            }),
+            Edit::NoReadonlyPaths => spec.edit(|s| {
+                if let Some(linux) = s.linux_mut() {
+                    linux.set_readonly_paths(None);
+                }
+            }),
+            Edit::Grant(cap) => {
+                let grantable = palisade_common::capabilities::to_kernel(cap).is_some_and(|c| {
+                    caps::has_cap(None, caps::CapSet::Bounding, c).unwrap_or(false)
+                });
+                if !grantable {
+                    return Err(EditError::CannotGrant(format!("CAP_{cap}")));
+                }
+                spec.grant(&[cap])
+            }
+            Edit::NoNewPrivileges(on) => spec.edit(|s| {
+                if let Some(process) = s.process_mut() {
+                    process.set_no_new_privileges(Some(on));
+                }
+            }),
+            Edit::RootReadonly(on) => spec.edit(|s| {
+                if let Some(root) = s.root_mut() {
+                    root.set_readonly(Some(on));
+                }
+            }),
+            Edit::BindHost(host) => {
+                let dir = match host {
+                    HostPath::Fixed(path) => PathBuf::from(path),
+                    HostPath::RunDir => env.run_dir().to_owned(),
+                };
+                spec.mount(bind(&dir, &dir, &["rbind", "ro"]))
+            }
+            Edit::BindHostFile(path) => {
+                spec.mount(bind(Path::new(path), Path::new(path), &["bind", "ro"]))
+            }
+            Edit::Tmpfs(destination) => spec.mount(
+                MountBuilder::default()
+                    .destination(destination)
+                    .typ("tmpfs")
+                    .source("tmpfs")
+                    .options(vec!["size=64k".to_owned()])
+                    .build()
+                    .unwrap_or_default(),
+            ),
+            Edit::RootfsPropagation(mode) => spec.rootfs_propagation(mode),
+            Edit::Bidirectional(destination) => spec.rootfs_propagation("shared").edit(|s| {
+                for mount in s.mounts_mut().iter_mut().flatten() {
+                    if mount.destination() == Path::new(destination) {
+                        let mut options = mount.options().clone().unwrap_or_default();
+                        options.push("rshared".to_owned());
+                        mount.set_options(Some(options));
+                    }
+                }
+            }),
+            Edit::NoCpuQuota => spec.edit(|s| {
+                if let Some(resources) = s
+                    .linux_mut()
+                    .as_mut()
+                    .and_then(|l| l.resources_mut().as_mut())
+                {
+                    resources.set_cpu(None);
+                }
+            }),
+            Edit::CpuQuota(quota) => {
+                let period = spec
+                    .spec
+                    .linux()
+                    .as_ref()
+                    .and_then(|l| l.resources().as_ref())
+                    .and_then(|r| r.cpu().as_ref())
+                    .and_then(|c| c.period())
+                    .unwrap_or(100_000);
+                spec.cpu_quota(quota, period)
+            }
+            Edit::NoPidsLimit => spec.edit(|s| {
+                if let Some(resources) = s
+                    .linux_mut()
+                    .as_mut()
+                    .and_then(|l| l.resources_mut().as_mut())
+                {
+                    resources.set_pids(None);
+                }
+            }),
+            Edit::CgroupsPathSuffix(suffix) => {
+                let path = spec
+                    .spec
+                    .linux()
+                    .as_ref()
+                    .and_then(|l| l.cgroups_path().clone())
+                    .ok_or_else(|| EditError::Missing("a configured cgroupsPath".into()))?;
+                let sibling = format!("{}{suffix}", path.display());
+                spec.cgroups_path(&sibling)
+            }
+        })
+    }
+}
+
+fn bind(source: &Path, destination: &Path, options: &[&str]) -> oci_spec::runtime::Mount {
+    MountBuilder::default()
+        .destination(destination)
+        .typ("bind")
+        .source(source)
+        .options(options.iter().map(|o| (*o).to_owned()).collect::<Vec<_>>())
+        .build()
+        .unwrap_or_default()
+}
+
+impl fmt::Display for Edit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns = |kind: &LinuxNamespaceType| proc_name(*kind);
+        match self {
+            Edit::WithoutNamespace(kind) => write!(f, "no {} namespace in the config", ns(kind)),
+            Edit::JoinHostNamespace(kind) => write!(
+                f,
+                "the {0} entry joins the host's {0} namespace (a runtime that did not unshare it)",
+                ns(kind)
+            ),
+            Edit::JoinNamespaceOf { kind, of } => {
+                write!(f, "joins the {} namespace of container `{of}`", ns(kind))
+            }
+            Edit::NamespaceWithoutPath(kind) => write!(
+                f,
+                "the {} entry loses its path (a runtime that ignores it makes an empty namespace)",
+                ns(kind)
+            ),
+            Edit::JoinLabHostNetwork => {
+                write!(f, "the container joins the lab host's network namespace")
+            }
+            Edit::NoHostname => write!(
+                f,
+                "the config sets no hostname (the container keeps a copy of the host's)"
+            ),
+            Edit::NoMaskedPaths => write!(f, "maskedPaths removed from the config"),
+            Edit::NoReadonlyPaths => write!(f, "readonlyPaths removed from the config"),
+            Edit::Grant(cap) => write!(f, "the config also grants CAP_{cap}"),
+            Edit::NoNewPrivileges(on) => write!(f, "`noNewPrivileges: {on}`"),
+            Edit::RootReadonly(on) => write!(f, "`root.readonly: {on}`"),
+            Edit::BindHost(HostPath::RunDir) => write!(
+                f,
+                "the run directory is bind-mounted into the container at its host path"
+            ),
+            Edit::BindHost(HostPath::Fixed(path)) => write!(
+                f,
+                "the host's {path} is bind-mounted into the container at the same path"
+            ),
+            Edit::BindHostFile(path) => {
+                write!(f, "the host's {path} is bind-mounted into the container")
+            }
+            Edit::Tmpfs(path) => write!(
+                f,
+                "a tmpfs is mounted at {path}, so what the container writes there never reaches the bundle"
+            ),
+            Edit::RootfsPropagation(mode) => write!(f, "`linux.rootfsPropagation: {mode}`"),
+            Edit::Bidirectional(path) => write!(
+                f,
+                "`rootfsPropagation: shared` and the volume at {path} bound `rshared` (mounts propagate back to the host)"
+            ),
+            Edit::NoCpuQuota => write!(f, "no CPU quota in the config"),
+            Edit::CpuQuota(quota) => write!(f, "a CPU quota of {quota} µs per period instead"),
+            Edit::NoPidsLimit => write!(f, "no pids limit in the config"),
+            Edit::CgroupsPathSuffix(suffix) => write!(
+                f,
+                "cgroupsPath names a sibling (`…{suffix}`), as a runtime that ignores or rewrites it would"
+            ),
+        }
+    }
+}
+
+/// A runtime defect a negative control switches on in the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Defect {
+    /// The runtime jails with chroot only and leaks a host directory fd into the container: the
+    /// bundled runtime through its test-only chroot mode, others with `--no-pivot` and a leaked
+    /// fd 3 (`--preserve-fds 1`), as in CVE-2024-21626.
+    EscapableJail,
+}
+
+impl fmt::Display for Defect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Defect::EscapableJail => write!(
+                f,
+                "the runtime jails with chroot only (`--no-pivot`, bundled runtime: annotation) and leaks a host directory fd (`--preserve-fds`, as in CVE-2024-21626)"
+            ),
+        }
+    }
+}
+
+/// A change to Palisade's own network lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabChange {
+    /// The lab host's bridge keeps its address when the scenario takes it away.
+    BridgeKeepsAddress,
+}
+
+impl fmt::Display for LabChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LabChange::BridgeKeepsAddress => {
+                write!(f, "lab: the bridge keeps its address throughout")
+            }
+        }
+    }
+}

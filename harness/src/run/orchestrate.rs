@@ -1,0 +1,299 @@
+//! A whole run, from preflight to exit code: shared by `palisade run`/`selftest`/`matrix` and by
+//! `cargo test`'s suite binary. The scenarios come from the caller (the policy crate).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Arguments;
+
+use crate::report::{self, ReportSpec, RunReport, RuntimeReport, RuntimeStatus};
+use crate::run::cleanup::{self, Removed, cleanup_run};
+use crate::run::env::RunEnv;
+use crate::run::runner::{self, Mode, Results, Target, TrialResult, Verdict};
+use crate::run::scenario::Scenario;
+
+/// What to run.
+pub struct SuiteRun {
+    /// Every scenario of the suite, in the order they are listed and run.
+    pub scenarios: Vec<&'static Scenario>,
+    /// Runtime names (looked up on PATH) or paths.
+    pub runtimes: Vec<String>,
+    pub mode: Mode,
+    /// The probe binary to place in every rootfs.
+    pub probe: PathBuf,
+    /// Filter, `--list`, `--exact`, threads...: libtest's usual arguments.
+    pub args: Arguments,
+    /// More than one filter (`network:: nat::`): a trial runs if any matches. libtest's own
+    /// `filter` takes one; this is used instead when several are given.
+    pub filters: Vec<String>,
+    /// The user named the runtime: a runtime that cannot be found is an error, not a skip.
+    pub explicit: bool,
+    /// Reports to write when the run is over (`--report junit=path`, `PALISADE_REPORT`).
+    pub reports: Vec<ReportSpec>,
+    /// The conformance matrix: every runtime is a column, whether it is missing, fails its
+    /// preflight or runs; the Markdown table is printed at the end.
+    pub matrix: bool,
+}
+
+impl SuiteRun {
+    pub fn new(
+        scenarios: Vec<&'static Scenario>,
+        runtimes: Vec<String>,
+        mode: Mode,
+        probe: PathBuf,
+        args: Arguments,
+    ) -> SuiteRun {
+        SuiteRun {
+            scenarios,
+            runtimes,
+            mode,
+            probe,
+            args,
+            filters: Vec::new(),
+            explicit: false,
+            reports: Vec::new(),
+            matrix: false,
+        }
+    }
+}
+
+/// Exit code for a run that could not start at all (bad runtime, no probe).
+pub const EXIT_SETUP: u8 = 2;
+
+pub fn run(suite: SuiteRun) -> ExitCode {
+    let run = match RunEnv::new(&suite.probe) {
+        Ok(run) => run,
+        Err(e) => return setup_error(&e.to_string()),
+    };
+    let mut code = run_in(&run, &suite);
+    if !suite.args.list {
+        let leaks = leftovers(&run);
+        for leak in &leaks {
+            eprintln!("palisade: leak check: left behind: {leak}");
+        }
+        if !leaks.is_empty() {
+            code = ExitCode::FAILURE;
+        }
+    }
+    end_run(&run, code)
+}
+
+/// Removes everything the run made (its directory, cgroups, namespaces) and passes `code` on.
+pub fn end_run(run: &RunEnv, code: ExitCode) -> ExitCode {
+    let mut removed = Removed::default();
+    cleanup_run(&run.dir, &mut removed);
+    for problem in &removed.problems {
+        eprintln!("palisade: cleanup: {problem}");
+    }
+    code
+}
+
+fn run_in(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun) -> ExitCode {
+    let started = Instant::now();
+    let host = &run.host;
+    if !suite.args.list {
+        println!(
+            "palisade: run {} on kernel {}, cgroup {}, {}{}",
+            run.id,
+            host.kernel_release,
+            host.cgroup_mode,
+            if host.is_privileged() {
+                "privileged"
+            } else {
+                "unprivileged"
+            },
+            match (host.in_vm, host.in_ci) {
+                (true, true) => ", VM, CI",
+                (true, false) => ", VM",
+                (false, true) => ", CI",
+                (false, false) => "",
+            }
+        );
+    }
+    let mut targets = Vec::new();
+    for name in &suite.runtimes {
+        let driver = run.runtime(name).map_err(|e| e.to_string());
+        if let Err(e) = &driver
+            && suite.explicit
+            && !suite.matrix
+        {
+            return setup_error(e);
+        }
+        let label = runtime_label(name);
+        if !suite.args.list {
+            match &driver {
+                Ok(d) => println!(
+                    "palisade: runtime {label}: {} ({})",
+                    d.info().version,
+                    d.info().path.display()
+                ),
+                Err(e) => println!("palisade: runtime {label}: unavailable: {e}"),
+            }
+        }
+        targets.push(Target { label, driver });
+    }
+
+    let mut preflight_errors = BTreeMap::new();
+    if host.is_privileged() && !suite.args.list {
+        for target in &targets {
+            if let Ok(driver) = &target.driver
+                && let Err(e) = runner::preflight(run, driver)
+            {
+                preflight_errors.insert(target.label.clone(), e);
+            }
+        }
+        let usable = targets
+            .iter()
+            .filter(|t| t.driver.is_ok() && !preflight_errors.contains_key(&t.label))
+            .count();
+        if usable == 0 && !preflight_errors.is_empty() && !suite.matrix {
+            // Nothing can run: one clear error per runtime instead of a wall of identical failures.
+            for error in preflight_errors.values() {
+                eprintln!("palisade: preflight failed: {error}");
+            }
+            let report = run_report(run, &targets, &preflight_errors, Vec::new(), started);
+            write_reports(&suite.reports, &report);
+            return ExitCode::FAILURE;
+        }
+    }
+
+    let results = Results::default();
+    let scenarios = &suite.scenarios;
+    let mut trials = runner::trials(
+        run,
+        &targets,
+        scenarios,
+        suite.mode,
+        &preflight_errors,
+        &results,
+    );
+    if !suite.filters.is_empty() {
+        trials.retain(|trial| {
+            suite.filters.iter().any(|filter| {
+                if suite.args.exact {
+                    trial.name() == filter
+                } else {
+                    trial.name().contains(filter.as_str())
+                }
+            })
+        });
+    }
+    let conclusion = libtest_mimic::run(&suite.args, trials);
+    if suite.args.list {
+        return conclusion.exit_code();
+    }
+    let skips = results.skip_summary();
+    if !skips.is_empty() {
+        println!("palisade: skipped, by reason:");
+        for (reason, count) in &skips {
+            println!("  {count:>4}  {reason}");
+        }
+    }
+
+    let mut report = run_report(run, &targets, &preflight_errors, results.all(), started);
+    report.sort_results(&trial_order(scenarios));
+    print!("{}", report::summary(&report));
+    if suite.matrix {
+        println!();
+        print!("{}", report::markdown::render(&report));
+    }
+    let written = write_reports(&suite.reports, &report);
+    // The verdicts in `results` decide; libtest-mimic's conclusion only printed them.
+    drop(conclusion);
+    if report.has_failures() {
+        ExitCode::FAILURE
+    } else if !written {
+        ExitCode::from(EXIT_SETUP)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// What the reporters get: the run's facts and every verdict, fixed.
+fn run_report(
+    run: &RunEnv,
+    targets: &[Target],
+    preflight_errors: &BTreeMap<String, String>,
+    mut results: Vec<TrialResult>,
+    started: Instant,
+) -> RunReport {
+    // A failed preflight is a failure even when a filter left its `preflight` trial out.
+    for (label, error) in preflight_errors {
+        if !results
+            .iter()
+            .any(|r| r.runtime == *label && r.name == "preflight")
+        {
+            results.push(TrialResult {
+                runtime: label.clone(),
+                name: "preflight".into(),
+                verdict: Verdict::Fail(error.clone()),
+                duration: Duration::ZERO,
+            });
+        }
+    }
+    let runtimes = targets
+        .iter()
+        .map(|target| RuntimeReport {
+            label: target.label.clone(),
+            info: target.info().cloned(),
+            status: match (&target.driver, preflight_errors.get(&target.label)) {
+                (Err(reason), _) => RuntimeStatus::Unavailable(reason.clone()),
+                (Ok(_), Some(error)) => RuntimeStatus::PreflightFailed(error.clone()),
+                (Ok(_), None) => RuntimeStatus::Ready,
+            },
+        })
+        .collect();
+    RunReport {
+        run_id: run.id.clone(),
+        host: run.host.clone(),
+        runtimes,
+        results,
+        duration: started.elapsed(),
+    }
+}
+
+/// The trial names in the order the suite lists them: scenarios, then their negative controls.
+fn trial_order(scenarios: &[&Scenario]) -> Vec<String> {
+    let names: Vec<String> = scenarios.iter().map(|s| s.full_name()).collect();
+    let controls = names.iter().map(|n| format!("selftest::{n}"));
+    names.iter().cloned().chain(controls).collect()
+}
+
+/// Writes every report; a report that cannot be written is an error line, not a lost run.
+fn write_reports(specs: &[ReportSpec], report: &RunReport) -> bool {
+    let mut all_written = true;
+    for spec in specs {
+        match spec.write(report) {
+            Ok(()) => println!("palisade: wrote {}", spec.path.display()),
+            Err(e) => {
+                eprintln!("palisade: error: {e}");
+                all_written = false;
+            }
+        }
+    }
+    all_written
+}
+
+/// What the scenarios' own cleanup guards failed to remove.
+fn leftovers(run: &RunEnv) -> Vec<String> {
+    let roots: Vec<PathBuf> = run
+        .record()
+        .map(|r| r.runtimes.into_iter().map(|rt| rt.root).collect())
+        .unwrap_or_default();
+    cleanup::leftovers(&run.dir, &run.cgroup_parent()[1..], &roots)
+}
+
+pub fn setup_error(message: &str) -> ExitCode {
+    eprintln!("palisade: error: {message}");
+    ExitCode::from(EXIT_SETUP)
+}
+
+/// `runc` → `runc`; `/path/to/palisade-runtime` → `palisade-runtime`.
+pub fn runtime_label(name_or_path: &str) -> String {
+    Path::new(name_or_path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name_or_path.to_owned())
+}
