@@ -4,6 +4,7 @@
 
 pub mod annotations;
 pub mod capabilities;
+pub mod mountinfo;
 pub mod namespaces;
 pub mod testkit;
 

@@ -7,7 +7,7 @@
 use oci_spec::runtime::Capability;
 use oci_spec::runtime::MountBuilder;
 use palisade_harness::lab::hostfs::{
-    UnmountTagged, mount_points_of, mount_tmpfs, parse_mountinfo, shared_volume, thread_mounts,
+    UnmountTagged, mount_points_of, mount_tmpfs, parse, shared_volume, thread_mounts,
 };
 use palisade_harness::run::control::{Control, Edit};
 use palisade_harness::run::scenario::Schedule;
@@ -74,7 +74,7 @@ fn container_mount_stays_inside(cx: &Ctx) -> Outcome {
         "expected the container to mount a tmpfs with CAP_SYS_ADMIN granted, saw {mounted:?}"
     );
     // Propagation happens inside mount(2), which returned before the probe answered.
-    let leaked = mount_points_of(thread_mounts()?, &tag);
+    let leaked = mount_points_of(&thread_mounts()?, &tag);
     check!(
         leaked.is_empty(),
         "expected the container's tmpfs `{tag}` to stay out of the host's mount table, saw it at \
@@ -143,7 +143,9 @@ fn host_mount_stays_outside(cx: &Ctx) -> Outcome {
         .ok_or_else(|| {
             Failure::Broken(format!("the probe could not read its mountinfo: {files:?}"))
         })?;
-    let leaked = mount_points_of(parse_mountinfo(&mountinfo), &tag);
+    let inside = parse(&mountinfo)
+        .map_err(|e| Failure::Broken(format!("the container's /proc/self/mountinfo: {e}")))?;
+    let leaked = mount_points_of(&inside, &tag);
     check!(
         leaked.is_empty(),
         "expected the host's later tmpfs `{tag}` to stay invisible inside, saw it at {leaked:?}: \

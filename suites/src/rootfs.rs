@@ -4,8 +4,10 @@
 //! Each scenario plants a marker file with a random token in the run directory on the host
 //! (outside every bundle), tells the probe its host path, and fails if the probe reads the token.
 
+use std::path::{Path, PathBuf};
+
 use oci_spec::runtime::Capability;
-use palisade_harness::lab::hostfs::{Marker, parse_mountinfo, thread_mounts};
+use palisade_harness::lab::hostfs::{Marker, parse, thread_mounts};
 use palisade_harness::run::control::{Control, Defect, Edit, HostPath};
 use palisade_harness::run::scenario::Schedule;
 use palisade_harness::{
@@ -157,20 +159,19 @@ fn old_root_is_gone(cx: &Ctx) -> Outcome {
             report.files.last()
         )));
     };
-    let host_points: Vec<String> = thread_mounts()?
+    let host_points: Vec<PathBuf> = thread_mounts()?
         .into_iter()
         .map(|m| m.mount_point)
         .collect();
-    let run_dir = cx.run.dir.to_string_lossy().into_owned();
-    let leaked: Vec<String> = parse_mountinfo(&mountinfo)
+    let inside = parse(&mountinfo)
+        .map_err(|e| Failure::Broken(format!("the container's /proc/self/mountinfo: {e}")))?;
+    let leaked: Vec<PathBuf> = inside
         .into_iter()
         .map(|m| m.mount_point)
         .filter(|point| {
-            let configured = point == "/"
-                || destinations
-                    .iter()
-                    .any(|d| point == d || point.starts_with(&format!("{d}/")));
-            point.starts_with(&run_dir) || (!configured && host_points.contains(point))
+            let configured =
+                point == Path::new("/") || destinations.iter().any(|d| point.starts_with(d));
+            point.starts_with(&cx.run.dir) || (!configured && host_points.contains(point))
         })
         .collect();
     check!(
@@ -198,17 +199,17 @@ fn check_marker_unseen(files: &[FileRead], marker: &Marker, how: &str) -> Outcom
 }
 
 /// Mount destinations the config asks for, plus masked and read-only paths (also mounts).
-fn configured_mount_points(spec: &ContainerSpec) -> Vec<String> {
-    let mut points: Vec<String> = spec
+fn configured_mount_points(spec: &ContainerSpec) -> Vec<PathBuf> {
+    let mut points: Vec<PathBuf> = spec
         .spec
         .mounts()
         .iter()
         .flatten()
-        .map(|m| m.destination().to_string_lossy().into_owned())
+        .map(|m| m.destination().clone())
         .collect();
     if let Some(linux) = spec.spec.linux() {
-        points.extend(linux.masked_paths().iter().flatten().cloned());
-        points.extend(linux.readonly_paths().iter().flatten().cloned());
+        points.extend(linux.masked_paths().iter().flatten().map(PathBuf::from));
+        points.extend(linux.readonly_paths().iter().flatten().map(PathBuf::from));
     }
     points
 }

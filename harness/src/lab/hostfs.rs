@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::HarnessError;
-use crate::run::RunEnv;
+use crate::run::env::RunEnv;
 
 /// A file on the host, outside every bundle, holding a random token: if a container can read the
 /// token, it can reach the host's filesystem. Removed on drop.
@@ -38,58 +38,22 @@ impl Drop for Marker {
     }
 }
 
-/// One line of a mountinfo table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountEntry {
-    pub mount_point: String,
-    pub fs_type: String,
-    pub source: String,
-}
-
-/// Parses `/proc/<pid>/mountinfo` text (mount point is field 5; type and source follow ` - `).
-pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mount_point = unescape(left.split_whitespace().nth(4)?);
-            let mut right = right.split_whitespace();
-            let fs_type = right.next()?.to_owned();
-            let source = unescape(right.next().unwrap_or_default());
-            Some(MountEntry {
-                mount_point,
-                fs_type,
-                source,
-            })
-        })
-        .collect()
-}
-
-/// The kernel escapes space, tab, newline and backslash in mountinfo as octal.
-fn unescape(field: &str) -> String {
-    field
-        .replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-}
+pub use palisade_common::mountinfo::{MountInfo, parse};
 
 /// The mount table of the calling thread's mount namespace (the "host" side of a scenario).
-pub fn thread_mounts() -> Result<Vec<MountEntry>, HarnessError> {
-    let text = std::fs::read_to_string("/proc/thread-self/mountinfo").map_err(|source| {
-        HarnessError::Io {
-            what: "reading /proc/thread-self/mountinfo",
-            source,
-        }
-    })?;
-    Ok(parse_mountinfo(&text))
+pub fn thread_mounts() -> Result<Vec<MountInfo>, HarnessError> {
+    palisade_common::mountinfo::read("thread-self").map_err(|message| HarnessError::Io {
+        what: "reading the host's mount table",
+        source: std::io::Error::other(message),
+    })
 }
 
 /// Where, in `mounts`, something with source `tag` is mounted.
-pub fn mount_points_of(mounts: Vec<MountEntry>, tag: &str) -> Vec<String> {
+pub fn mount_points_of(mounts: &[MountInfo], tag: &str) -> Vec<PathBuf> {
     mounts
-        .into_iter()
-        .filter(|m| m.source == tag)
-        .map(|m| m.mount_point)
+        .iter()
+        .filter(|m| m.mount_source.as_deref() == Some(tag))
+        .map(|m| m.mount_point.clone())
         .collect()
 }
 
@@ -111,11 +75,8 @@ impl Drop for UnmountTagged {
     fn drop(&mut self) {
         let Ok(mounts) = thread_mounts() else { return };
         // Innermost first.
-        for entry in mounts.iter().rev().filter(|m| m.source == self.tag) {
-            let _ = nix::mount::umount2(
-                Path::new(&entry.mount_point),
-                nix::mount::MntFlags::MNT_DETACH,
-            );
+        for point in mount_points_of(&mounts, &self.tag).iter().rev() {
+            let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
         }
     }
 }
@@ -157,21 +118,4 @@ pub fn shared_volume(target: &Path, tag: &str) -> Result<UnmountTagged, HarnessE
         source: e.into(),
     })?;
     Ok(guard)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_lines_parse() {
-        let text = "70 45 254:0 /tmp/b/rootfs / rw,relatime - ext4 /dev/vda rw\n\
-                    71 70 0:41 / /my\\040dir rw shared:3 - tmpfs palisade-x rw\n";
-        let mounts = parse_mountinfo(text);
-        assert_eq!(mounts.len(), 2);
-        assert_eq!(mounts[0].mount_point, "/");
-        assert_eq!(mounts[1].mount_point, "/my dir");
-        assert_eq!(mounts[1].fs_type, "tmpfs");
-        assert_eq!(mounts[1].source, "palisade-x");
-    }
 }

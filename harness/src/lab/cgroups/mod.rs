@@ -80,8 +80,7 @@ impl Hierarchy {
 /// The mount points of every cgroup hierarchy (v1 controllers and the unified one), whatever
 /// their controllers: where cleanup looks for cgroups by name.
 pub fn mount_points() -> Vec<PathBuf> {
-    procfs::process::Process::myself()
-        .and_then(|me| me.mountinfo())
+    palisade_common::mountinfo::read("self")
         .map(|mounts| {
             mounts
                 .into_iter()
@@ -101,17 +100,15 @@ pub fn hierarchies() -> Result<Vec<Hierarchy>, CgroupError> {
         })
     };
     let known = known_controllers(&read("/proc/cgroups")?);
-    let mountinfo = read("/proc/self/mountinfo")?;
-    let mut found = Vec::new();
-    for line in mountinfo.lines() {
-        let Ok(mount) = procfs::process::MountInfo::from_line(line) else {
-            continue;
-        };
-        if let Some(h) = hierarchy_of(&mount, &known) {
-            found.push(h);
-        }
-    }
-    Ok(found)
+    let mounts =
+        palisade_common::mountinfo::read("self").map_err(|problem| CgroupError::Format {
+            path: "/proc/self/mountinfo".into(),
+            problem,
+        })?;
+    Ok(mounts
+        .iter()
+        .filter_map(|mount| hierarchy_of(mount, &known))
+        .collect())
 }
 
 /// The controller names the kernel knows (first column of `/proc/cgroups`).
@@ -157,28 +154,19 @@ pub fn hierarchy_of(mount: &procfs::process::MountInfo, known: &[String]) -> Opt
 /// hierarchy) to the cgroup path. Co-mounted controllers (`cpu,cpuacct`) each get an entry.
 pub fn memberships(pid: i32) -> Result<BTreeMap<String, String>, CgroupError> {
     let path = PathBuf::from(format!("/proc/{pid}/cgroup"));
-    let text = std::fs::read_to_string(&path).map_err(|source| CgroupError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    parse_memberships(&text).map_err(|problem| CgroupError::Format { path, problem })
-}
-
-pub fn parse_memberships(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let groups = procfs::process::Process::new(pid)
+        .and_then(|p| p.cgroups())
+        .map_err(|e| CgroupError::Read {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
     let mut map = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        // hierarchy-ID:controller-list:cgroup-path; the path may itself hold colons.
-        let mut fields = line.splitn(3, ':');
-        let (Some(_id), Some(list), Some(path)) = (fields.next(), fields.next(), fields.next())
-        else {
-            return Err(format!("line {line:?} is not `id:controllers:path`"));
-        };
-        if list.is_empty() {
-            map.insert(String::new(), path.to_owned());
-        } else {
-            for controller in list.split(',') {
-                map.insert(controller.to_owned(), path.to_owned());
-            }
+    for group in groups {
+        if group.controllers.is_empty() {
+            map.insert(String::new(), group.pathname.clone());
+        }
+        for controller in &group.controllers {
+            map.insert(controller.clone(), group.pathname.clone());
         }
     }
     Ok(map)
@@ -383,14 +371,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn memberships_split_co_mounted_controllers_and_keep_colons() {
-        let map =
-            parse_memberships("12:cpu,cpuacct:/a/b\n9:name=systemd:/\n0::/x:y\n").expect("parses");
-        assert_eq!(map["cpu"], "/a/b");
-        assert_eq!(map["cpuacct"], "/a/b");
-        assert_eq!(map["name=systemd"], "/");
-        assert_eq!(map[""], "/x:y");
-        assert!(parse_memberships("garbage").is_err());
+    fn memberships_list_every_controller_of_this_process() {
+        let map = memberships(std::process::id() as i32).expect("reads /proc/self/cgroup");
+        assert!(!map.is_empty());
+        assert!(map.values().all(|path| path.starts_with('/')), "{map:?}");
     }
 
     fn mount(line: &str) -> procfs::process::MountInfo {
