@@ -6,7 +6,8 @@ use std::process::{Command, ExitCode, Stdio};
 use nix::errno::Errno;
 
 use crate::protocol::{
-    CapabilitySets, EscapeReport, Facts, FileRead, Reply, Request, Response, SERVE, SyscallOutcome,
+    CapabilitySets, EscapeReport, Facts, FileKind, FileRead, Limit, PathStat, Reply, Request,
+    Response, SERVE, SyscallOutcome, WriteBackOutcome,
 };
 
 /// Entry point of the `palisade-probe` binary.
@@ -133,6 +134,22 @@ fn run(request: &Request) -> Result<Reply, String> {
             crate::net::connect_and_read(addr, std::time::Duration::from_millis(*timeout_ms)),
         )),
         Request::Listen { addr } => listen(addr),
+        Request::StatPaths { paths } => Ok(Reply::Stats {
+            stats: paths.iter().map(|p| stat_path(p)).collect(),
+        }),
+        Request::ListTree { path, depth } => {
+            list_tree(path, *depth).map(|entries| Reply::Tree { entries })
+        }
+        Request::WriteBack { paths } => Ok(Reply::WrittenBack {
+            writes: paths.iter().map(|p| write_back(p)).collect(),
+        }),
+        Request::Rlimits => rlimits().map(|limits| Reply::Limits { limits }),
+        Request::OpenDevice {
+            path,
+            block,
+            major,
+            minor,
+        } => Ok(open_device(path, *block, *major, *minor)),
         Request::ListListeners => Ok(Reply::Listeners {
             sockets: crate::net::own_tcp_listeners()?
                 .iter()
@@ -167,6 +184,152 @@ fn read_file(path: &str) -> FileRead {
             contents: None,
             errno: Some(errno_name(io_errno(e))),
         },
+    }
+}
+
+fn stat_path(path: &str) -> PathStat {
+    use nix::sys::stat::{SFlag, lstat, major, minor};
+    match lstat(path) {
+        Ok(st) => {
+            let format = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+            let kind = match format {
+                SFlag::S_IFREG => FileKind::File,
+                SFlag::S_IFDIR => FileKind::Dir,
+                SFlag::S_IFLNK => FileKind::Symlink,
+                SFlag::S_IFCHR => FileKind::Char,
+                SFlag::S_IFBLK => FileKind::Block,
+                SFlag::S_IFIFO => FileKind::Fifo,
+                _ => FileKind::Socket,
+            };
+            let device = matches!(kind, FileKind::Char | FileKind::Block);
+            PathStat {
+                path: path.to_owned(),
+                kind: Some(kind),
+                rdev: device.then(|| (major(st.st_rdev), minor(st.st_rdev))),
+                errno: None,
+            }
+        }
+        Err(e) => PathStat {
+            path: path.to_owned(),
+            kind: None,
+            rdev: None,
+            errno: Some(errno_name(e)),
+        },
+    }
+}
+
+/// Every entry below `root`, `depth` levels deep; a directory that cannot be listed is an error.
+fn list_tree(root: &str, depth: u32) -> Result<Vec<PathStat>, String> {
+    let mut out = Vec::new();
+    let mut names: Vec<String> = std::fs::read_dir(root)
+        .map_err(|e| format!("listing {root}: {e}"))?
+        .map(|entry| {
+            entry
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .map_err(|e| format!("listing {root}: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    for name in names {
+        let path = format!("{}/{name}", root.trim_end_matches('/'));
+        let stat = stat_path(&path);
+        let is_dir = stat.kind == Some(FileKind::Dir);
+        out.push(stat);
+        if is_dir && depth > 1 {
+            out.extend(list_tree(&path, depth - 1)?);
+        }
+    }
+    Ok(out)
+}
+
+fn write_back(path: &str) -> WriteBackOutcome {
+    match std::fs::read(path) {
+        Ok(bytes) => WriteBackOutcome {
+            path: path.to_owned(),
+            read: None,
+            write: Some(outcome(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
+                    .map_err(io_errno),
+            )),
+        },
+        Err(e) => WriteBackOutcome {
+            path: path.to_owned(),
+            read: Some(errno_name(io_errno(e))),
+            write: None,
+        },
+    }
+}
+
+fn rlimits() -> Result<std::collections::BTreeMap<String, Limit>, String> {
+    use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit};
+    let all = [
+        ("RLIMIT_AS", Resource::RLIMIT_AS),
+        ("RLIMIT_CORE", Resource::RLIMIT_CORE),
+        ("RLIMIT_CPU", Resource::RLIMIT_CPU),
+        ("RLIMIT_DATA", Resource::RLIMIT_DATA),
+        ("RLIMIT_FSIZE", Resource::RLIMIT_FSIZE),
+        ("RLIMIT_LOCKS", Resource::RLIMIT_LOCKS),
+        ("RLIMIT_MEMLOCK", Resource::RLIMIT_MEMLOCK),
+        ("RLIMIT_MSGQUEUE", Resource::RLIMIT_MSGQUEUE),
+        ("RLIMIT_NICE", Resource::RLIMIT_NICE),
+        ("RLIMIT_NOFILE", Resource::RLIMIT_NOFILE),
+        ("RLIMIT_NPROC", Resource::RLIMIT_NPROC),
+        ("RLIMIT_RSS", Resource::RLIMIT_RSS),
+        ("RLIMIT_RTPRIO", Resource::RLIMIT_RTPRIO),
+        ("RLIMIT_RTTIME", Resource::RLIMIT_RTTIME),
+        ("RLIMIT_SIGPENDING", Resource::RLIMIT_SIGPENDING),
+        ("RLIMIT_STACK", Resource::RLIMIT_STACK),
+    ];
+    let finite = |v: u64| (v != RLIM_INFINITY).then_some(v);
+    all.into_iter()
+        .map(|(name, resource)| {
+            let (soft, hard) =
+                getrlimit(resource).map_err(|e| format!("getrlimit({name}): {}", errno_name(e)))?;
+            Ok((
+                name.to_owned(),
+                Limit {
+                    soft: finite(soft),
+                    hard: finite(hard),
+                },
+            ))
+        })
+        .collect()
+}
+
+fn open_device(path: &str, block: bool, major: u64, minor: u64) -> Reply {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+    let kind = if block {
+        SFlag::S_IFBLK
+    } else {
+        SFlag::S_IFCHR
+    };
+    let made = mknod(
+        path,
+        kind,
+        Mode::from_bits_truncate(0o600),
+        makedev(major, minor),
+    );
+    if made.is_err() {
+        return Reply::Device {
+            mknod: outcome(made),
+            open: None,
+        };
+    }
+    // Read-only, non-blocking, and nothing is read: opening is the whole test.
+    let opened = open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+        Mode::empty(),
+    )
+    .map(drop);
+    let _ = std::fs::remove_file(path);
+    Reply::Device {
+        mknod: outcome(made),
+        open: Some(outcome(opened)),
     }
 }
 

@@ -55,6 +55,23 @@ pub enum Request {
     /// Start up to `count` sleeping children, stopping at the first that cannot be started;
     /// report how many started and why the next failed, then kill and reap them.
     ForkSleepers { count: u32 },
+    /// lstat(2) each path: its kind and device number, or the errno.
+    StatPaths { paths: Vec<String> },
+    /// The entries of a directory tree, `depth` levels deep, with their kinds (`/dev`).
+    ListTree { path: String, depth: u32 },
+    /// For each path: read it, then write back exactly what was read, and report the errno of
+    /// each step. Harmless even when the write goes through: nothing changes.
+    WriteBack { paths: Vec<String> },
+    /// Every resource limit (getrlimit(2)), soft and hard, by `RLIMIT_*` name.
+    Rlimits,
+    /// mknod(2) a device node at `path`, open it read-only and non-blocking without reading,
+    /// close it and remove the node; report each step's errno.
+    OpenDevice {
+        path: String,
+        block: bool,
+        major: u64,
+        minor: u64,
+    },
 }
 
 impl Request {
@@ -117,6 +134,67 @@ pub enum Reply {
         started: u32,
         errno: Option<String>,
     },
+    /// What lstat(2) said of each path, in request order.
+    Stats {
+        stats: Vec<PathStat>,
+    },
+    /// The entries below a directory, each with its path.
+    Tree {
+        entries: Vec<PathStat>,
+    },
+    /// What writing back each path did, in request order.
+    WrittenBack {
+        writes: Vec<WriteBackOutcome>,
+    },
+    /// Resource limits by `RLIMIT_*` name; `None` means unlimited.
+    Limits {
+        limits: BTreeMap<String, Limit>,
+    },
+    /// The steps of [`Request::OpenDevice`].
+    Device {
+        mknod: SyscallOutcome,
+        open: Option<SyscallOutcome>,
+    },
+}
+
+/// One path's kind as lstat(2) sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Char,
+    Block,
+    Fifo,
+    Socket,
+}
+
+/// What lstat(2) said of a path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathStat {
+    pub path: String,
+    pub kind: Option<FileKind>,
+    /// The device number, for character and block devices.
+    pub rdev: Option<(u64, u64)>,
+    pub errno: Option<String>,
+}
+
+/// Reading then writing back one path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteBackOutcome {
+    pub path: String,
+    /// The errno of the read, if it failed (nothing was written then).
+    pub read: Option<String>,
+    /// The outcome of writing back what was read.
+    pub write: Option<SyscallOutcome>,
+}
+
+/// One resource limit; `None` is RLIM_INFINITY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limit {
+    pub soft: Option<u64>,
+    pub hard: Option<u64>,
 }
 
 /// The contents of one path, or why it could not be read.

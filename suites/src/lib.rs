@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod capabilities;
 pub mod cgroups;
+pub mod devices;
 pub mod entry;
 pub mod ipc;
 pub mod kernel;
@@ -13,6 +14,7 @@ pub mod nat;
 pub mod network;
 pub mod paths;
 pub mod pid;
+pub mod rlimits;
 pub mod rootfs;
 pub mod uts;
 
@@ -30,6 +32,8 @@ pub fn all() -> Vec<&'static Scenario> {
         mounts::SCENARIOS,
         ipc::SCENARIOS,
         capabilities::SCENARIOS,
+        rlimits::SCENARIOS,
+        devices::SCENARIOS,
         network::SCENARIOS,
         nat::SCENARIOS,
         cgroups::SCENARIOS,
@@ -55,4 +59,29 @@ pub fn scenario_table() -> String {
         ));
     }
     table
+}
+
+/// Bugs of third-party runtimes that `cargo test` (Palisade's own test run) reports as ignored,
+/// each with its explanation in the README matrix. `palisade run` reports them as what they are:
+/// FAIL.
+pub fn known_bugs() -> Vec<palisade_harness::run::runner::KnownBug> {
+    use palisade_harness::lab::host::CgroupMode::{Hybrid, V1};
+    use palisade_harness::run::runner::KnownBug;
+    let v1_cgroup_tmpfs = "on cgroup v1 it mounts the tmpfs at /sys/fs/cgroup read-write although the config says `ro`";
+    vec![
+        KnownBug {
+            runtime: "runc",
+            version_prefix: "runc version 1.1",
+            cgroup_modes: &[V1, Hybrid],
+            trial: "paths::sys_is_readonly",
+            reason: v1_cgroup_tmpfs,
+        },
+        KnownBug {
+            runtime: "crun",
+            version_prefix: "crun version 1.8",
+            cgroup_modes: &[V1, Hybrid],
+            trial: "paths::sys_is_readonly",
+            reason: v1_cgroup_tmpfs,
+        },
+    ]
 }

@@ -4,20 +4,36 @@
 //! ([`Ctx::isolate_host_mounts`]): it receives the real host's mounts but sends none back, so a
 //! negative control that lets mounts propagate never touches the real host's mount table.
 
+use std::path::Path;
+
 use oci_spec::runtime::Capability;
 use oci_spec::runtime::MountBuilder;
+use palisade_common::mountinfo::MountInfo;
 use palisade_harness::lab::hostfs::{
     UnmountTagged, mount_points_of, mount_tmpfs, parse, shared_volume, thread_mounts,
 };
 use palisade_harness::run::control::{Control, Edit};
 use palisade_harness::run::scenario::Schedule;
 use palisade_harness::{
-    Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check, require,
+    ContainerSpec, Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check, require,
 };
 
 const PRIVILEGED: &[Requirement] = &[Requirement::Privileged];
 
 pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        area: "mounts",
+        name: "only_configured_mounts",
+        checks: "The container's mount table holds exactly the rootfs, the config's mounts (each from its configured source or of its configured type), and what the spec says a runtime adds: default device binds, masked and read-only path mounts, cgroup submounts; every configured mount is there.",
+        control: Control::config(Edit::ExtraBind {
+            source: "/usr",
+            destination: "/mnt/palisade-host",
+        }),
+        means: "The runtime exposes host directories nobody asked for, or drops mounts the config relies on.",
+        requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
+        run: only_configured_mounts,
+    },
     Scenario {
         area: "mounts",
         name: "container_mount_stays_inside",
@@ -42,6 +58,157 @@ pub const SCENARIOS: &[Scenario] = &[
 
 /// Where the host's volume appears inside the container.
 const VOLUME: &str = "/palisade-volume";
+
+/// Devices a runtime may bind-mount from the host into /dev (the spec's default devices).
+const DEFAULT_DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// `major:minor` of the filesystem holding `path` on the host, as mountinfo writes it.
+fn device_of(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path).ok()?.dev();
+    Some(format!(
+        "{}:{}",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev)
+    ))
+}
+
+/// Whether `mount` (inside) is `source` (on the host) bound: the same filesystem, and a root
+/// within it that the host path ends with.
+fn is_bind_of(mount: &MountInfo, source: &Path) -> bool {
+    device_of(source).is_some_and(|dev| dev == mount.majmin)
+        && source.ends_with(mount.root.trim_start_matches('/'))
+}
+
+/// What explains a mount the container has, or `None` if nothing the config says does.
+fn explain(
+    mount: &MountInfo,
+    spec: &ContainerSpec,
+    rootfs: &Path,
+    host: &[MountInfo],
+    inside: &[MountInfo],
+) -> Option<String> {
+    let point = mount.mount_point.as_path();
+    if point == Path::new("/") {
+        return is_bind_of(mount, rootfs).then(|| "the rootfs".to_owned());
+    }
+    for configured in spec.spec.mounts().iter().flatten() {
+        let destination = configured.destination().as_path();
+        let options = configured.options().clone().unwrap_or_default();
+        let bind = configured.typ().as_deref() == Some("bind")
+            || options.iter().any(|o| o == "bind" || o == "rbind");
+        let typ = configured.typ().clone().unwrap_or_default();
+        if point == destination {
+            let matches = if bind {
+                configured
+                    .source()
+                    .as_deref()
+                    .is_some_and(|source| is_bind_of(mount, source))
+            } else if typ == "cgroup" {
+                matches!(mount.fs_type.as_str(), "cgroup2" | "tmpfs")
+            } else {
+                mount.fs_type == typ
+            };
+            if matches {
+                return Some(format!("the config's {typ} mount"));
+            }
+        } else if point.starts_with(destination) {
+            if typ == "cgroup" && matches!(mount.fs_type.as_str(), "cgroup" | "cgroup2") {
+                return Some("a cgroup hierarchy under the config's cgroup mount".into());
+            }
+            if bind && options.iter().any(|o| o == "rbind") {
+                let below = configured
+                    .source()
+                    .as_deref()
+                    .and_then(|source| Some(source.join(point.strip_prefix(destination).ok()?)));
+                if below.is_some_and(|b| host.iter().any(|h| h.mount_point == b)) {
+                    return Some("a host mount under the config's rbind".into());
+                }
+            }
+        }
+    }
+    let linux = spec.spec.linux().clone().unwrap_or_default();
+    let null_bind = mount.root.ends_with("/null");
+    if linux
+        .masked_paths()
+        .iter()
+        .flatten()
+        .any(|p| Path::new(p) == point)
+        && (null_bind || (mount.fs_type == "tmpfs" && mount.mount_options.contains_key("ro")))
+    {
+        return Some("a masked path".into());
+    }
+    if linux
+        .readonly_paths()
+        .iter()
+        .flatten()
+        .any(|p| Path::new(p) == point)
+    {
+        let parent = point.parent().unwrap_or(Path::new("/"));
+        let same_fs = palisade_common::mountinfo::holding(
+            &inside
+                .iter()
+                .filter(|m| m.mount_point != point)
+                .cloned()
+                .collect::<Vec<_>>(),
+            parent,
+        )
+        .is_some_and(|holder| holder.fs_type == mount.fs_type);
+        if same_fs && mount.mount_options.contains_key("ro") {
+            return Some("a read-only path".into());
+        }
+    }
+    let device = point
+        .strip_prefix("/dev")
+        .ok()
+        .and_then(|name| name.to_str())
+        .filter(|name| DEFAULT_DEVICES.contains(name));
+    if device.is_some_and(|name| mount.root == format!("/{name}")) {
+        return Some("a default device".into());
+    }
+    None
+}
+
+fn only_configured_mounts(cx: &Ctx) -> Outcome {
+    let spec = cx.spec("mounts-only")?;
+    let mut container = cx.launch(spec.clone())?;
+    let inside = crate::paths::mounts_inside(&mut container)?;
+    let host = thread_mounts()?;
+    let rootfs = container.rootfs()?.to_owned();
+
+    let unexpected: Vec<String> = inside
+        .iter()
+        .filter(|m| explain(m, &spec, &rootfs, &host, &inside).is_none())
+        .map(|m| {
+            format!(
+                "{} ({} from {}, root {})",
+                m.mount_point.display(),
+                m.fs_type,
+                m.mount_source.as_deref().unwrap_or("?"),
+                m.root
+            )
+        })
+        .collect();
+    check!(
+        unexpected.is_empty(),
+        "expected only the rootfs, the configured mounts and the spec's defaults inside, saw mounts \
+         nobody configured: {unexpected:?}: the runtime exposes more of the host than asked"
+    );
+    let missing: Vec<String> = spec
+        .spec
+        .mounts()
+        .iter()
+        .flatten()
+        .map(|m| m.destination().clone())
+        .filter(|d| !inside.iter().any(|m| &m.mount_point == d))
+        .map(|d| d.display().to_string())
+        .collect();
+    check!(
+        missing.is_empty(),
+        "expected every configured mount inside, these are missing: {missing:?}"
+    );
+    Ok(())
+}
 
 fn container_mount_stays_inside(cx: &Ctx) -> Outcome {
     cx.isolate_host_mounts()?;

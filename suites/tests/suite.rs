@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         filters,
         explicit,
         reports,
+        known_bugs: palisade_suites::known_bugs(),
         ..SuiteRun::new(
             palisade_suites::all(),
             runtimes,

@@ -112,10 +112,35 @@ pub enum Edit {
     /// The network entry joins the lab host's network namespace.
     JoinLabHostNetwork,
     NoHostname,
-    /// `linux.maskedPaths` left out.
-    NoMaskedPaths,
-    /// `linux.readonlyPaths` left out.
-    NoReadonlyPaths,
+    /// One path dropped from `linux.maskedPaths`.
+    DropMaskedPath(&'static str),
+    /// `linux.readonlyPaths` narrowed: `from` replaced by `to`, a path below it.
+    NarrowReadonlyPath {
+        from: &'static str,
+        to: &'static str,
+    },
+    /// A bind mount the scenario did not configure: the host's `source` at `destination`, as a
+    /// runtime that adds mounts of its own would make.
+    ExtraBind {
+        source: &'static str,
+        destination: &'static str,
+    },
+    /// A device node the scenario did not configure, in `linux.devices`.
+    ExtraDevice {
+        path: &'static str,
+        major: i64,
+        minor: i64,
+    },
+    /// `/sys` and `/sys/fs/cgroup` mounted without `ro`.
+    SysReadWrite,
+    /// An allow-all rule appended to `linux.resources.devices`.
+    AllowAllDevices,
+    /// This `process.rlimits` entry set to other values.
+    Rlimit {
+        name: &'static str,
+        soft: u64,
+        hard: u64,
+    },
     Grant(Capability),
     NoNewPrivileges(bool),
     RootReadonly(bool),
@@ -190,14 +215,102 @@ impl Edit {
             Edit::NoHostname => spec.edit(|s| {
                 s.set_hostname(None);
             }),
-            Edit::NoMaskedPaths => spec.edit(|s| {
+            Edit::DropMaskedPath(path) => spec.edit(|s| {
                 if let Some(linux) = s.linux_mut() {
-                    linux.set_masked_paths(None);
+                    let kept: Vec<String> = linux
+                        .masked_paths()
+                        .iter()
+                        .flatten()
+                        .filter(|p| p.as_str() != path)
+                        .cloned()
+                        .collect();
+                    linux.set_masked_paths(Some(kept));
                 }
             }),
-            Edit::NoReadonlyPaths => spec.edit(|s| {
+            Edit::NarrowReadonlyPath { from, to } => spec.edit(|s| {
                 if let Some(linux) = s.linux_mut() {
-                    linux.set_readonly_paths(None);
+                    let narrowed: Vec<String> = linux
+                        .readonly_paths()
+                        .iter()
+                        .flatten()
+                        .map(|p| if p == from { to.to_owned() } else { p.clone() })
+                        .collect();
+                    linux.set_readonly_paths(Some(narrowed));
+                }
+            }),
+            Edit::ExtraBind {
+                source,
+                destination,
+            } => spec.mount(bind(
+                Path::new(source),
+                Path::new(destination),
+                &["rbind", "ro"],
+            )),
+            Edit::ExtraDevice { path, major, minor } => spec.edit(|s| {
+                let device = oci_spec::runtime::LinuxDeviceBuilder::default()
+                    .path(path)
+                    .typ(oci_spec::runtime::LinuxDeviceType::C)
+                    .major(major)
+                    .minor(minor)
+                    .file_mode(0o600u32)
+                    .build()
+                    .unwrap_or_default();
+                if let Some(linux) = s.linux_mut() {
+                    linux
+                        .devices_mut()
+                        .get_or_insert_with(Vec::new)
+                        .push(device);
+                }
+            }),
+            Edit::SysReadWrite => spec.edit(|s| {
+                for mount in s.mounts_mut().iter_mut().flatten() {
+                    let sys = mount.destination() == Path::new("/sys")
+                        || mount.destination() == Path::new("/sys/fs/cgroup");
+                    if sys {
+                        let options: Vec<String> = mount
+                            .options()
+                            .iter()
+                            .flatten()
+                            .filter(|o| o.as_str() != "ro")
+                            .cloned()
+                            .collect();
+                        mount.set_options(Some(options));
+                    }
+                }
+            }),
+            Edit::AllowAllDevices => spec.edit(|s| {
+                let allow_all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+                    .allow(true)
+                    .access("rwm")
+                    .build()
+                    .unwrap_or_default();
+                if let Some(resources) = s.linux_mut().as_mut().map(|l| {
+                    l.resources_mut().get_or_insert_with(|| {
+                        oci_spec::runtime::LinuxResourcesBuilder::default()
+                            .build()
+                            .unwrap_or_default()
+                    })
+                }) {
+                    resources
+                        .devices_mut()
+                        .get_or_insert_with(Vec::new)
+                        .push(allow_all);
+                }
+            }),
+            Edit::Rlimit { name, soft, hard } => spec.edit(|s| {
+                if let Some(process) = s.process_mut() {
+                    let mut rlimits = process.rlimits().clone().unwrap_or_default();
+                    for rlimit in rlimits.iter_mut() {
+                        if rlimit.typ().to_string() == name {
+                            *rlimit = oci_spec::runtime::PosixRlimitBuilder::default()
+                                .typ(rlimit.typ())
+                                .soft(soft)
+                                .hard(hard)
+                                .build()
+                                .unwrap_or(*rlimit);
+                        }
+                    }
+                    process.set_rlimits(Some(rlimits));
                 }
             }),
             Edit::Grant(cap) => {
@@ -326,8 +439,26 @@ impl fmt::Display for Edit {
                 f,
                 "the config sets no hostname (the container keeps a copy of the host's)"
             ),
-            Edit::NoMaskedPaths => write!(f, "maskedPaths removed from the config"),
-            Edit::NoReadonlyPaths => write!(f, "readonlyPaths removed from the config"),
+            Edit::DropMaskedPath(path) => write!(f, "{path} dropped from maskedPaths"),
+            Edit::NarrowReadonlyPath { from, to } => {
+                write!(f, "readonlyPaths narrowed: {from} replaced by {to}")
+            }
+            Edit::ExtraBind {
+                source,
+                destination,
+            } => write!(
+                f,
+                "a mount the scenario did not configure: the host's {source} bound read-only at {destination}"
+            ),
+            Edit::ExtraDevice { path, major, minor } => write!(
+                f,
+                "a device node the scenario did not configure: {path} (c {major}:{minor})"
+            ),
+            Edit::SysReadWrite => write!(f, "/sys and /sys/fs/cgroup mounted without `ro`"),
+            Edit::AllowAllDevices => write!(f, "an allow-all device rule (`a *:* rwm`)"),
+            Edit::Rlimit { name, soft, hard } => {
+                write!(f, "{name} set to {soft}/{hard} instead")
+            }
             Edit::Grant(cap) => write!(f, "the config also grants CAP_{cap}"),
             Edit::NoNewPrivileges(on) => write!(f, "`noNewPrivileges: {on}`"),
             Edit::RootReadonly(on) => write!(f, "`root.readonly: {on}`"),

@@ -35,6 +35,8 @@ pub struct SuiteRun {
     /// The conformance matrix: every runtime is a column, whether it is missing, fails its
     /// preflight or runs; the Markdown table is printed at the end.
     pub matrix: bool,
+    /// Third-party runtime bugs reported as ignored instead of failed (Palisade's own tests).
+    pub known_bugs: Vec<runner::KnownBug>,
 }
 
 impl SuiteRun {
@@ -55,6 +57,7 @@ impl SuiteRun {
             explicit: false,
             reports: Vec::new(),
             matrix: false,
+            known_bugs: Vec::new(),
         }
     }
 }
@@ -168,6 +171,7 @@ fn run_in(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun) -> ExitCode {
         suite.mode,
         &preflight_errors,
         &results,
+        &suite.known_bugs,
     );
     if !suite.filters.is_empty() {
         trials.retain(|trial| {

@@ -82,6 +82,32 @@ impl Results {
     }
 }
 
+/// A failure of a third-party runtime that Palisade's own test run (`cargo test`) accepts: the
+/// trial is reported as ignored with the bug, not hidden. `palisade run` never uses these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownBug {
+    /// The runtime's label (`runc`) and a prefix of its `--version` line (`runc version 1.1`).
+    pub runtime: &'static str,
+    pub version_prefix: &'static str,
+    /// The cgroup modes it shows in (empty: all).
+    pub cgroup_modes: &'static [crate::lab::host::CgroupMode],
+    /// The trial (`paths::sys_is_readonly`).
+    pub trial: &'static str,
+    /// What the runtime does wrong, where it is explained.
+    pub reason: &'static str,
+}
+
+impl KnownBug {
+    fn covers(&self, target: &Target, trial: &str, mode: crate::lab::host::CgroupMode) -> bool {
+        target.label == self.runtime
+            && target
+                .info()
+                .is_some_and(|i| i.version.starts_with(self.version_prefix))
+            && (self.cgroup_modes.is_empty() || self.cgroup_modes.contains(&mode))
+            && trial == self.trial
+    }
+}
+
 /// Runs one trivial container. Its error, with the runtime's own stderr, is the one error to show
 /// when a runtime cannot run containers here at all.
 pub fn preflight(run: &Arc<RunEnv>, runtime: &Arc<dyn Driver>) -> Result<(), String> {
@@ -109,6 +135,7 @@ pub fn trials(
     mode: Mode,
     preflight_errors: &BTreeMap<String, String>,
     results: &Results,
+    known_bugs: &[KnownBug],
 ) -> Vec<Trial> {
     let mut trials = Vec::new();
     for target in targets {
@@ -140,6 +167,16 @@ pub fn trials(
                 Mode::Both => &[false, true],
             };
             for &control in halves {
+                let known = (!control)
+                    .then(|| {
+                        known_bugs
+                            .iter()
+                            .find(|bug| {
+                                bug.covers(target, &scenario.full_name(), run.host.cgroup_mode)
+                            })
+                            .cloned()
+                    })
+                    .flatten();
                 trials.push(trial(
                     run,
                     target,
@@ -147,6 +184,7 @@ pub fn trials(
                     control,
                     blocked.clone(),
                     results.clone(),
+                    known,
                 ));
             }
         }
@@ -161,6 +199,7 @@ fn trial(
     control: bool,
     blocked: Option<String>,
     results: Results,
+    known: Option<KnownBug>,
 ) -> Trial {
     let name = if control {
         format!("selftest::{}", scenario.full_name())
@@ -183,7 +222,13 @@ fn trial(
                 // Ctx puts the runtime into every container id: the same scenario runs on each
                 // runtime at once, and must not share bundle directories or ids.
                 let outcome = execute(&run, &driver, scenario, &trial_name, control);
-                judge(outcome, control, scenario)
+                match (judge(outcome, control, scenario), known) {
+                    (Verdict::Fail(message), Some(bug)) => Verdict::Skip(format!(
+                        "known bug of {} ({}), not Palisade's: {message}",
+                        bug.runtime, bug.reason
+                    )),
+                    (verdict, _) => verdict,
+                }
             }
         };
         results.push(TrialResult {
