@@ -87,10 +87,7 @@ impl CgroupGate {
     pub fn new(rx: Receiver, plan: &Plan) -> Self {
         Self {
             rx,
-            new_cgroup_ns: plan
-                .namespaces
-                .iter()
-                .any(|n| n.flag == CloneFlags::CLONE_NEWCGROUP && n.path.is_none()),
+            new_cgroup_ns: plan.has_new_namespace(CloneFlags::CLONE_NEWCGROUP),
             done: false,
         }
     }
