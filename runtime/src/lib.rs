@@ -15,6 +15,7 @@ mod create;
 mod delete;
 mod kill;
 mod logging;
+mod mountinfo;
 mod run;
 mod spec;
 mod start;

@@ -373,47 +373,41 @@ pub fn remount_readonly(path: &Path) -> Result<(), InitError> {
 /// `/proc/self/mountinfo`, and whether it is shared; `/` if it cannot be read.
 pub fn parent_mount_of(path: &Path) -> (PathBuf, bool) {
     let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(" - ").next()?.split(' ').collect();
-            let point = PathBuf::from(unescape_mountinfo(fields.get(4)?));
-            let shared = fields.iter().skip(6).any(|f| f.starts_with("shared:"));
-            Some((point, shared))
-        })
-        .filter(|(point, _)| path.starts_with(point))
-        .max_by_key(|(point, _)| point.as_os_str().len())
-        .unwrap_or_else(|| (PathBuf::from("/"), false))
+    parent_mount_in(&path, &crate::mountinfo::own().unwrap_or_default())
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo` octal.
-fn unescape_mountinfo(field: &str) -> String {
-    let mut out = String::with_capacity(field.len());
-    let mut chars = field.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            let code: String = chars.by_ref().take(3).collect();
-            if let Ok(byte) = u8::from_str_radix(&code, 8) {
-                out.push(char::from(byte));
-                continue;
-            }
-            out.push(c);
-            out.push_str(&code);
-        } else {
-            out.push(c);
-        }
-    }
-    out
+fn parent_mount_in(path: &Path, mounts: &[procfs::process::MountInfo]) -> (PathBuf, bool) {
+    mounts
+        .iter()
+        .filter(|m| path.starts_with(&m.mount_point))
+        .max_by_key(|m| m.mount_point.as_os_str().len())
+        .map(|m| (m.mount_point.clone(), crate::mountinfo::is_shared(m)))
+        .unwrap_or_else(|| (PathBuf::from("/"), false))
 }
 
 #[cfg(test)]
 mod mountinfo_tests {
     use super::*;
+    use crate::mountinfo::parse;
 
     #[test]
-    fn unescapes_octal_spaces() {
-        assert_eq!(unescape_mountinfo("/tmp/a\\040b"), "/tmp/a b");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    fn the_longest_mount_point_above_the_path_holds_it() {
+        let mounts = [
+            parse("1 0 8:1 / / rw shared:1 - ext4 /dev/sda1 rw"),
+            parse("2 1 0:5 / /srv rw - tmpfs tmpfs rw"),
+            parse("3 2 0:6 / /srv/a\\040b rw shared:4 - tmpfs tmpfs rw"),
+            parse("4 1 0:7 / /srv2 rw shared:5 - tmpfs tmpfs rw"),
+        ];
+        let at = |p: &str| parent_mount_in(Path::new(p), &mounts);
+        assert_eq!(at("/srv/a b/rootfs"), (PathBuf::from("/srv/a b"), true));
+        assert_eq!(at("/srv/x/rootfs"), (PathBuf::from("/srv"), false));
+        // Whole components only: /srv2 is not below /srv.
+        assert_eq!(at("/srv2/rootfs"), (PathBuf::from("/srv2"), true));
+        assert_eq!(at("/home"), (PathBuf::from("/"), true));
+        assert_eq!(
+            parent_mount_in(Path::new("/x"), &[]),
+            (PathBuf::from("/"), false)
+        );
     }
 
     #[test]
