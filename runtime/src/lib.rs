@@ -21,6 +21,7 @@ mod spec;
 mod start;
 mod state;
 mod sys;
+mod syscall;
 
 /// Version of the OCI runtime spec this runtime implements.
 pub const OCI_SPEC_VERSION: &str = "1.0.2";
