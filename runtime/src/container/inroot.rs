@@ -139,46 +139,59 @@ impl RootDir {
         // symlink or `..` is resolved by the kernel, inside the root, every time.
         let mut pending = parts(path);
         let mut done = PathBuf::new();
-        let mut detours = 0;
+        let mut links = 0;
+        // The component just made: if it still cannot be found, give up rather than loop.
+        let mut made: Option<OsString> = None;
         while let Some(part) = pending.pop_front() {
             let last = pending.is_empty();
             let next = done.join(&part);
-            match openat2(root, &next, OFlags::empty()) {
+            let err = match openat2(root, &next, OFlags::empty()) {
                 Ok(fd) if last => return Ok(fd),
-                Ok(_) => done = next,
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    let parent = openat2(root, &done, OFlags::DIRECTORY)?;
-                    let made = match (last, create) {
-                        (true, Create::Nothing) => return Err(e),
-                        (true, Create::File) => create_file(parent.as_fd(), &part),
-                        (true, Create::With(make)) => make(parent.as_fd(), &part),
-                        (false, _) | (true, Create::Dir) => {
-                            rustix::fs::mkdirat(&parent, &*part, Mode::from_bits_truncate(0o755))
-                                .map_err(io::Error::from)
-                        }
-                    };
-                    detours += 1;
-                    if detours > MAX_LINKS {
+                Ok(_) => {
+                    done = next;
+                    made = None;
+                    continue;
+                }
+                Err(e)
+                    if e.raw_os_error() == Some(libc::ENOENT) && made.as_ref() != Some(&part) =>
+                {
+                    e
+                }
+                Err(e) => return Err(e),
+            };
+            let parent = openat2(root, &done, OFlags::DIRECTORY)?;
+            let result = match (last, create) {
+                (true, Create::Nothing) => return Err(err),
+                (true, Create::File) => create_file(parent.as_fd(), &part),
+                (true, Create::With(make)) => make(parent.as_fd(), &part),
+                (false, _) | (true, Create::Dir) => {
+                    rustix::fs::mkdirat(&parent, &*part, Mode::from_bits_truncate(0o755))
+                        .map_err(io::Error::from)
+                }
+            };
+            match result {
+                // Made: look it up again (from the root, like everything else).
+                Ok(()) => {
+                    made = Some(part.clone());
+                    pending.push_front(part);
+                }
+                // Something is there that does not resolve: a dangling symlink. Follow it,
+                // inside the root, and make what it points to.
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    let target =
+                        rustix::fs::readlinkat(&parent, &*part, Vec::new()).map_err(|_| e)?;
+                    links += 1;
+                    if links > MAX_LINKS {
                         return Err(io::Error::from_raw_os_error(libc::ELOOP));
                     }
-                    match made {
-                        // Made: look it up again (from the root, like everything else).
-                        Ok(()) => pending.push_front(part),
-                        // Something is there that does not resolve: a dangling symlink. Follow
-                        // it, inside the root, and make what it points to.
-                        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                            let target = rustix::fs::readlinkat(&parent, &*part, Vec::new())
-                                .map_err(|_| e)?;
-                            let target = PathBuf::from(OsString::from_vec(target.into_bytes()));
-                            if target.is_absolute() {
-                                done = PathBuf::new();
-                            }
-                            let mut next = parts(&target);
-                            next.extend(pending);
-                            pending = next;
-                        }
-                        Err(e) => return Err(e),
+                    let target = PathBuf::from(OsString::from_vec(target.into_bytes()));
+                    if target.is_absolute() {
+                        done = PathBuf::new();
                     }
+                    let mut next = parts(&target);
+                    next.extend(pending);
+                    pending = next;
+                    made = None;
                 }
                 Err(e) => return Err(e),
             }
@@ -500,6 +513,28 @@ mod tests {
             "{err} is not one of {errnos:?}"
         );
         f.assert_outside_untouched();
+    }
+
+    #[rstest]
+    fn many_missing_components_are_not_mistaken_for_a_loop(
+        #[values(Resolver::Kernel, Resolver::Userspace)] resolver: Resolver,
+    ) {
+        let f = Fixture::new(&[]);
+        let deep: String = (0..60).map(|i| format!("/d{i}")).collect();
+        let got = f.resolve(resolver, &deep, Create::Dir).expect("resolves");
+        assert_eq!(got, f.rootfs.join(deep.trim_start_matches('/')));
+    }
+
+    #[rstest]
+    fn a_maker_that_makes_nothing_fails_instead_of_looping(
+        #[values(Resolver::Kernel, Resolver::Userspace)] resolver: Resolver,
+    ) {
+        let f = Fixture::new(&[]);
+        let nothing = |_: BorrowedFd<'_>, _: &OsStr| Ok(());
+        let err = f
+            .resolve(resolver, "/dev/x", Create::With(&nothing))
+            .expect_err("nothing to open");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
     }
 
     #[test]
