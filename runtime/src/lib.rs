@@ -15,11 +15,13 @@ mod create;
 mod delete;
 mod kill;
 mod logging;
+mod mountinfo;
 mod run;
 mod spec;
 mod start;
 mod state;
 mod sys;
+mod syscall;
 
 /// Version of the OCI runtime spec this runtime implements.
 pub const OCI_SPEC_VERSION: &str = "1.0.2";

@@ -1,5 +1,8 @@
 //! config.json → validated [`Plan`]. Everything that can be checked without side effects is checked
 //! here, so that a bad bundle fails before the runtime touches the kernel.
+//!
+//! [`plan`] assembles the plan one section at a time; each section has its own function that
+//! returns its part of the plan or a [`SpecError`] naming the field, and its own tests.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::CString;
@@ -8,8 +11,17 @@ use std::path::{Component, Path, PathBuf};
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 use nix::sys::resource::Resource;
-use oci_spec::runtime::{LinuxCapabilities, LinuxDeviceType, Spec};
+use nix::sys::stat::SFlag;
+use oci_spec::runtime::{
+    Capabilities, Linux, LinuxCapabilities, LinuxDevice, LinuxDeviceType, Mount, Process, Spec,
+};
 use palisade_common::annotations;
+
+mod options;
+#[cfg(test)]
+mod tests;
+
+pub use options::parse_mount_options;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -49,18 +61,26 @@ pub enum SpecError {
     EmptyArgs,
     #[error("{0} is not supported by palisade-runtime")]
     Unsupported(String),
-    #[error("invalid config: {0}")]
-    Invalid(String),
+    /// A field whose value this runtime cannot apply; `field` is its path in config.json.
+    #[error("invalid config: {field}: {reason}")]
+    Invalid { field: String, reason: String },
 }
 
-#[derive(Debug, Clone)]
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
+    SpecError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespacePlan {
     pub flag: CloneFlags,
     /// Join this namespace instead of creating one.
     pub path: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountPlan {
     /// Absolute path inside the container.
     pub destination: PathBuf,
@@ -73,10 +93,10 @@ pub struct MountPlan {
     pub data: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DevicePlan {
     pub path: PathBuf,
-    pub kind: nix::sys::stat::SFlag,
+    pub kind: SFlag,
     pub major: u64,
     pub minor: u64,
     pub mode: u32,
@@ -84,7 +104,7 @@ pub struct DevicePlan {
     pub gid: u32,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CapsPlan {
     pub bounding: HashSet<caps::Capability>,
     pub effective: HashSet<caps::Capability>,
@@ -93,7 +113,7 @@ pub struct CapsPlan {
     pub ambient: HashSet<caps::Capability>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessPlan {
     pub args: Vec<CString>,
     pub env: Vec<CString>,
@@ -110,7 +130,7 @@ pub struct ProcessPlan {
 }
 
 /// Cgroup resources this runtime applies.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resources {
     pub cpu_shares: Option<u64>,
     pub cpu_quota: Option<i64>,
@@ -120,6 +140,24 @@ pub struct Resources {
     pub memory_limit: Option<i64>,
     pub memory_swap: Option<i64>,
     pub pids_limit: Option<i64>,
+}
+
+/// Mount propagation of the container's mount namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Propagation {
+    /// What `/` of the container becomes after the pivot (`linux.rootfsPropagation`).
+    pub rootfs: MsFlags,
+    /// What `/` of the new mount namespace becomes before anything is mounted: rslave unless the
+    /// config names a rootfsPropagation, as runc does (so `rshared` volumes can propagate back).
+    pub parent: MsFlags,
+}
+
+/// The test-only pivot modes (see [`annotations`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PivotMode {
+    pub no_pivot: bool,
+    /// Test-only, escapable: see [`annotations::CHROOT_ONLY`].
+    pub chroot_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -138,8 +176,7 @@ pub struct Plan {
     pub masked_paths: Vec<PathBuf>,
     pub readonly_paths: Vec<PathBuf>,
     pub rootfs_propagation: MsFlags,
-    /// What `/` of the new mount namespace becomes before anything is mounted: rslave unless the
-    /// config names a rootfsPropagation, as runc does (so `rshared` volumes can propagate back).
+    /// See [`Propagation::parent`].
     pub parent_propagation: MsFlags,
     pub sysctl: Vec<(String, String)>,
     pub process: ProcessPlan,
@@ -148,6 +185,13 @@ pub struct Plan {
     pub resources: Resources,
     pub annotations: BTreeMap<String, String>,
     pub oci_version: String,
+}
+
+impl Plan {
+    /// Whether the container gets a new namespace of this type (not one joined by path).
+    pub fn has_new_namespace(&self, flag: CloneFlags) -> bool {
+        has_new_namespace(&self.namespaces, flag)
+    }
 }
 
 fn has_new_namespace(namespaces: &[NamespacePlan], flag: CloneFlags) -> bool {
@@ -182,9 +226,15 @@ pub fn load(bundle: &Path, id: &str, no_pivot_flag: bool) -> Result<Plan, SpecEr
         path: path.clone(),
         source,
     })?;
+    let spec = parse(&text, &path)?;
+    plan(&spec, bundle, id, no_pivot_flag)
+}
+
+/// config.json's text → [`Spec`]; `path` is only named in errors.
+fn parse(text: &[u8], path: &Path) -> Result<Spec, SpecError> {
     let value: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|source| SpecError::InvalidJson {
-            path: path.clone(),
+        serde_json::from_slice(text).map_err(|source| SpecError::InvalidJson {
+            path: path.to_owned(),
             source,
         })?;
     // Checked on the raw JSON so the message names the offending type instead of a serde variant error.
@@ -199,40 +249,94 @@ pub fn load(bundle: &Path, id: &str, no_pivot_flag: bool) -> Result<Plan, SpecEr
             }
         }
     }
-    let spec: Spec = serde_json::from_value(value)
-        .map_err(|source| SpecError::InvalidConfig { path, source })?;
-    plan(spec, bundle, id, no_pivot_flag)
+    serde_json::from_value(value).map_err(|source| SpecError::InvalidConfig {
+        path: path.to_owned(),
+        source,
+    })
 }
 
-fn plan(spec: Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Plan, SpecError> {
+/// The whole plan, section by section, in the order the sections are validated.
+fn plan(spec: &Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Plan, SpecError> {
+    let (rootfs, readonly_root) = root(spec, &bundle)?;
+    let annotations = annotations(spec);
+    let mode = pivot_mode(&annotations, no_pivot_flag);
+    // A config without `linux` gets oci-spec's defaults (namespaces, masked and read-only paths).
+    let linux = spec.linux().clone().unwrap_or_default();
+    let namespaces = namespaces(&linux)?;
+    seccomp(&linux)?;
+    let process = process(spec.process().as_ref().ok_or(SpecError::MissingProcess)?)?;
+    let hostname = hostname(spec, &namespaces)?;
+    let mounts = mounts(spec, &bundle)?;
+    let devices = devices(&linux)?;
+    let propagation = propagation(&linux)?;
+    let cgroup_path = cgroup_path(&linux, id)?;
+    Ok(Plan {
+        id: id.to_owned(),
+        bundle,
+        rootfs,
+        readonly_root,
+        no_pivot: mode.no_pivot,
+        chroot_only: mode.chroot_only,
+        namespaces,
+        hostname,
+        mounts,
+        devices,
+        masked_paths: paths(linux.masked_paths()),
+        readonly_paths: paths(linux.readonly_paths()),
+        rootfs_propagation: propagation.rootfs,
+        parent_propagation: propagation.parent,
+        sysctl: sysctl(&linux),
+        process,
+        cgroup_path,
+        resources: resources(&linux),
+        annotations,
+        oci_version: spec.version().clone(),
+    })
+}
+
+/// `root`: the rootfs (relative to the bundle, resolved on the host) and whether it is read-only.
+fn root(spec: &Spec, bundle: &Path) -> Result<(PathBuf, bool), SpecError> {
     let root = spec.root().as_ref().ok_or(SpecError::MissingRoot)?;
     let rootfs = bundle.join(root.path());
-    let rootfs = match rootfs.canonicalize() {
-        Ok(p) if p.is_dir() => p,
-        _ => return Err(SpecError::MissingRootfs(rootfs)),
-    };
-    let annotations: BTreeMap<String, String> = spec
-        .annotations()
+    match rootfs.canonicalize() {
+        Ok(p) if p.is_dir() => Ok((p, root.readonly().unwrap_or(false))),
+        _ => Err(SpecError::MissingRootfs(rootfs)),
+    }
+}
+
+/// `annotations`, sorted.
+fn annotations(spec: &Spec) -> BTreeMap<String, String> {
+    spec.annotations()
         .clone()
         .unwrap_or_default()
         .into_iter()
-        .collect();
-    let annotated = |key: &str| annotations.get(key).map(String::as_str) == Some("true");
-    let no_pivot = no_pivot_flag || annotated(annotations::NO_PIVOT);
-    let chroot_only = annotated(annotations::CHROOT_ONLY);
+        .collect()
+}
 
-    let linux = spec.linux().clone().unwrap_or_default();
-    let mut namespaces = Vec::new();
-    for ns in linux.namespaces().clone().unwrap_or_default() {
+/// The test-only pivot modes, from `--no-pivot` and the annotations.
+fn pivot_mode(annotations: &BTreeMap<String, String>, no_pivot_flag: bool) -> PivotMode {
+    let annotated = |key: &str| annotations.get(key).map(String::as_str) == Some("true");
+    PivotMode {
+        no_pivot: no_pivot_flag || annotated(annotations::NO_PIVOT),
+        chroot_only: annotated(annotations::CHROOT_ONLY),
+    }
+}
+
+/// `linux.namespaces`: new or joined (by path), each type at most once, a mount namespace always.
+fn namespaces(linux: &Linux) -> Result<Vec<NamespacePlan>, SpecError> {
+    let mut namespaces: Vec<NamespacePlan> = Vec::new();
+    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
         let flag = CloneFlags::from_bits_retain(ns.typ() as i32);
         if flag == CloneFlags::CLONE_NEWUSER {
-            return Err(SpecError::Unsupported("the user namespace".into()));
-        }
-        if namespaces.iter().any(|n: &NamespacePlan| n.flag == flag) {
-            return Err(SpecError::Invalid(format!(
-                "namespace {} listed twice",
-                ns.typ()
+            return Err(SpecError::Unsupported(format!(
+                "linux.namespaces[{i}]: the user namespace"
             )));
+        }
+        if namespaces.iter().any(|n| n.flag == flag) {
+            return Err(invalid(
+                format!("linux.namespaces[{i}]"),
+                format!("namespace {} listed twice", ns.typ()),
+            ));
         }
         namespaces.push(NamespacePlan {
             flag,
@@ -241,14 +345,22 @@ fn plan(spec: Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Pl
     }
     // All mount work must happen in a mount namespace of the container's, never on the host's.
     if !namespaces.iter().any(|n| n.flag == CloneFlags::CLONE_NEWNS) {
-        return Err(SpecError::Invalid("a mount namespace is required".into()));
+        return Err(invalid("linux.namespaces", "a mount namespace is required"));
     }
-    if linux.seccomp().is_some() {
-        // Failing closed: silently running without the requested filter would overstate isolation.
-        return Err(SpecError::Unsupported("linux.seccomp".into()));
-    }
+    Ok(namespaces)
+}
 
-    let process = spec.process().as_ref().ok_or(SpecError::MissingProcess)?;
+/// `linux.seccomp`: refused. Failing closed: silently running without the requested filter would
+/// overstate isolation.
+fn seccomp(linux: &Linux) -> Result<(), SpecError> {
+    match linux.seccomp() {
+        Some(_) => Err(SpecError::Unsupported("linux.seccomp".into())),
+        None => Ok(()),
+    }
+}
+
+/// `process`: what the init execs, as whom, with which capabilities and limits.
+fn process(process: &Process) -> Result<ProcessPlan, SpecError> {
     if process.terminal() == Some(true) {
         return Err(SpecError::Unsupported("process.terminal".into()));
     }
@@ -256,35 +368,23 @@ fn plan(spec: Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Pl
     if args.is_empty() {
         return Err(SpecError::EmptyArgs);
     }
-    let cstrings = |v: Vec<String>, what: &str| -> Result<Vec<CString>, SpecError> {
-        v.into_iter()
-            .map(|s| CString::new(s).map_err(|_| SpecError::Invalid(format!("NUL byte in {what}"))))
-            .collect()
-    };
     let env = process.env().clone().unwrap_or_default();
     let path_env = env
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or(DEFAULT_PATH)
         .to_owned();
-    let user = process.user();
     let caps = match process.capabilities() {
-        Some(c) => caps_plan(c)?,
+        Some(c) => capabilities(c)?,
         None => CapsPlan::default(),
     };
-    let mut rlimits = Vec::new();
-    for rl in process.rlimits().clone().unwrap_or_default() {
-        rlimits.push((
-            rlimit_resource(&rl.typ().to_string())?,
-            rl.soft(),
-            rl.hard(),
-        ));
-    }
+    let rlimits = rlimits(process)?;
     let cwd = process.cwd().clone();
     if !cwd.is_absolute() {
-        return Err(SpecError::Invalid("process.cwd must be absolute".into()));
+        return Err(invalid("process.cwd", "must be absolute"));
     }
-    let process_plan = ProcessPlan {
+    let user = process.user();
+    Ok(ProcessPlan {
         args: cstrings(args, "process.args")?,
         env: cstrings(env, "process.env")?,
         path_env,
@@ -296,191 +396,62 @@ fn plan(spec: Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Pl
         rlimits,
         no_new_privileges: process.no_new_privileges().unwrap_or(false),
         oom_score_adj: process.oom_score_adj(),
-    };
+    })
+}
 
-    let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
-    if hostname.is_some() && !has_new_namespace(&namespaces, CloneFlags::CLONE_NEWUTS) {
-        return Err(SpecError::Invalid(
-            "hostname requires a new uts namespace".into(),
-        ));
-    }
+fn cstrings(v: Vec<String>, field: &str) -> Result<Vec<CString>, SpecError> {
+    v.into_iter()
+        .map(|s| CString::new(s).map_err(|_| invalid(field, "contains a NUL byte")))
+        .collect()
+}
 
-    let mut mounts = Vec::new();
-    for m in spec.mounts().clone().unwrap_or_default() {
-        let destination = m.destination().clone();
-        if !destination.is_absolute() || destination.components().any(|c| c == Component::ParentDir)
-        {
-            return Err(SpecError::Invalid(format!(
-                "mount destination {} must be absolute without ..",
-                destination.display()
-            )));
-        }
-        let (flags, propagation, data, bind) =
-            parse_mount_options(&m.options().clone().unwrap_or_default());
-        let fstype = m
-            .typ()
-            .clone()
-            .unwrap_or_else(|| if bind { "bind".into() } else { "none".into() });
-        let bind = bind || fstype == "bind";
-        let source = m.source().clone().map(|s| {
-            // Relative bind sources are relative to the bundle, as in runc.
-            if bind && s.is_relative() {
-                bundle.join(s)
-            } else {
-                s
-            }
-        });
-        if bind && source.as_ref().is_none_or(|s| !s.exists()) {
-            return Err(SpecError::Invalid(format!(
-                "bind mount source {} of {} does not exist",
-                source.unwrap_or_default().display(),
-                destination.display()
-            )));
-        }
-        mounts.push(MountPlan {
-            destination,
-            fstype,
-            source,
-            bind,
-            flags,
-            propagation,
-            data,
-        });
-    }
-
-    let mut devices = Vec::new();
-    for d in linux.devices().clone().unwrap_or_default() {
-        let kind = match d.typ() {
-            LinuxDeviceType::C | LinuxDeviceType::U => nix::sys::stat::SFlag::S_IFCHR,
-            LinuxDeviceType::B => nix::sys::stat::SFlag::S_IFBLK,
-            LinuxDeviceType::P => nix::sys::stat::SFlag::S_IFIFO,
-            LinuxDeviceType::A => {
-                return Err(SpecError::Invalid(
-                    "device type 'a' cannot be created".into(),
-                ));
-            }
+/// `process.capabilities`: the five sets, as the kernel names them.
+fn capabilities(c: &LinuxCapabilities) -> Result<CapsPlan, SpecError> {
+    let set =
+        |set: &Option<Capabilities>, field: &str| -> Result<HashSet<caps::Capability>, SpecError> {
+            set.iter()
+                .flatten()
+                .map(|cap| {
+                    palisade_common::capabilities::to_kernel(*cap).ok_or_else(|| {
+                        invalid(
+                            format!("process.capabilities.{field}"),
+                            format!("unknown capability CAP_{cap}"),
+                        )
+                    })
+                })
+                .collect()
         };
-        devices.push(DevicePlan {
-            path: d.path().clone(),
-            kind,
-            major: u64::try_from(d.major()).unwrap_or(0),
-            minor: u64::try_from(d.minor()).unwrap_or(0),
-            mode: d.file_mode().unwrap_or(0o666),
-            uid: d.uid().unwrap_or(0),
-            gid: d.gid().unwrap_or(0),
-        });
-    }
-
-    let parent_propagation = match linux.rootfs_propagation().as_deref() {
-        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        Some(_) => MsFlags::empty(),
-    };
-    let rootfs_propagation = match linux.rootfs_propagation().as_deref() {
-        None | Some("") | Some("private") | Some("rprivate") => {
-            MsFlags::MS_PRIVATE | MsFlags::MS_REC
-        }
-        Some("shared") | Some("rshared") => MsFlags::MS_SHARED | MsFlags::MS_REC,
-        Some("slave") | Some("rslave") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        Some("unbindable") | Some("runbindable") => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
-        Some(other) => {
-            return Err(SpecError::Invalid(format!(
-                "unknown rootfsPropagation {other:?}"
-            )));
-        }
-    };
-
-    let cgroup_path = match linux.cgroups_path() {
-        // Relative paths are taken relative to the hierarchy root.
-        Some(p) if !p.as_os_str().is_empty() => Path::new("/").join(p),
-        _ => PathBuf::from(format!("/palisade-runtime/{id}")),
-    };
-    if cgroup_path.components().any(|c| c == Component::ParentDir) {
-        return Err(SpecError::Invalid("cgroupsPath must not contain ..".into()));
-    }
-    let mut resources = Resources::default();
-    if let Some(r) = linux.resources() {
-        if let Some(cpu) = r.cpu() {
-            resources.cpu_shares = cpu.shares();
-            resources.cpu_quota = cpu.quota();
-            resources.cpu_period = cpu.period();
-            resources.cpuset_cpus = cpu.cpus().clone().filter(|s| !s.is_empty());
-            resources.cpuset_mems = cpu.mems().clone().filter(|s| !s.is_empty());
-        }
-        if let Some(mem) = r.memory() {
-            resources.memory_limit = mem.limit();
-            resources.memory_swap = mem.swap();
-        }
-        if let Some(pids) = r.pids() {
-            resources.pids_limit = Some(pids.limit());
-        }
-    }
-
-    Ok(Plan {
-        id: id.to_owned(),
-        bundle,
-        rootfs,
-        readonly_root: root.readonly().unwrap_or(false),
-        no_pivot,
-        chroot_only,
-        namespaces,
-        hostname,
-        mounts,
-        devices,
-        masked_paths: linux
-            .masked_paths()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(PathBuf::from)
-            .collect(),
-        readonly_paths: linux
-            .readonly_paths()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(PathBuf::from)
-            .collect(),
-        rootfs_propagation,
-        parent_propagation: if parent_propagation.is_empty() {
-            rootfs_propagation
-        } else {
-            parent_propagation
-        },
-        sysctl: linux
-            .sysctl()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
-        process: process_plan,
-        cgroup_path,
-        resources,
-        annotations,
-        oci_version: spec.version().clone(),
-    })
-}
-
-fn caps_plan(c: &LinuxCapabilities) -> Result<CapsPlan, SpecError> {
-    let conv = |set: &Option<oci_spec::runtime::Capabilities>| -> Result<HashSet<caps::Capability>, SpecError> {
-        set.iter()
-            .flatten()
-            .map(|cap| {
-                palisade_common::capabilities::to_kernel(*cap)
-                    .ok_or_else(|| SpecError::Invalid(format!("unknown capability CAP_{cap}")))
-            })
-            .collect()
-    };
     Ok(CapsPlan {
-        bounding: conv(c.bounding())?,
-        effective: conv(c.effective())?,
-        permitted: conv(c.permitted())?,
-        inheritable: conv(c.inheritable())?,
-        ambient: conv(c.ambient())?,
+        bounding: set(c.bounding(), "bounding")?,
+        effective: set(c.effective(), "effective")?,
+        permitted: set(c.permitted(), "permitted")?,
+        inheritable: set(c.inheritable(), "inheritable")?,
+        ambient: set(c.ambient(), "ambient")?,
     })
 }
 
-fn rlimit_resource(name: &str) -> Result<Resource, SpecError> {
-    Ok(match name {
+/// `process.rlimits`: (resource, soft, hard), in config order.
+fn rlimits(process: &Process) -> Result<Vec<(Resource, u64, u64)>, SpecError> {
+    process
+        .rlimits()
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, rl)| {
+            let name = rl.typ().to_string();
+            let resource = rlimit_resource(&name).ok_or_else(|| {
+                invalid(
+                    format!("process.rlimits[{i}].type"),
+                    format!("unknown rlimit {name}"),
+                )
+            })?;
+            Ok((resource, rl.soft(), rl.hard()))
+        })
+        .collect()
+}
+
+fn rlimit_resource(name: &str) -> Option<Resource> {
+    Some(match name {
         "RLIMIT_AS" => Resource::RLIMIT_AS,
         "RLIMIT_CORE" => Resource::RLIMIT_CORE,
         "RLIMIT_CPU" => Resource::RLIMIT_CPU,
@@ -497,75 +468,179 @@ fn rlimit_resource(name: &str) -> Result<Resource, SpecError> {
         "RLIMIT_RTTIME" => Resource::RLIMIT_RTTIME,
         "RLIMIT_SIGPENDING" => Resource::RLIMIT_SIGPENDING,
         "RLIMIT_STACK" => Resource::RLIMIT_STACK,
-        other => return Err(SpecError::Invalid(format!("unknown rlimit {other}"))),
+        _ => return None,
     })
 }
 
-/// Splits mount options into flags, propagation changes, filesystem data and whether it is a bind.
-fn parse_mount_options(options: &[String]) -> (MsFlags, Vec<MsFlags>, String, bool) {
-    let mut flags = MsFlags::empty();
-    let mut propagation = Vec::new();
-    let mut data: Vec<&str> = Vec::new();
-    let mut bind = false;
-    for opt in options {
-        let (set, flag) = match opt.as_str() {
-            "ro" => (true, MsFlags::MS_RDONLY),
-            "rw" => (false, MsFlags::MS_RDONLY),
-            "nosuid" => (true, MsFlags::MS_NOSUID),
-            "suid" => (false, MsFlags::MS_NOSUID),
-            "nodev" => (true, MsFlags::MS_NODEV),
-            "dev" => (false, MsFlags::MS_NODEV),
-            "noexec" => (true, MsFlags::MS_NOEXEC),
-            "exec" => (false, MsFlags::MS_NOEXEC),
-            "sync" => (true, MsFlags::MS_SYNCHRONOUS),
-            "async" => (false, MsFlags::MS_SYNCHRONOUS),
-            "dirsync" => (true, MsFlags::MS_DIRSYNC),
-            "remount" => (true, MsFlags::MS_REMOUNT),
-            "mand" => (true, MsFlags::MS_MANDLOCK),
-            "nomand" => (false, MsFlags::MS_MANDLOCK),
-            "noatime" => (true, MsFlags::MS_NOATIME),
-            "atime" => (false, MsFlags::MS_NOATIME),
-            "nodiratime" => (true, MsFlags::MS_NODIRATIME),
-            "diratime" => (false, MsFlags::MS_NODIRATIME),
-            "relatime" => (true, MsFlags::MS_RELATIME),
-            "norelatime" => (false, MsFlags::MS_RELATIME),
-            "strictatime" => (true, MsFlags::MS_STRICTATIME),
-            "nostrictatime" => (false, MsFlags::MS_STRICTATIME),
-            "bind" => {
-                bind = true;
-                continue;
-            }
-            "rbind" => {
-                bind = true;
-                flags |= MsFlags::MS_REC;
-                continue;
-            }
-            p @ ("private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave"
-            | "unbindable" | "runbindable") => {
-                let base = match p.trim_start_matches('r') {
-                    "private" => MsFlags::MS_PRIVATE,
-                    "shared" => MsFlags::MS_SHARED,
-                    "slave" => MsFlags::MS_SLAVE,
-                    _ => MsFlags::MS_UNBINDABLE,
-                };
-                let rec = if p.starts_with('r') && p != "rw" {
-                    MsFlags::MS_REC
-                } else {
-                    MsFlags::empty()
-                };
-                propagation.push(base | rec);
-                continue;
-            }
-            other => {
-                data.push(other);
-                continue;
-            }
-        };
-        if set {
-            flags |= flag;
-        } else {
-            flags.remove(flag);
-        }
+/// `hostname`: only in a new uts namespace (setting it would otherwise rename the host).
+fn hostname(spec: &Spec, namespaces: &[NamespacePlan]) -> Result<Option<String>, SpecError> {
+    let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
+    if hostname.is_some() && !has_new_namespace(namespaces, CloneFlags::CLONE_NEWUTS) {
+        return Err(invalid("hostname", "requires a new uts namespace"));
     }
-    (flags, propagation, data.join(","), bind)
+    Ok(hostname)
+}
+
+/// `mounts`, in config order.
+fn mounts(spec: &Spec, bundle: &Path) -> Result<Vec<MountPlan>, SpecError> {
+    spec.mounts()
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, m)| mount(m, bundle, &format!("mounts[{i}]")))
+        .collect()
+}
+
+/// One entry of `mounts`; `field` names it in errors.
+fn mount(m: &Mount, bundle: &Path, field: &str) -> Result<MountPlan, SpecError> {
+    let destination = m.destination().clone();
+    if !destination.is_absolute() || destination.components().any(|c| c == Component::ParentDir) {
+        return Err(invalid(
+            format!("{field}.destination"),
+            format!("{} must be absolute without ..", destination.display()),
+        ));
+    }
+    let options = parse_mount_options(m.options().as_deref().unwrap_or_default());
+    let fstype = m.typ().clone().unwrap_or_else(|| {
+        if options.bind {
+            "bind".into()
+        } else {
+            "none".into()
+        }
+    });
+    let bind = options.bind || fstype == "bind";
+    let source = m.source().clone().map(|s| {
+        // Relative bind sources are relative to the bundle, as in runc.
+        if bind && s.is_relative() {
+            bundle.join(s)
+        } else {
+            s
+        }
+    });
+    if bind && source.as_ref().is_none_or(|s| !s.exists()) {
+        return Err(invalid(
+            format!("{field}.source"),
+            format!(
+                "bind mount source {} of {} does not exist",
+                source.unwrap_or_default().display(),
+                destination.display()
+            ),
+        ));
+    }
+    Ok(MountPlan {
+        destination,
+        fstype,
+        source,
+        bind,
+        flags: options.flags,
+        propagation: options.propagation,
+        data: options.data,
+    })
+}
+
+/// `linux.devices`: nodes to create (type `a` is a cgroup rule, not a node).
+fn devices(linux: &Linux) -> Result<Vec<DevicePlan>, SpecError> {
+    linux
+        .devices()
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, d)| device(d, &format!("linux.devices[{i}]")))
+        .collect()
+}
+
+fn device(d: &LinuxDevice, field: &str) -> Result<DevicePlan, SpecError> {
+    let kind = match d.typ() {
+        LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+        LinuxDeviceType::B => SFlag::S_IFBLK,
+        LinuxDeviceType::P => SFlag::S_IFIFO,
+        LinuxDeviceType::A => {
+            return Err(invalid(
+                format!("{field}.type"),
+                "device type 'a' cannot be created",
+            ));
+        }
+    };
+    Ok(DevicePlan {
+        path: d.path().clone(),
+        kind,
+        major: u64::try_from(d.major()).unwrap_or(0),
+        minor: u64::try_from(d.minor()).unwrap_or(0),
+        mode: d.file_mode().unwrap_or(0o666),
+        uid: d.uid().unwrap_or(0),
+        gid: d.gid().unwrap_or(0),
+    })
+}
+
+/// `linux.rootfsPropagation` (recursive, whatever the spelling; private by default).
+fn propagation(linux: &Linux) -> Result<Propagation, SpecError> {
+    let named = linux.rootfs_propagation().as_deref().unwrap_or("");
+    let rootfs = match named {
+        "" | "private" | "rprivate" => MsFlags::MS_PRIVATE,
+        "shared" | "rshared" => MsFlags::MS_SHARED,
+        "slave" | "rslave" => MsFlags::MS_SLAVE,
+        "unbindable" | "runbindable" => MsFlags::MS_UNBINDABLE,
+        other => {
+            return Err(invalid(
+                "linux.rootfsPropagation",
+                format!("unknown value {other:?}"),
+            ));
+        }
+    } | MsFlags::MS_REC;
+    let parent = if named.is_empty() {
+        MsFlags::MS_SLAVE | MsFlags::MS_REC
+    } else {
+        rootfs
+    };
+    Ok(Propagation { rootfs, parent })
+}
+
+/// `linux.cgroupsPath`, relative to each hierarchy's root; `/palisade-runtime/<id>` by default.
+fn cgroup_path(linux: &Linux, id: &str) -> Result<PathBuf, SpecError> {
+    let path = match linux.cgroups_path() {
+        Some(p) if !p.as_os_str().is_empty() => Path::new("/").join(p),
+        _ => PathBuf::from(format!("/palisade-runtime/{id}")),
+    };
+    if path.components().any(|c| c == Component::ParentDir) {
+        return Err(invalid("linux.cgroupsPath", "must not contain .."));
+    }
+    Ok(path)
+}
+
+/// `linux.resources`: the limits this runtime applies.
+fn resources(linux: &Linux) -> Resources {
+    let mut resources = Resources::default();
+    let Some(r) = linux.resources() else {
+        return resources;
+    };
+    if let Some(cpu) = r.cpu() {
+        resources.cpu_shares = cpu.shares();
+        resources.cpu_quota = cpu.quota();
+        resources.cpu_period = cpu.period();
+        resources.cpuset_cpus = cpu.cpus().clone().filter(|s| !s.is_empty());
+        resources.cpuset_mems = cpu.mems().clone().filter(|s| !s.is_empty());
+    }
+    if let Some(mem) = r.memory() {
+        resources.memory_limit = mem.limit();
+        resources.memory_swap = mem.swap();
+    }
+    if let Some(pids) = r.pids() {
+        resources.pids_limit = Some(pids.limit());
+    }
+    resources
+}
+
+/// `linux.maskedPaths` / `linux.readonlyPaths`.
+fn paths(paths: &Option<Vec<String>>) -> Vec<PathBuf> {
+    paths.iter().flatten().map(PathBuf::from).collect()
+}
+
+/// `linux.sysctl`.
+fn sysctl(linux: &Linux) -> Vec<(String, String)> {
+    linux
+        .sysctl()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
 }

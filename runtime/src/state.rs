@@ -128,15 +128,10 @@ impl ContainerState {
     }
 }
 
-/// Reads (state, starttime) from /proc/<pid>/stat.
+/// (state, starttime) of a process, from /proc/<pid>/stat.
 pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // comm may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
+    let stat = procfs::process::Process::new(pid).ok()?.stat().ok()?;
+    Some((stat.state, stat.starttime))
 }
 
 /// Alive = exists, is the same process (start time) and is not a zombie.
@@ -161,4 +156,19 @@ pub fn state(root: &Path, id: &str) -> Result<String, StateError> {
         id: id.to_owned(),
         source: e,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_with_its_own_start_time() {
+        let pid = std::process::id() as i32;
+        let (state, start) = proc_stat(pid).expect("our own stat");
+        assert!(matches!(state, 'R' | 'S'), "state {state}");
+        assert!(pid_alive(pid, start));
+        assert!(!pid_alive(pid, start + 1));
+        assert!(!pid_alive(0, start));
+    }
 }

@@ -2,19 +2,46 @@
 //!
 //! The binary is built by the palisade-suites package: `cargo build -p palisade-suites --bin
 //! palisade-runtime` (or point PALISADE_RUNTIME_BIN at one). Tests that need root, or
-//! /bin/busybox for the rootfs, print why and return when those are missing.
+//! /bin/busybox for the rootfs, are reported as ignored, with the reason, when those are missing.
+//! Config validation that needs neither is unit-tested in the runtime (`spec::tests`).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command as StdCommand, Stdio};
+use std::process::{Command as StdCommand, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use assert_cmd::Command;
 use assert_cmd::assert::OutputAssertExt;
+use palisade_common::testkit::{self, Test, TestResult, require, require_root};
 use predicates::str::contains;
 use serde_json::{Value, json};
 use tempfile::TempDir;
+
+fn main() -> ExitCode {
+    testkit::main(&[
+        Test::new("version", version),
+        Test::new(
+            "unsupported_runc_flags_are_refused",
+            unsupported_runc_flags_are_refused,
+        ),
+        Test::new(
+            "missing_executable_fails_create_and_cleans_up",
+            missing_executable_fails_create_and_cleans_up,
+        ),
+        Test::new("id_in_use_is_rejected", id_in_use_is_rejected),
+        Test::new(
+            "start_on_stopped_container_is_rejected",
+            start_on_stopped_container_is_rejected,
+        ),
+        Test::new("lifecycle_with_stdout_pipe", lifecycle_with_stdout_pipe),
+        Test::new("kill_and_force_delete", kill_and_force_delete),
+        Test::new(
+            "run_exits_with_container_exit_code",
+            run_exits_with_container_exit_code,
+        ),
+    ])
+}
 
 fn runtime_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("PALISADE_RUNTIME_BIN") {
@@ -36,21 +63,13 @@ fn runtime_bin() -> PathBuf {
     bin
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Skips (returns false) unless the test can create containers here.
-fn can_run_containers(test: &str) -> bool {
-    if !is_root() {
-        eprintln!("skipping {test}: needs root");
-        return false;
-    }
-    if !Path::new("/bin/busybox").exists() {
-        eprintln!("skipping {test}: /bin/busybox (static) is needed for the test rootfs");
-        return false;
-    }
-    true
+/// Skips unless the test can create containers here.
+fn can_run_containers() -> TestResult {
+    require_root()?;
+    require(
+        Path::new("/bin/busybox").exists(),
+        "/bin/busybox (static) is needed for the test rootfs",
+    )
 }
 
 /// A unique name per test invocation (several tests run in parallel).
@@ -216,18 +235,17 @@ impl Fixture {
     }
 }
 
-#[test]
-fn version() {
+fn version() -> TestResult {
     Command::new(runtime_bin())
         .arg("--version")
         .assert()
         .success()
         .stdout(contains("palisade-runtime version"))
         .stdout(contains("spec: 1.0.2"));
+    Ok(())
 }
 
-#[test]
-fn unsupported_runc_flags_are_refused() {
+fn unsupported_runc_flags_are_refused() -> TestResult {
     let root = tempfile::tempdir().expect("tempdir");
     Command::new(runtime_bin())
         .arg("--root")
@@ -245,75 +263,22 @@ fn unsupported_runc_flags_are_refused() {
         .assert()
         .failure()
         .stderr(contains("--console-socket is not supported"));
+    Ok(())
 }
 
-#[test]
-fn invalid_json_is_rejected() {
-    if !can_run_containers("invalid_json_is_rejected") {
-        return;
-    }
-    let f = Fixture::new(&["true"]);
-    std::fs::write(f.bundle.join("config.json"), "{not json").expect("write");
-    let id = unique("badjson");
-    f.create(&id)
-        .failure()
-        .stderr(contains("palisade-runtime: error: invalid JSON in"));
-    f.assert_nothing_left(&id);
-}
-
-#[test]
-fn missing_rootfs_is_rejected() {
-    if !can_run_containers("missing_rootfs_is_rejected") {
-        return;
-    }
-    let f = Fixture::new(&["true"]);
-    let mut config = f.config(&["true"]);
-    config["root"]["path"] = json!("no-such-rootfs");
-    f.write_config(&config);
-    let id = unique("norootfs");
-    f.create(&id)
-        .failure()
-        .stderr(contains("does not exist or is not a directory"));
-    f.assert_nothing_left(&id);
-}
-
-#[test]
-fn unknown_namespace_is_rejected() {
-    if !can_run_containers("unknown_namespace_is_rejected") {
-        return;
-    }
-    let f = Fixture::new(&["true"]);
-    let mut config = f.config(&["true"]);
-    config["linux"]["namespaces"]
-        .as_array_mut()
-        .expect("namespaces")
-        .push(json!({"type": "bogus"}));
-    f.write_config(&config);
-    let id = unique("badns");
-    f.create(&id)
-        .failure()
-        .stderr(contains("unknown namespace type \"bogus\""));
-    f.assert_nothing_left(&id);
-}
-
-#[test]
-fn missing_executable_fails_create_and_cleans_up() {
-    if !can_run_containers("missing_executable_fails_create_and_cleans_up") {
-        return;
-    }
+fn missing_executable_fails_create_and_cleans_up() -> TestResult {
+    can_run_containers()?;
     let f = Fixture::new(&["no-such-binary"]);
     let id = unique("noexe");
     f.create(&id)
         .failure()
         .stderr(contains("\"no-such-binary\": executable file not found"));
     f.assert_nothing_left(&id);
+    Ok(())
 }
 
-#[test]
-fn id_in_use_is_rejected() {
-    if !can_run_containers("id_in_use_is_rejected") {
-        return;
-    }
+fn id_in_use_is_rejected() -> TestResult {
+    can_run_containers()?;
     let f = Fixture::new(&["sleep", "100"]);
     let id = unique("dup");
     f.create(&id).success();
@@ -324,13 +289,11 @@ fn id_in_use_is_rejected() {
     assert_eq!(f.status(&id), "created");
     f.cmd().args(["delete", &id]).assert().success();
     f.assert_nothing_left(&id);
+    Ok(())
 }
 
-#[test]
-fn start_on_stopped_container_is_rejected() {
-    if !can_run_containers("start_on_stopped_container_is_rejected") {
-        return;
-    }
+fn start_on_stopped_container_is_rejected() -> TestResult {
+    can_run_containers()?;
     let f = Fixture::new(&["true"]);
     let id = unique("stopped");
     f.create(&id).success();
@@ -343,13 +306,11 @@ fn start_on_stopped_container_is_rejected() {
         .stderr(contains("it is stopped"));
     f.cmd().args(["delete", &id]).assert().success();
     f.assert_nothing_left(&id);
+    Ok(())
 }
 
-#[test]
-fn lifecycle_with_stdout_pipe() {
-    if !can_run_containers("lifecycle_with_stdout_pipe") {
-        return;
-    }
+fn lifecycle_with_stdout_pipe() -> TestResult {
+    can_run_containers()?;
     let f = Fixture::new(&["sh", "-c", "echo pid=$$ host=$(hostname); sleep 1"]);
     let id = unique("life");
     let pid_file = f.root.with_file_name("pid");
@@ -395,13 +356,11 @@ fn lifecycle_with_stdout_pipe() {
         .stderr(contains("is not running"));
     f.cmd().args(["delete", &id]).assert().success();
     f.assert_nothing_left(&id);
+    Ok(())
 }
 
-#[test]
-fn kill_and_force_delete() {
-    if !can_run_containers("kill_and_force_delete") {
-        return;
-    }
+fn kill_and_force_delete() -> TestResult {
+    can_run_containers()?;
     let f = Fixture::new(&["sleep", "100"]);
     let id = unique("kill");
     f.create(&id).success();
@@ -422,13 +381,11 @@ fn kill_and_force_delete() {
     f.wait_stopped(&id);
     f.cmd().args(["delete", &id]).assert().success();
     f.assert_nothing_left(&id);
+    Ok(())
 }
 
-#[test]
-fn run_exits_with_container_exit_code() {
-    if !can_run_containers("run_exits_with_container_exit_code") {
-        return;
-    }
+fn run_exits_with_container_exit_code() -> TestResult {
+    can_run_containers()?;
     let f = Fixture::new(&["sh", "-c", "echo out; exit 7"]);
     let id = unique("run");
     f.cmd()
@@ -439,4 +396,5 @@ fn run_exits_with_container_exit_code() {
         .code(7)
         .stdout("out\n");
     f.assert_nothing_left(&id);
+    Ok(())
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, statfs};
+use procfs::process::MountInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::spec::Resources;
@@ -94,36 +95,43 @@ pub fn detect() -> Result<Layout, CgroupError> {
     if st.filesystem_type() == CGROUP2_SUPER_MAGIC {
         return Ok(Layout::V2);
     }
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| CgroupError::Detect(format!("read mountinfo: {e}")))?;
+    let mounts =
+        crate::mountinfo::own().map_err(|e| CgroupError::Detect(format!("read mountinfo: {e}")))?;
+    v1_layout(&mounts)
+}
+
+/// The v1 hierarchies (and the unified mount) under /sys/fs/cgroup.
+fn v1_layout(mounts: &[MountInfo]) -> Result<Layout, CgroupError> {
     let mut hierarchies: Vec<Hierarchy> = Vec::new();
     let mut unified = None;
-    for line in mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mountpoint = pre.split(' ').nth(4).unwrap_or("");
-        let mut post = post.split(' ');
-        let fstype = post.next().unwrap_or("");
-        let superopts = post.nth(1).unwrap_or("");
-        if !mountpoint.starts_with(CGROUP_ROOT) {
+    for m in mounts {
+        if !m.mount_point.starts_with(CGROUP_ROOT) {
             continue;
         }
-        match fstype {
-            "cgroup2" => unified = Some(PathBuf::from(mountpoint)),
+        match m.fs_type.as_str() {
+            "cgroup2" => unified = Some(m.mount_point.clone()),
             "cgroup" => {
-                let options: Vec<String> = superopts
-                    .split(',')
-                    .filter(|o| {
-                        !matches!(*o, "rw" | "ro" | "clone_children" | "noprefix" | "xattr")
-                            && !o.starts_with("release_agent=")
+                let mut options: Vec<String> = m
+                    .super_options
+                    .iter()
+                    .filter(|(k, _)| {
+                        !matches!(
+                            k.as_str(),
+                            "rw" | "ro" | "clone_children" | "noprefix" | "xattr" | "release_agent"
+                        )
                     })
-                    .map(str::to_owned)
+                    .map(|(k, v)| match v {
+                        Some(v) => format!("{k}={v}"),
+                        None => k.clone(),
+                    })
                     .collect();
+                // procfs hands the options over as a map: sorted, they compare and print the same
+                // every time.
+                options.sort();
                 // The same hierarchy can be mounted twice; one placement is enough.
                 if !hierarchies.iter().any(|h| h.options == options) {
                     hierarchies.push(Hierarchy {
-                        mountpoint: PathBuf::from(mountpoint),
+                        mountpoint: m.mount_point.clone(),
                         options,
                     });
                 }
@@ -240,5 +248,70 @@ fn rmdir_retry(path: &Path) -> Result<(), CgroupError> {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mountinfo::parse;
+
+    #[test]
+    fn v1_hierarchies_and_the_unified_mount() {
+        let mounts = [
+            parse("25 1 0:22 / /sys/fs/cgroup ro,nosuid shared:9 - tmpfs tmpfs ro,mode=755"),
+            parse(
+                "26 25 0:23 / /sys/fs/cgroup/unified rw shared:10 - cgroup2 cgroup2 rw,nsdelegate",
+            ),
+            parse(
+                "27 25 0:24 / /sys/fs/cgroup/systemd rw shared:11 - cgroup cgroup rw,xattr,name=systemd",
+            ),
+            parse(
+                "30 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw shared:14 - cgroup cgroup rw,cpuacct,cpu",
+            ),
+            parse(
+                "31 25 0:28 / /sys/fs/cgroup/cpuset rw shared:15 - cgroup cgroup rw,cpuset,clone_children",
+            ),
+            // The same hierarchy again, elsewhere below the root: placed once.
+            parse("40 25 0:27 / /sys/fs/cgroup/cpu\\040again rw - cgroup cgroup rw,cpu,cpuacct"),
+            // Not below /sys/fs/cgroup.
+            parse("41 1 0:29 / /mnt/cg rw - cgroup cgroup rw,memory"),
+        ];
+        let Layout::V1 {
+            hierarchies,
+            unified,
+        } = v1_layout(&mounts).expect("a v1 layout")
+        else {
+            panic!("expected v1");
+        };
+        assert_eq!(unified, Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        let found: Vec<(String, Vec<String>)> = hierarchies
+            .iter()
+            .map(|h| (h.mountpoint.display().to_string(), h.options.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "/sys/fs/cgroup/systemd".to_owned(),
+                    vec!["name=systemd".to_owned()]
+                ),
+                (
+                    "/sys/fs/cgroup/cpu,cpuacct".to_owned(),
+                    vec!["cpu".to_owned(), "cpuacct".to_owned()]
+                ),
+                (
+                    "/sys/fs/cgroup/cpuset".to_owned(),
+                    vec!["cpuset".to_owned()]
+                ),
+            ]
+        );
+        assert!(hierarchies[1].has("cpuacct"));
+    }
+
+    #[test]
+    fn no_hierarchy_is_an_error() {
+        let mounts = [parse("22 1 0:21 / /sys rw,nosuid - sysfs sysfs rw")];
+        assert!(matches!(v1_layout(&mounts), Err(CgroupError::Detect(_))));
     }
 }

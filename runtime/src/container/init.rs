@@ -14,17 +14,21 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use std::os::fd::AsFd;
+
 use caps::CapSet;
 use nix::errno::Errno;
-use nix::mount::{MntFlags, MsFlags, umount2};
-use nix::sched::{CloneFlags, setns, unshare};
-use nix::unistd::{ForkResult, Gid, Uid};
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+use nix::unistd::ForkResult;
 use rustix::event::{PollFd, PollFlags, poll};
 
+use super::inroot::RootDir;
 use super::{Message, Receiver, Sender, rootfs};
 use crate::cgroups::{CgroupError, Layout};
 use crate::spec::Plan;
 use crate::sys;
+use crate::syscall::{LinuxSyscall, Syscall};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -87,15 +91,12 @@ impl CgroupGate {
     pub fn new(rx: Receiver, plan: &Plan) -> Self {
         Self {
             rx,
-            new_cgroup_ns: plan
-                .namespaces
-                .iter()
-                .any(|n| n.flag == CloneFlags::CLONE_NEWCGROUP && n.path.is_none()),
+            new_cgroup_ns: plan.has_new_namespace(CloneFlags::CLONE_NEWCGROUP),
             done: false,
         }
     }
 
-    pub fn wait(&mut self) -> Result<(), InitError> {
+    pub fn wait(&mut self, sys: &dyn Syscall) -> Result<(), InitError> {
         if self.done {
             return Ok(());
         }
@@ -104,7 +105,8 @@ impl CgroupGate {
             _ => return Err(InitError::CgroupNotJoined),
         }
         if self.new_cgroup_ns {
-            unshare(CloneFlags::CLONE_NEWCGROUP).map_err(sys_err("unshare cgroup namespace"))?;
+            sys.unshare(CloneFlags::CLONE_NEWCGROUP)
+                .map_err(sys_err("unshare cgroup namespace"))?;
         }
         self.done = true;
         Ok(())
@@ -137,8 +139,9 @@ fn intermediate_steps(
     tx: &mut Sender,
     mut gate: CgroupGate,
 ) -> Result<(), InitError> {
-    set_oom_score_adj(ctx.plan)?;
-    join_namespaces(ctx.plan)?;
+    let sys = LinuxSyscall;
+    set_oom_score_adj(&sys, ctx.plan)?;
+    join_namespaces(&sys, ctx.plan)?;
     // A new pid (and time) namespace only applies to children: fork so the init is pid 1.
     match sys::fork().map_err(sys_err("fork container init"))? {
         ForkResult::Parent { child } => tx
@@ -147,7 +150,7 @@ fn intermediate_steps(
             })
             .map_err(InitError::Channel),
         ForkResult::Child => {
-            let err = match init_steps(ctx, tx, &mut gate) {
+            let err = match init_steps(&sys, ctx, tx, &mut gate) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -157,26 +160,13 @@ fn intermediate_steps(
 }
 
 fn init_steps(
+    sys: &dyn Syscall,
     ctx: &InitContext<'_>,
     tx: &mut Sender,
     gate: &mut CgroupGate,
 ) -> Result<Infallible, InitError> {
     let plan = ctx.plan;
-    set_hostname(plan)?;
-    prepare_rootfs(plan, ctx.layout, gate)?;
-    pivot_into_rootfs(plan)?;
-    finish_rootfs(plan)?;
-    // Before privileges are dropped: unsharing the cgroup namespace needs CAP_SYS_ADMIN.
-    gate.wait()?;
-    apply_sysctl(plan)?;
-    apply_rlimits(plan)?;
-    switch_user(plan)?;
-    apply_capabilities(plan)?;
-    if plan.process.no_new_privileges {
-        nix::sys::prctl::set_no_new_privs().map_err(sys_err("set no_new_privs"))?;
-    }
-    nix::unistd::chdir(&plan.process.cwd)
-        .map_err(sys_err(format!("chdir {}", plan.process.cwd.display())))?;
+    setup(sys, plan, ctx.layout, gate)?;
     let exe = find_executable(plan)?;
     // Descriptors leaked into `create` by its caller must not reach the container process.
     sys::cloexec_from(3).map_err(sys_err("close_range"))?;
@@ -191,18 +181,74 @@ fn init_steps(
     })
 }
 
-fn set_oom_score_adj(plan: &Plan) -> Result<(), InitError> {
+/// What one step of the init sees.
+pub struct Setup<'a> {
+    pub sys: &'a dyn Syscall,
+    pub plan: &'a Plan,
+    pub layout: &'a Layout,
+    pub gate: &'a mut CgroupGate,
+}
+
+type Step = fn(&mut Setup<'_>) -> Result<(), InitError>;
+
+/// The init's steps, in order, up to the lookup of the executable. A new lifecycle point (id
+/// maps written by the parent, a hook, seccomp right before exec) is one more entry here.
+const INIT_STEPS: &[(&str, Step)] = &[
+    ("hostname", |s| set_hostname(s.sys, s.plan)),
+    ("mounts below the rootfs", |s| {
+        prepare_rootfs(s.sys, s.plan, s.layout, s.gate)
+    }),
+    ("pivot", |s| pivot_into_rootfs(s.sys, s.plan)),
+    ("masked and read-only paths", |s| {
+        finish_rootfs(s.sys, s.plan)
+    }),
+    // Before privileges are dropped: unsharing the cgroup namespace needs CAP_SYS_ADMIN.
+    ("cgroup namespace", |s| s.gate.wait(s.sys)),
+    ("sysctl", |s| apply_sysctl(s.sys, s.plan)),
+    ("rlimits", |s| apply_rlimits(s.sys, s.plan)),
+    ("user", |s| switch_user(s.sys, s.plan)),
+    ("capabilities", |s| apply_capabilities(s.sys, s.plan)),
+    ("no_new_privs", |s| set_no_new_privs(s.sys, s.plan)),
+    ("cwd", |s| {
+        let cwd = &s.plan.process.cwd;
+        s.sys
+            .chdir(cwd)
+            .map_err(sys_err(format!("chdir {}", cwd.display())))
+    }),
+];
+
+/// Runs [`INIT_STEPS`].
+pub fn setup(
+    sys: &dyn Syscall,
+    plan: &Plan,
+    layout: &Layout,
+    gate: &mut CgroupGate,
+) -> Result<(), InitError> {
+    let mut s = Setup {
+        sys,
+        plan,
+        layout,
+        gate,
+    };
+    for (_, step) in INIT_STEPS {
+        step(&mut s)?;
+    }
+    Ok(())
+}
+
+fn set_oom_score_adj(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
     let Some(adj) = plan.process.oom_score_adj else {
         return Ok(());
     };
-    std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|source| InitError::Io {
-        what: "write oom_score_adj".into(),
-        source,
-    })
+    sys.write_file(Path::new("/proc/self/oom_score_adj"), &adj.to_string())
+        .map_err(|source| InitError::Io {
+            what: "write oom_score_adj".into(),
+            source,
+        })
 }
 
 /// setns(2) into the namespaces given by path, unshare(2) the new ones.
-pub fn join_namespaces(plan: &Plan) -> Result<(), InitError> {
+pub fn join_namespaces(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
     // Open every path before joining anything: a joined mount namespace changes path lookup.
     let mut joins = Vec::new();
     for ns in &plan.namespaces {
@@ -215,7 +261,8 @@ pub fn join_namespaces(plan: &Plan) -> Result<(), InitError> {
         }
     }
     for (f, flag, path) in joins {
-        setns(&f, flag).map_err(sys_err(format!("setns {}", path.display())))?;
+        sys.setns(f.as_fd(), flag)
+            .map_err(sys_err(format!("setns {}", path.display())))?;
     }
     // A new cgroup namespace is unshared later, by the init, once it is in its cgroup.
     let new = plan
@@ -223,28 +270,30 @@ pub fn join_namespaces(plan: &Plan) -> Result<(), InitError> {
         .iter()
         .filter(|n| n.path.is_none() && n.flag != CloneFlags::CLONE_NEWCGROUP)
         .fold(CloneFlags::empty(), |acc, n| acc | n.flag);
-    unshare(new).map_err(sys_err(format!("unshare {new:?}")))
+    sys.unshare(new)
+        .map_err(sys_err(format!("unshare {new:?}")))
 }
 
-fn set_hostname(plan: &Plan) -> Result<(), InitError> {
+fn set_hostname(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
     match &plan.hostname {
-        Some(h) => nix::unistd::sethostname(h).map_err(sys_err("sethostname")),
+        Some(h) => sys.sethostname(h).map_err(sys_err("sethostname")),
         None => Ok(()),
     }
 }
 
 /// Mounts everything below the rootfs, still seen from the host's path names.
 pub fn prepare_rootfs(
+    sys: &dyn Syscall,
     plan: &Plan,
     layout: &Layout,
     gate: &mut CgroupGate,
 ) -> Result<(), InitError> {
-    let none: Option<&str> = None;
     let mnt = |src: Option<&Path>, dst: &Path, flags: MsFlags| {
-        nix::mount::mount(src, dst, none, flags, none).map_err(|source| InitError::Mount {
-            what: format!("mount {} ({flags:?})", dst.display()),
-            source,
-        })
+        sys.mount(src, dst, None, flags, None)
+            .map_err(|source| InitError::Mount {
+                what: format!("mount {} ({flags:?})", dst.display()),
+                source,
+            })
     };
     // By default nothing done in this namespace propagates back to the host (rslave); a config
     // that names rootfsPropagation gets it here already, as with runc, so `rshared` volumes work.
@@ -252,7 +301,7 @@ pub fn prepare_rootfs(
     // pivot_root refuses a new root whose parent mount is shared; making just that parent
     // private also keeps the rootfs bind below from propagating anywhere. A slave parent stays
     // one, so `rslave` still lets the host's later mounts in.
-    let (parent, shared) = rootfs::parent_mount_of(&plan.rootfs);
+    let (parent, shared) = rootfs::parent_mount_of(sys, &plan.rootfs);
     if shared {
         mnt(None, &parent, MsFlags::MS_PRIVATE)?;
     }
@@ -262,36 +311,37 @@ pub fn prepare_rootfs(
         &plan.rootfs,
         MsFlags::MS_BIND | MsFlags::MS_REC,
     )?;
+    // Opened after the bind, so that lookups from it land in the new mount.
+    let root = RootDir::open(&plan.rootfs).map_err(|source| InitError::Io {
+        what: format!("open rootfs {}", plan.rootfs.display()),
+        source,
+    })?;
     for m in &plan.mounts {
         if m.fstype == "cgroup" || m.fstype == "cgroup2" {
             // A cgroup mount shows the cgroup namespace's root, which must exist by now.
-            gate.wait()?;
+            gate.wait(sys)?;
         }
-        rootfs::mount_entry(&plan.rootfs, m, layout)?;
+        rootfs::mount_entry(sys, &root, m, layout)?;
     }
-    rootfs::create_devices(&plan.rootfs, plan)
+    rootfs::create_devices(sys, &root, plan)
 }
 
 /// pivot_root(2) into the rootfs and detach the old root; or, in the test-only modes, MS_MOVE +
 /// chroot(2) like `runc --no-pivot`, or a bare, deliberately escapable chroot(2).
-pub fn pivot_into_rootfs(plan: &Plan) -> Result<(), InitError> {
+pub fn pivot_into_rootfs(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
     let root = &plan.rootfs;
-    nix::unistd::chdir(root).map_err(sys_err(format!("chdir {}", root.display())))?;
+    let dot = Path::new(".");
+    sys.chdir(root)
+        .map_err(sys_err(format!("chdir {}", root.display())))?;
     if plan.chroot_only {
-        nix::unistd::chroot(".").map_err(sys_err("chroot"))?;
+        sys.chroot(dot).map_err(sys_err("chroot"))?;
     } else if plan.no_pivot {
-        nix::mount::mount(
-            Some(root.as_path()),
-            "/",
-            None::<&str>,
-            MsFlags::MS_MOVE,
-            None::<&str>,
-        )
-        .map_err(|source| InitError::Mount {
-            what: "move rootfs to /".into(),
-            source,
-        })?;
-        nix::unistd::chroot(".").map_err(sys_err("chroot"))?;
+        sys.mount(Some(root), Path::new("/"), None, MsFlags::MS_MOVE, None)
+            .map_err(|source| InitError::Mount {
+                what: "move rootfs to /".into(),
+                source,
+            })?;
+        sys.chroot(dot).map_err(sys_err("chroot"))?;
     } else {
         // pivot_root(".", ".") stacks the old root on top of the new one; unmounting "." then
         // removes it without needing a directory for it inside the rootfs.
@@ -303,116 +353,124 @@ pub fn pivot_into_rootfs(plan: &Plan) -> Result<(), InitError> {
             nix::sys::stat::Mode::empty(),
         )
         .map_err(sys_err("open the old root"))?;
-        nix::unistd::pivot_root(".", ".").map_err(sys_err("pivot_root"))?;
+        sys.pivot_root(dot, dot).map_err(sys_err("pivot_root"))?;
         // The old root may be shared with the host (rootfsPropagation: shared): make it a slave
         // first, or detaching it would propagate the unmount to the host's own mounts. From
         // inside the old root, so "." names it and not the new root below it.
-        nix::unistd::fchdir(&old_root).map_err(sys_err("fchdir to the old root"))?;
-        nix::mount::mount(
-            None::<&str>,
-            ".",
-            None::<&str>,
-            MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(|source| InitError::Mount {
-            what: "make the old root a slave".into(),
-            source,
-        })?;
-        umount2(".", MntFlags::MNT_DETACH).map_err(|source| InitError::Mount {
-            what: "detach old root".into(),
-            source,
-        })?;
+        sys.fchdir(old_root.as_fd())
+            .map_err(sys_err("fchdir to the old root"))?;
+        sys.mount(None, dot, None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)
+            .map_err(|source| InitError::Mount {
+                what: "make the old root a slave".into(),
+                source,
+            })?;
+        sys.umount2(dot, MntFlags::MNT_DETACH)
+            .map_err(|source| InitError::Mount {
+                what: "detach old root".into(),
+                source,
+            })?;
     }
-    nix::unistd::chdir("/").map_err(sys_err("chdir /"))?;
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        plan.rootfs_propagation,
-        None::<&str>,
-    )
-    .map_err(|source| InitError::Mount {
-        what: "set rootfs propagation".into(),
-        source,
-    })
+    sys.chdir(Path::new("/")).map_err(sys_err("chdir /"))?;
+    sys.mount(None, Path::new("/"), None, plan.rootfs_propagation, None)
+        .map_err(|source| InitError::Mount {
+            what: "set rootfs propagation".into(),
+            source,
+        })
 }
 
 /// Masked and read-only paths, then the read-only root: all after pivot, on container paths.
-fn finish_rootfs(plan: &Plan) -> Result<(), InitError> {
+fn finish_rootfs(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
     for p in &plan.masked_paths {
-        rootfs::mask_path(p)?;
+        rootfs::mask_path(sys, p)?;
     }
     for p in &plan.readonly_paths {
-        rootfs::readonly_path(p)?;
+        rootfs::readonly_path(sys, p)?;
     }
     if plan.readonly_root {
-        rootfs::remount_readonly(Path::new("/"))?;
+        rootfs::remount_readonly(sys, Path::new("/"))?;
     }
     Ok(())
 }
 
-fn apply_sysctl(plan: &Plan) -> Result<(), InitError> {
+fn apply_sysctl(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
     for (key, value) in &plan.sysctl {
         let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
-        std::fs::write(&path, value).map_err(|source| InitError::Io {
-            what: format!("sysctl {key}"),
-            source,
-        })?;
+        sys.write_file(&path, value)
+            .map_err(|source| InitError::Io {
+                what: format!("sysctl {key}"),
+                source,
+            })?;
     }
     Ok(())
 }
 
-fn apply_rlimits(plan: &Plan) -> Result<(), InitError> {
+fn apply_rlimits(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
     for (res, soft, hard) in &plan.process.rlimits {
-        nix::sys::resource::setrlimit(*res, *soft, *hard)
+        sys.setrlimit(*res, *soft, *hard)
             .map_err(sys_err(format!("setrlimit {res:?}")))?;
     }
     Ok(())
 }
 
 /// Bounding set, then uid/gid/groups (keeping permitted capabilities across setuid).
-pub fn switch_user(plan: &Plan) -> Result<(), InitError> {
+pub fn switch_user(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
     let p = &plan.process;
     // The bounding set first: dropping from it needs CAP_SETPCAP, which may be gone later.
-    let bounding = caps::read(None, CapSet::Bounding).map_err(caps_err("read bounding set"))?;
-    for cap in bounding.difference(&p.caps.bounding) {
-        caps::drop(None, CapSet::Bounding, *cap)
+    let bounding = sys
+        .read_caps(CapSet::Bounding)
+        .map_err(caps_err("read bounding set"))?;
+    // Sorted, so the order of the drops does not depend on a hash.
+    let mut dropped: Vec<_> = bounding.difference(&p.caps.bounding).copied().collect();
+    dropped.sort_by_key(|c| c.index());
+    for cap in dropped {
+        sys.drop_cap(CapSet::Bounding, cap)
             .map_err(caps_err(format!("drop {cap} from bounding set")))?;
     }
-    nix::sys::prctl::set_keepcaps(true).map_err(sys_err("set keepcaps"))?;
-    let groups: Vec<Gid> = p
-        .additional_gids
-        .iter()
-        .map(|g| Gid::from_raw(*g))
-        .collect();
-    nix::unistd::setgroups(&groups).map_err(sys_err("setgroups"))?;
-    let gid = Gid::from_raw(p.gid);
-    nix::unistd::setresgid(gid, gid, gid).map_err(sys_err(format!("setgid {}", p.gid)))?;
-    let uid = Uid::from_raw(p.uid);
-    nix::unistd::setresuid(uid, uid, uid).map_err(sys_err(format!("setuid {}", p.uid)))?;
-    nix::sys::prctl::set_keepcaps(false).map_err(sys_err("clear keepcaps"))
+    sys.set_keepcaps(true).map_err(sys_err("set keepcaps"))?;
+    sys.setgroups(&p.additional_gids)
+        .map_err(sys_err("setgroups"))?;
+    sys.setresgid(p.gid)
+        .map_err(sys_err(format!("setgid {}", p.gid)))?;
+    sys.setresuid(p.uid)
+        .map_err(sys_err(format!("setuid {}", p.uid)))?;
+    sys.set_keepcaps(false).map_err(sys_err("clear keepcaps"))
 }
 
 /// The four remaining capability sets, in an order the kernel accepts: inheritable while
 /// permitted is still full, effective before permitted shrinks, ambient last.
-pub fn apply_capabilities(plan: &Plan) -> Result<(), InitError> {
+pub fn apply_capabilities(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
     let c = &plan.process.caps;
-    caps::set(None, CapSet::Inheritable, &c.inheritable)
+    sys.set_caps(CapSet::Inheritable, &c.inheritable)
         .map_err(caps_err("set inheritable capabilities"))?;
-    caps::set(None, CapSet::Effective, &c.effective)
+    sys.set_caps(CapSet::Effective, &c.effective)
         .map_err(caps_err("set effective capabilities"))?;
-    caps::set(None, CapSet::Permitted, &c.permitted)
+    sys.set_caps(CapSet::Permitted, &c.permitted)
         .map_err(caps_err("set permitted capabilities"))?;
-    caps::clear(None, CapSet::Ambient).map_err(caps_err("clear ambient capabilities"))?;
+    sys.clear_caps(CapSet::Ambient)
+        .map_err(caps_err("clear ambient capabilities"))?;
     // The kernel only lets a capability into the ambient set if it is both permitted and
     // inheritable; runc skips the others silently (its default spec lists ambient capabilities
     // without inheritable ones), and so does this runtime for compatibility.
-    for cap in c.ambient.intersection(&c.inheritable) {
-        if c.permitted.contains(cap) {
-            caps::raise(None, CapSet::Ambient, *cap)
-                .map_err(caps_err(format!("raise ambient {cap}")))?;
-        }
+    let mut ambient: Vec<_> = c
+        .ambient
+        .intersection(&c.inheritable)
+        .filter(|cap| c.permitted.contains(cap))
+        .copied()
+        .collect();
+    ambient.sort_by_key(|c| c.index());
+    for cap in ambient {
+        sys.raise_cap(CapSet::Ambient, cap)
+            .map_err(caps_err(format!("raise ambient {cap}")))?;
+    }
+    Ok(())
+}
+
+/// After the capabilities: no_new_privs does not stop this process from dropping them, but it
+/// is the last thing that changes what the exec may gain.
+fn set_no_new_privs(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
+    if plan.process.no_new_privileges {
+        sys.set_no_new_privs()
+            .map_err(sys_err("set no_new_privs"))?;
     }
     Ok(())
 }

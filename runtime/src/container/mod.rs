@@ -7,7 +7,10 @@ use std::os::fd::OwnedFd;
 use serde::{Deserialize, Serialize};
 
 pub mod init;
+mod inroot;
 mod rootfs;
+#[cfg(test)]
+mod tests;
 
 /// Messages from the intermediate process and the container init to `create`, one JSON object
 /// per line on a close-on-exec pipe.

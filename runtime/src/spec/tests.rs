@@ -1,0 +1,549 @@
+//! spec → plan, one section at a time: good input gives the expected part of the plan, bad input
+//! an error that names the field.
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use nix::sys::resource::Resource;
+use nix::sys::stat::SFlag;
+use oci_spec::runtime::{Linux, Process, Spec};
+use rstest::rstest;
+use serde_json::{Value, json};
+
+use super::*;
+
+fn linux(value: Value) -> Linux {
+    serde_json::from_value(value).expect("a valid linux section")
+}
+
+fn spec(value: Value) -> Spec {
+    let mut value = value;
+    value["ociVersion"] = json!("1.0.2");
+    serde_json::from_value(value).expect("a valid config")
+}
+
+/// A process section: `sh` in `/` as root, with `extra` merged in.
+fn process_of(extra: Value) -> Process {
+    let mut value = json!({"user": {"uid": 0, "gid": 0}, "args": ["sh"], "cwd": "/"});
+    for (k, v) in extra.as_object().expect("an object") {
+        value[k] = v.clone();
+    }
+    serde_json::from_value(value).expect("a valid process section")
+}
+
+fn message<T: std::fmt::Debug>(result: Result<T, SpecError>) -> String {
+    result.expect_err("the input is invalid").to_string()
+}
+
+fn ns(flag: CloneFlags) -> NamespacePlan {
+    NamespacePlan { flag, path: None }
+}
+
+/// A bundle with a `rootfs` directory and the given config.json.
+fn bundle(config: &Value) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("rootfs")).expect("mkdir rootfs");
+    std::fs::write(dir.path().join("config.json"), config.to_string()).expect("write config");
+    dir
+}
+
+/// The smallest config this runtime accepts.
+fn minimal() -> Value {
+    json!({
+        "ociVersion": "1.0.2",
+        "root": {"path": "rootfs"},
+        "process": {"user": {"uid": 0, "gid": 0}, "args": ["true"], "cwd": "/"},
+        "linux": {"namespaces": [{"type": "mount"}]}
+    })
+}
+
+// --- linux.namespaces -------------------------------------------------------------------------
+
+#[rstest]
+#[case::mount_only(json!([{"type": "mount"}]), vec![ns(CloneFlags::CLONE_NEWNS)])]
+#[case::in_config_order(
+    json!([{"type": "pid"}, {"type": "network"}, {"type": "mount"}, {"type": "cgroup"}]),
+    vec![ns(CloneFlags::CLONE_NEWPID), ns(CloneFlags::CLONE_NEWNET), ns(CloneFlags::CLONE_NEWNS), ns(CloneFlags::CLONE_NEWCGROUP)]
+)]
+#[case::joined_by_path(
+    json!([{"type": "mount"}, {"type": "network", "path": "/run/netns/x"}]),
+    vec![ns(CloneFlags::CLONE_NEWNS), NamespacePlan { flag: CloneFlags::CLONE_NEWNET, path: Some("/run/netns/x".into()) }]
+)]
+#[case::time_and_ipc_and_uts(
+    json!([{"type": "mount"}, {"type": "time"}, {"type": "ipc"}, {"type": "uts"}]),
+    vec![ns(CloneFlags::CLONE_NEWNS), ns(CloneFlags::from_bits_retain(0x80)), ns(CloneFlags::CLONE_NEWIPC), ns(CloneFlags::CLONE_NEWUTS)]
+)]
+fn namespaces_plan(#[case] namespaces: Value, #[case] expected: Vec<NamespacePlan>) {
+    let plan = super::namespaces(&linux(json!({"namespaces": namespaces}))).expect("valid");
+    assert_eq!(plan, expected);
+}
+
+#[rstest]
+#[case::none(json!([]), "invalid config: linux.namespaces: a mount namespace is required")]
+#[case::no_mount(json!([{"type": "pid"}]), "invalid config: linux.namespaces: a mount namespace is required")]
+#[case::twice(json!([{"type": "mount"}, {"type": "pid"}, {"type": "pid"}]), "invalid config: linux.namespaces[2]: namespace pid listed twice")]
+#[case::user(json!([{"type": "mount"}, {"type": "user"}]), "linux.namespaces[1]: the user namespace is not supported by palisade-runtime")]
+fn namespaces_refused(#[case] namespaces: Value, #[case] error: &str) {
+    let result = super::namespaces(&linux(json!({"namespaces": namespaces})));
+    assert_eq!(message(result), error);
+}
+
+#[test]
+fn without_a_linux_section_the_default_namespaces_apply() {
+    let plan = super::namespaces(&Linux::default()).expect("valid");
+    assert!(plan.contains(&ns(CloneFlags::CLONE_NEWNS)));
+}
+
+#[test]
+fn seccomp_is_refused() {
+    let l = linux(json!({"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}));
+    assert_eq!(
+        message(seccomp(&l)),
+        "linux.seccomp is not supported by palisade-runtime"
+    );
+    assert!(seccomp(&Linux::default()).is_ok());
+}
+
+// --- process ----------------------------------------------------------------------------------
+
+#[test]
+fn process_minimal() {
+    let plan = process(&process_of(json!({}))).expect("valid");
+    assert_eq!(
+        plan,
+        ProcessPlan {
+            args: vec![c"sh".into()],
+            env: vec![],
+            path_env: DEFAULT_PATH.into(),
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+            caps: CapsPlan::default(),
+            rlimits: vec![],
+            no_new_privileges: false,
+            oom_score_adj: None,
+        }
+    );
+}
+
+#[test]
+fn process_everything() {
+    let plan = process(&process_of(json!({
+        "args": ["/bin/app", "--flag"],
+        "env": ["TERM=xterm", "PATH=/bin:/opt/bin"],
+        "cwd": "/work",
+        "user": {"uid": 1000, "gid": 100, "additionalGids": [5, 6]},
+        "capabilities": {
+            "bounding": ["CAP_KILL", "CAP_CHOWN"], "effective": ["CAP_KILL"],
+            "permitted": ["CAP_KILL"], "inheritable": [], "ambient": ["CAP_KILL"]
+        },
+        "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 4096},
+                    {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}],
+        "noNewPrivileges": true,
+        "oomScoreAdj": 500
+    })))
+    .expect("valid");
+    use caps::Capability::{CAP_CHOWN, CAP_KILL};
+    assert_eq!(
+        plan,
+        ProcessPlan {
+            args: vec![c"/bin/app".into(), c"--flag".into()],
+            env: vec![c"TERM=xterm".into(), c"PATH=/bin:/opt/bin".into()],
+            path_env: "/bin:/opt/bin".into(),
+            cwd: "/work".into(),
+            uid: 1000,
+            gid: 100,
+            additional_gids: vec![5, 6],
+            caps: CapsPlan {
+                bounding: [CAP_KILL, CAP_CHOWN].into(),
+                effective: [CAP_KILL].into(),
+                permitted: [CAP_KILL].into(),
+                inheritable: [].into(),
+                ambient: [CAP_KILL].into(),
+            },
+            rlimits: vec![
+                (Resource::RLIMIT_NOFILE, 1024, 4096),
+                (Resource::RLIMIT_CORE, 0, 0)
+            ],
+            no_new_privileges: true,
+            oom_score_adj: Some(500),
+        }
+    );
+}
+
+#[rstest]
+#[case::terminal(json!({"terminal": true}), "process.terminal is not supported by palisade-runtime")]
+#[case::no_args(json!({"args": []}), "process.args must not be empty")]
+#[case::relative_cwd(json!({"cwd": "work"}), "invalid config: process.cwd: must be absolute")]
+#[case::nul_in_args(json!({"args": ["a\u{0}b"]}), "invalid config: process.args: contains a NUL byte")]
+#[case::nul_in_env(json!({"env": ["A=\u{0}"]}), "invalid config: process.env: contains a NUL byte")]
+fn process_refused(#[case] extra: Value, #[case] error: &str) {
+    assert_eq!(message(process(&process_of(extra))), error);
+}
+
+#[test]
+fn every_rlimit_type_of_the_spec_maps_to_a_resource() {
+    for name in [
+        "AS",
+        "CORE",
+        "CPU",
+        "DATA",
+        "FSIZE",
+        "LOCKS",
+        "MEMLOCK",
+        "MSGQUEUE",
+        "NICE",
+        "NOFILE",
+        "NPROC",
+        "RSS",
+        "RTPRIO",
+        "RTTIME",
+        "SIGPENDING",
+        "STACK",
+    ] {
+        let name = format!("RLIMIT_{name}");
+        let p = process_of(json!({"rlimits": [{"type": name, "soft": 1, "hard": 2}]}));
+        let plan = process(&p).expect("valid");
+        assert_eq!(plan.rlimits.len(), 1, "{name}");
+        assert_eq!(format!("{:?}", plan.rlimits[0].0), name);
+    }
+    assert!(rlimit_resource("RLIMIT_BOGUS").is_none());
+}
+
+// --- hostname ---------------------------------------------------------------------------------
+
+#[rstest]
+#[case::set_in_new_uts(json!("box"), vec![ns(CloneFlags::CLONE_NEWUTS)], Some("box"))]
+#[case::none_without_uts(Value::Null, vec![], None)]
+#[case::empty_is_none(json!(""), vec![], None)]
+fn hostname_plan(
+    #[case] hostname: Value,
+    #[case] namespaces: Vec<NamespacePlan>,
+    #[case] expected: Option<&str>,
+) {
+    let s = spec(json!({"hostname": hostname}));
+    assert_eq!(
+        super::hostname(&s, &namespaces).expect("valid").as_deref(),
+        expected
+    );
+}
+
+#[rstest]
+#[case::no_uts(vec![ns(CloneFlags::CLONE_NEWNS)])]
+#[case::joined_uts(vec![NamespacePlan { flag: CloneFlags::CLONE_NEWUTS, path: Some("/proc/1/ns/uts".into()) }])]
+fn hostname_refused(#[case] namespaces: Vec<NamespacePlan>) {
+    let s = spec(json!({"hostname": "box"}));
+    assert_eq!(
+        message(super::hostname(&s, &namespaces)),
+        "invalid config: hostname: requires a new uts namespace"
+    );
+}
+
+// --- mounts -----------------------------------------------------------------------------------
+
+fn mount_plan(
+    destination: &str,
+    fstype: &str,
+    source: Option<&Path>,
+    bind: bool,
+    flags: MsFlags,
+    data: &str,
+) -> MountPlan {
+    MountPlan {
+        destination: destination.into(),
+        fstype: fstype.into(),
+        source: source.map(Path::to_path_buf),
+        bind,
+        flags,
+        propagation: vec![],
+        data: data.into(),
+    }
+}
+
+#[test]
+fn mounts_in_config_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = dir.path();
+    std::fs::create_dir(b.join("vol")).expect("mkdir");
+    let s = spec(json!({"mounts": [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+        // A relative bind source is relative to the bundle; `rbind` implies type bind.
+        {"destination": "/data", "source": "vol", "options": ["rbind", "ro", "rshared"]},
+        // Type bind without a bind option is a bind too.
+        {"destination": "/etc/hosts", "type": "bind", "source": "/etc/hosts"},
+        {"destination": "/mnt", "source": "none"}
+    ]}));
+    let plans = mounts(&s, b).expect("valid");
+    let mut data = mount_plan(
+        "/data",
+        "bind",
+        Some(&b.join("vol")),
+        true,
+        MsFlags::MS_REC | MsFlags::MS_RDONLY,
+        "",
+    );
+    data.propagation = vec![MsFlags::MS_SHARED | MsFlags::MS_REC];
+    assert_eq!(
+        plans,
+        vec![
+            mount_plan(
+                "/proc",
+                "proc",
+                Some(Path::new("proc")),
+                false,
+                MsFlags::empty(),
+                ""
+            ),
+            mount_plan(
+                "/dev",
+                "tmpfs",
+                Some(Path::new("tmpfs")),
+                false,
+                MsFlags::MS_NOSUID,
+                "mode=755"
+            ),
+            data,
+            mount_plan(
+                "/etc/hosts",
+                "bind",
+                Some(Path::new("/etc/hosts")),
+                true,
+                MsFlags::empty(),
+                ""
+            ),
+            mount_plan(
+                "/mnt",
+                "none",
+                Some(Path::new("none")),
+                false,
+                MsFlags::empty(),
+                ""
+            ),
+        ]
+    );
+}
+
+#[rstest]
+#[case::relative_destination(json!({"destination": "proc", "type": "proc"}), "invalid config: mounts[1].destination: proc must be absolute without ..")]
+#[case::dotdot_destination(json!({"destination": "/a/../b", "type": "tmpfs"}), "invalid config: mounts[1].destination: /a/../b must be absolute without ..")]
+#[case::missing_bind_source(json!({"destination": "/data", "source": "/no/such/dir", "options": ["bind"]}), "invalid config: mounts[1].source: bind mount source /no/such/dir of /data does not exist")]
+#[case::bind_without_source(json!({"destination": "/data", "type": "bind"}), "invalid config: mounts[1].source: bind mount source  of /data does not exist")]
+fn mounts_refused(#[case] bad: Value, #[case] error: &str) {
+    let s = spec(json!({"mounts": [{"destination": "/proc", "type": "proc"}, bad]}));
+    assert_eq!(message(mounts(&s, Path::new("/nonexistent-bundle"))), error);
+}
+
+// --- linux.devices ----------------------------------------------------------------------------
+
+#[rstest]
+#[case::char_defaults(
+    json!({"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}),
+    DevicePlan { path: "/dev/fuse".into(), kind: SFlag::S_IFCHR, major: 10, minor: 229, mode: 0o666, uid: 0, gid: 0 }
+)]
+#[case::unbuffered_is_char(
+    json!({"type": "u", "path": "/dev/x", "major": 1, "minor": 2}),
+    DevicePlan { path: "/dev/x".into(), kind: SFlag::S_IFCHR, major: 1, minor: 2, mode: 0o666, uid: 0, gid: 0 }
+)]
+#[case::block_owned(
+    json!({"type": "b", "path": "/dev/loop9", "major": 7, "minor": 9, "fileMode": 0o600, "uid": 5, "gid": 6}),
+    DevicePlan { path: "/dev/loop9".into(), kind: SFlag::S_IFBLK, major: 7, minor: 9, mode: 0o600, uid: 5, gid: 6 }
+)]
+#[case::fifo(
+    json!({"type": "p", "path": "/dev/pipe"}),
+    DevicePlan { path: "/dev/pipe".into(), kind: SFlag::S_IFIFO, major: 0, minor: 0, mode: 0o666, uid: 0, gid: 0 }
+)]
+fn device_plan(#[case] device: Value, #[case] expected: DevicePlan) {
+    let plans = devices(&linux(json!({"devices": [device]}))).expect("valid");
+    assert_eq!(plans, vec![expected]);
+}
+
+#[test]
+fn device_type_a_is_refused() {
+    let l = linux(json!({"devices": [
+        {"type": "c", "path": "/dev/null", "major": 1, "minor": 3},
+        {"type": "a", "path": "/dev/all"}
+    ]}));
+    assert_eq!(
+        message(devices(&l)),
+        "invalid config: linux.devices[1].type: device type 'a' cannot be created"
+    );
+}
+
+// --- linux.rootfsPropagation ------------------------------------------------------------------
+
+#[rstest]
+#[case::default_is_private_under_rslave(None, MsFlags::MS_PRIVATE, MsFlags::MS_SLAVE)]
+#[case::empty_is_the_default(Some(""), MsFlags::MS_PRIVATE, MsFlags::MS_SLAVE)]
+#[case::private(Some("private"), MsFlags::MS_PRIVATE, MsFlags::MS_PRIVATE)]
+#[case::rprivate(Some("rprivate"), MsFlags::MS_PRIVATE, MsFlags::MS_PRIVATE)]
+#[case::shared(Some("shared"), MsFlags::MS_SHARED, MsFlags::MS_SHARED)]
+#[case::rshared(Some("rshared"), MsFlags::MS_SHARED, MsFlags::MS_SHARED)]
+#[case::slave(Some("slave"), MsFlags::MS_SLAVE, MsFlags::MS_SLAVE)]
+#[case::rslave(Some("rslave"), MsFlags::MS_SLAVE, MsFlags::MS_SLAVE)]
+#[case::unbindable(Some("unbindable"), MsFlags::MS_UNBINDABLE, MsFlags::MS_UNBINDABLE)]
+#[case::runbindable(Some("runbindable"), MsFlags::MS_UNBINDABLE, MsFlags::MS_UNBINDABLE)]
+fn propagation_plan(#[case] named: Option<&str>, #[case] rootfs: MsFlags, #[case] parent: MsFlags) {
+    let l = linux(json!({"rootfsPropagation": named}));
+    assert_eq!(
+        propagation(&l).expect("valid"),
+        Propagation {
+            rootfs: rootfs | MsFlags::MS_REC,
+            parent: parent | MsFlags::MS_REC
+        }
+    );
+}
+
+#[test]
+fn unknown_propagation_is_refused() {
+    let l = linux(json!({"rootfsPropagation": "sideways"}));
+    assert_eq!(
+        message(propagation(&l)),
+        "invalid config: linux.rootfsPropagation: unknown value \"sideways\""
+    );
+}
+
+// --- linux.cgroupsPath and linux.resources ----------------------------------------------------
+
+#[rstest]
+#[case::default(Value::Null, "/palisade-runtime/c1")]
+#[case::empty_is_default(json!(""), "/palisade-runtime/c1")]
+#[case::relative_is_below_the_root(json!("a/b"), "/a/b")]
+#[case::absolute(json!("/a/b"), "/a/b")]
+fn cgroup_path_plan(#[case] path: Value, #[case] expected: &str) {
+    let l = linux(json!({"cgroupsPath": path}));
+    assert_eq!(
+        cgroup_path(&l, "c1").expect("valid"),
+        PathBuf::from(expected)
+    );
+}
+
+#[test]
+fn cgroup_path_with_dotdot_is_refused() {
+    let l = linux(json!({"cgroupsPath": "/a/../../b"}));
+    assert_eq!(
+        message(cgroup_path(&l, "c1")),
+        "invalid config: linux.cgroupsPath: must not contain .."
+    );
+}
+
+#[rstest]
+#[case::none(json!({}), Resources::default())]
+#[case::cpu(
+    json!({"cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0-1", "mems": ""}}),
+    Resources { cpu_shares: Some(512), cpu_quota: Some(50000), cpu_period: Some(100000), cpuset_cpus: Some("0-1".into()), ..Resources::default() }
+)]
+#[case::memory_and_pids(
+    json!({"memory": {"limit": 1048576, "swap": 2097152}, "pids": {"limit": 64}}),
+    Resources { memory_limit: Some(1048576), memory_swap: Some(2097152), pids_limit: Some(64), ..Resources::default() }
+)]
+fn resources_plan(#[case] resources: Value, #[case] expected: Resources) {
+    let l = linux(json!({"resources": resources}));
+    assert_eq!(super::resources(&l), expected);
+}
+
+// --- root, annotations, the whole config ------------------------------------------------------
+
+#[test]
+fn root_is_resolved_and_may_be_read_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("rootfs")).expect("mkdir");
+    let s = spec(json!({"root": {"path": "rootfs", "readonly": true}}));
+    let (rootfs, readonly) = root(&s, dir.path()).expect("valid");
+    assert_eq!(
+        rootfs,
+        dir.path().join("rootfs").canonicalize().expect("canonical")
+    );
+    assert!(readonly);
+}
+
+#[rstest]
+#[case::no_root(json!({}), "config has no root.path")]
+#[case::missing(json!({"root": {"path": "nope"}}), "rootfs {bundle}/nope does not exist or is not a directory")]
+#[case::a_file(json!({"root": {"path": "file"}}), "rootfs {bundle}/file does not exist or is not a directory")]
+fn root_refused(#[case] config: Value, #[case] error: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("file"), "").expect("write");
+    let expected = error.replace("{bundle}", &dir.path().display().to_string());
+    assert_eq!(message(root(&spec(config), dir.path())), expected);
+}
+
+#[rstest]
+#[case::plain(json!({}), false, PivotMode::default())]
+#[case::flag(json!({}), true, PivotMode { no_pivot: true, chroot_only: false })]
+#[case::no_pivot_annotation(json!({annotations::NO_PIVOT: "true"}), false, PivotMode { no_pivot: true, chroot_only: false })]
+#[case::chroot_annotation(json!({annotations::CHROOT_ONLY: "true"}), false, PivotMode { no_pivot: false, chroot_only: true })]
+#[case::only_true_counts(json!({annotations::NO_PIVOT: "yes", annotations::CHROOT_ONLY: "1"}), false, PivotMode::default())]
+fn pivot_modes(#[case] annotated: Value, #[case] flag: bool, #[case] expected: PivotMode) {
+    let s = spec(json!({"annotations": annotated}));
+    assert_eq!(pivot_mode(&annotations(&s), flag), expected);
+}
+
+#[test]
+fn a_runc_like_config_loads() {
+    let mut config = minimal();
+    config["hostname"] = json!("box");
+    config["linux"] = json!({
+        "namespaces": [{"type": "pid"}, {"type": "uts"}, {"type": "mount"}],
+        "maskedPaths": ["/proc/kcore"],
+        "readonlyPaths": ["/proc/sys"],
+        "sysctl": {"net.ipv4.ip_forward": "1"}
+    });
+    config["annotations"] = json!({"a": "b"});
+    let dir = bundle(&config);
+    let plan = load(dir.path(), "c1", false).expect("valid");
+    assert_eq!(plan.id, "c1");
+    assert_eq!(plan.hostname.as_deref(), Some("box"));
+    assert_eq!(plan.masked_paths, [PathBuf::from("/proc/kcore")]);
+    assert_eq!(plan.readonly_paths, [PathBuf::from("/proc/sys")]);
+    assert_eq!(
+        plan.sysctl,
+        [("net.ipv4.ip_forward".to_owned(), "1".to_owned())]
+    );
+    assert_eq!(plan.cgroup_path, PathBuf::from("/palisade-runtime/c1"));
+    assert_eq!(plan.oci_version, "1.0.2");
+    assert_eq!(plan.annotations.get("a").map(String::as_str), Some("b"));
+    assert!(plan.has_new_namespace(CloneFlags::CLONE_NEWPID));
+    assert!(!plan.has_new_namespace(CloneFlags::CLONE_NEWNET));
+}
+
+#[rstest]
+#[case::invalid_json(None, "invalid JSON in")]
+#[case::unknown_namespace(Some(json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "bogus"}]}})), "unknown namespace type \"bogus\" (expected one of pid, network,")]
+#[case::missing_rootfs(Some(json!({"root": {"path": "no-such-rootfs"}})), "no-such-rootfs does not exist or is not a directory")]
+#[case::no_process(Some(json!({"process": null})), "config has no process")]
+#[case::wrong_type(Some(json!({"process": {"args": "sh"}})), "invalid config")]
+fn bad_configs_are_refused(#[case] change: Option<Value>, #[case] error: &str) {
+    let dir = match &change {
+        None => {
+            let dir = bundle(&minimal());
+            std::fs::write(dir.path().join("config.json"), "{not json").expect("write");
+            dir
+        }
+        Some(change) => {
+            let mut config = minimal();
+            for (k, v) in change.as_object().expect("an object") {
+                config[k] = v.clone();
+            }
+            bundle(&config)
+        }
+    };
+    let text = message(load(dir.path(), "c1", false));
+    assert!(text.contains(error), "{text:?} does not contain {error:?}");
+}
+
+#[rstest]
+#[case::empty("")]
+#[case::dot(".")]
+#[case::dotdot("..")]
+#[case::slash("a/b")]
+#[case::space("a b")]
+fn invalid_ids_are_refused(#[case] id: &str) {
+    let dir = bundle(&minimal());
+    assert!(matches!(
+        load(dir.path(), id, false),
+        Err(SpecError::InvalidId(_))
+    ));
+}
