@@ -29,21 +29,45 @@ pub fn holding<'a>(mounts: &'a [MountInfo], path: &Path) -> Option<&'a MountInfo
         .max_by_key(|m| m.mount_point.as_os_str().len())
 }
 
-fn unescaped(mut info: MountInfo) -> MountInfo {
+/// Whether the mount is in a shared peer group (`shared:N`).
+pub fn is_shared(mount: &MountInfo) -> bool {
+    mount
+        .opt_fields
+        .iter()
+        .any(|f| matches!(f, MountOptFields::Shared(_)))
+}
+
+/// Whether the mount receives mounts from a peer group (`master:N`).
+pub fn is_slave(mount: &MountInfo) -> bool {
+    mount
+        .opt_fields
+        .iter()
+        .any(|f| matches!(f, MountOptFields::Master(_)))
+}
+
+/// A table entry as procfs parsed it, with every path unescaped.
+pub fn unescaped(mut info: MountInfo) -> MountInfo {
     info.mount_point = unescape_path(&info.mount_point);
     info.root = unescape(&info.root);
     info.mount_source = info.mount_source.as_deref().map(unescape);
     info
 }
 
-fn unescape_path(path: &Path) -> PathBuf {
-    PathBuf::from(unescape(&path.to_string_lossy()))
+/// A path unescaped byte for byte (a mount point need not be UTF-8).
+pub fn unescape_path(path: &Path) -> PathBuf {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    PathBuf::from(std::ffi::OsString::from_vec(unescape_bytes(
+        path.as_os_str().as_bytes(),
+    )))
 }
 
 /// The kernel escapes space, tab, newline and backslash in mountinfo as `\ooo` octal.
 pub fn unescape(field: &str) -> String {
-    let mut out = Vec::with_capacity(field.len());
-    let bytes = field.as_bytes();
+    String::from_utf8_lossy(&unescape_bytes(field.as_bytes())).into_owned()
+}
+
+fn unescape_bytes(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         let octal = bytes.get(i + 1..i + 4).filter(|_| bytes[i] == b'\\');
@@ -58,7 +82,7 @@ pub fn unescape(field: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 #[cfg(test)]

@@ -253,23 +253,14 @@ fn container_mount_stays_inside(cx: &Ctx) -> Outcome {
 /// The propagation of the container's root mount, as its own mountinfo (read from the host)
 /// shows it: `shared`, `slave` or `private`.
 fn root_propagation(host_pid: i32) -> Result<&'static str, Failure> {
-    use procfs::process::MountOptFields;
-    let mounts = procfs::process::Process::new(host_pid)
-        .and_then(|p| p.mountinfo())
-        .map_err(|e| Failure::Broken(format!("reading /proc/{host_pid}/mountinfo: {e}")))?;
+    use palisade_common::mountinfo::{is_shared, is_slave};
+    let mounts =
+        palisade_common::mountinfo::read(&host_pid.to_string()).map_err(Failure::Broken)?;
     let root = mounts
         .into_iter()
         .find(|m| m.mount_point == std::path::Path::new("/"))
         .ok_or_else(|| Failure::Broken(format!("/proc/{host_pid}/mountinfo lists no `/`")))?;
-    let shared = root
-        .opt_fields
-        .iter()
-        .any(|f| matches!(f, MountOptFields::Shared(_)));
-    let slave = root
-        .opt_fields
-        .iter()
-        .any(|f| matches!(f, MountOptFields::Master(_)));
-    Ok(match (shared, slave) {
+    Ok(match (is_shared(&root), is_slave(&root)) {
         (true, _) => "shared",
         (false, true) => "slave",
         (false, false) => "private",
