@@ -120,7 +120,8 @@ pub enum TargetKind {
 pub struct Column {
     /// `host/label`, unique within the merge.
     pub id: String,
-    /// The host's name in the header: its hostname, or the report's file name.
+    /// The host's name in the header: its hostname, or the report's file name; with the file
+    /// name added when two reports come from one host.
     pub host_name: String,
     /// The report file the column comes from.
     pub source: String,
@@ -495,29 +496,37 @@ fn file_stem(source: &str) -> String {
         .unwrap_or_else(|| source.to_owned())
 }
 
-/// `host/label`; two columns with the same one (two reports from one host) are told apart by
-/// their file names, and by a number if even those agree.
+/// `host/label`; two columns with the same one (two reports from one host) get the host told
+/// apart by their file names (`vm (monday)/runc`), and by a number if even those agree. The
+/// header shows the same host name.
 fn assign_ids(columns: &mut [Column]) {
-    let base: Vec<String> = columns
+    let base: Vec<(String, String)> = columns
         .iter()
-        .map(|c| format!("{}/{}", c.host_name, c.label))
+        .map(|c| (c.host_name.clone(), c.label.clone()))
         .collect();
-    let ids: Vec<String> = columns
+    let hosts: Vec<String> = columns
         .iter()
         .zip(&base)
-        .map(|(column, id)| {
-            if base.iter().filter(|other| *other == id).count() > 1 {
-                format!("{id} ({})", file_stem(&column.source))
+        .map(|(column, key)| {
+            if base.iter().filter(|other| *other == key).count() > 1 {
+                format!("{} ({})", key.0, file_stem(&column.source))
             } else {
-                id.clone()
+                key.0.clone()
             }
         })
         .collect();
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for (column, id) in columns.iter_mut().zip(ids) {
-        let n = seen.entry(id.clone()).or_default();
+    let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (column, host) in columns.iter_mut().zip(hosts) {
+        let n = seen
+            .entry((host.clone(), column.label.clone()))
+            .or_default();
         *n += 1;
-        column.id = if *n == 1 { id } else { format!("{id} #{n}") };
+        column.host_name = if *n == 1 {
+            host
+        } else {
+            format!("{host} #{n}")
+        };
+        column.id = format!("{}/{}", column.host_name, column.label);
     }
 }
 
@@ -1160,9 +1169,9 @@ mod tests {
         assert_eq!(
             ids,
             [
-                "arm-node/runc (arm)",
-                "arm-node/runc (arm) #2",
-                "arm-node/runc (arm2)"
+                "arm-node (arm)/runc",
+                "arm-node (arm) #2/runc",
+                "arm-node (arm2)/runc"
             ]
         );
     }
