@@ -218,7 +218,7 @@ fn action_is_a_composite_action() -> TestResult {
     let scripts: String = steps.iter().filter_map(|s| s["run"].as_str()).collect();
     assert!(scripts.contains("sudo -E env \"PATH=$PATH\" \"$BIN/palisade\""));
     assert!(scripts.contains("junit=$JUNIT,json=$JSON"));
-    assert!(scripts.contains("\"$BIN/palisade\" merge"));
+    assert!(scripts.contains("args=(merge --report"));
     assert!(scripts.contains("$GITHUB_STEP_SUMMARY"));
     assert!(
         steps
