@@ -27,6 +27,9 @@ enum Command {
     Selftest(RunArgs),
     /// Run the scenarios on several runtimes and print the conformance matrix (Markdown).
     Matrix(MatrixArgs),
+    /// Combine JSON reports from any number of hosts into one matrix: a row per scenario, a
+    /// column per host × runtime. Exit 1 when any column has a FAIL, 2 when a report is unreadable.
+    Merge(MergeArgs),
     /// List the scenarios with what each checks and its negative control.
     List {
         /// Print the README's Markdown table instead.
@@ -150,6 +153,21 @@ struct MatrixArgs {
     select: SelectArgs,
 }
 
+#[derive(clap::Args)]
+struct MergeArgs {
+    /// JSON reports (`palisade run --report json=PATH`) from any hosts and Palisade versions.
+    #[arg(required = true, value_name = "REPORT.json")]
+    reports: Vec<std::path::PathBuf>,
+    /// Write the merged matrix: md=PATH, junit=PATH or json=PATH. Repeatable. Without md=, the
+    /// Markdown goes to stdout.
+    #[arg(long = "report", value_name = "FORMAT=PATH", value_delimiter = ',')]
+    outputs: Vec<ReportSpec>,
+    /// Name each host by its report's file name (`results/node-a.json` → node-a) instead of the
+    /// hostname it recorded: inside a pod, the hostname is the pod's, not the node's.
+    #[arg(long)]
+    host_from_file_name: bool,
+}
+
 /// Which scenarios run, how, and what is written at the end: shared by `run`, `selftest`, `matrix`.
 #[derive(clap::Args)]
 struct SelectArgs {
@@ -216,6 +234,7 @@ fn main() -> ExitCode {
         Command::Run(args) => suite(args, Mode::Scenarios),
         Command::Selftest(args) => suite(args, Mode::Controls),
         Command::Matrix(args) => matrix(args),
+        Command::Merge(args) => merge(args),
         Command::List { markdown: true } => {
             print!("{}", palisade_suites::scenario_table());
             ExitCode::SUCCESS
@@ -373,6 +392,59 @@ fn matrix(args: MatrixArgs) -> ExitCode {
         matrix: true,
         ..args.select.suite_run(runtimes, mode)
     })
+}
+
+fn merge(args: MergeArgs) -> ExitCode {
+    use palisade_harness::report::{Format, merge};
+    let options = merge::MergeOptions {
+        host_from_file_name: args.host_from_file_name,
+    };
+    let merged = match merge::merge_files(&args.reports, options) {
+        Ok(merged) => merged,
+        Err(e) => {
+            eprintln!("palisade: merge: error: {e}");
+            return ExitCode::from(entry::EXIT_SETUP);
+        }
+    };
+    let mut written = true;
+    for spec in &args.outputs {
+        match merge::write(spec, &merged) {
+            Ok(()) => eprintln!("palisade: wrote {}", spec.path.display()),
+            Err(e) => {
+                eprintln!("palisade: merge: error: {e}");
+                written = false;
+            }
+        }
+    }
+    if !args.outputs.iter().any(|s| s.format == Format::Markdown) {
+        print!("{}", merge::markdown(&merged));
+    }
+    let failing: Vec<&str> = merged
+        .columns
+        .iter()
+        .filter(|c| c.has_failures())
+        .map(|c| c.id.as_str())
+        .collect();
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    eprintln!(
+        "palisade: merged {} report{} into {} column{}; {}",
+        merged.reports,
+        plural(merged.reports),
+        merged.columns.len(),
+        plural(merged.columns.len()),
+        if failing.is_empty() {
+            "no FAIL".to_owned()
+        } else {
+            format!("FAIL in {}", failing.join(", "))
+        }
+    );
+    if !written {
+        ExitCode::from(entry::EXIT_SETUP)
+    } else if failing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Runtime names as the user gave them, with `palisade-runtime` resolved by [`bundled_if_not_on_path`].

@@ -43,6 +43,11 @@ pub struct HostFacts {
     /// Namespace types the kernel offers (`/proc/self/ns/*`).
     pub namespaces: BTreeSet<String>,
     pub kernel_release: String,
+    /// The distribution, from os-release (`PRETTY_NAME`, else `ID VERSION_ID`); `None` when the
+    /// machine has no os-release file (a bare guest, a scratch container).
+    pub distribution: Option<String>,
+    /// The CPU architecture, as Rust names it (`x86_64`, `aarch64`).
+    pub architecture: String,
     pub hostname: String,
     pub in_vm: bool,
     pub in_ci: bool,
@@ -74,6 +79,8 @@ impl HostFacts {
                 .as_ref()
                 .map(|u| u.release().to_string_lossy().into_owned())
                 .unwrap_or_default(),
+            distribution: detect_distribution(),
+            architecture: std::env::consts::ARCH.to_owned(),
             hostname: current_hostname(),
             in_vm: detect_vm(),
             in_ci: std::env::var_os("CI").is_some() || std::env::var_os("GITHUB_ACTIONS").is_some(),
@@ -156,6 +163,59 @@ pub fn detect_cgroup_mode(root: &Path) -> CgroupMode {
     }
 }
 
+/// The distribution of this machine, from `/etc/os-release` or, where that is missing,
+/// `/usr/lib/os-release` (the order os-release(5) gives).
+fn detect_distribution() -> Option<String> {
+    ["/etc/os-release", "/usr/lib/os-release"]
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())
+        .and_then(|text| distribution_from_os_release(&text))
+}
+
+/// `PRETTY_NAME`, else `ID VERSION_ID`, else `ID`, from the text of an os-release file.
+pub fn distribution_from_os_release(text: &str) -> Option<String> {
+    let mut fields = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once('=') {
+            fields.insert(key.trim(), os_release_value(value.trim()));
+        }
+    }
+    let field = |key: &str| fields.get(key).filter(|v| !v.is_empty()).cloned();
+    field("PRETTY_NAME").or_else(|| {
+        let id = field("ID")?;
+        Some(match field("VERSION_ID") {
+            Some(version) => format!("{id} {version}"),
+            None => id,
+        })
+    })
+}
+
+/// An os-release value: shell-like, optionally in single or double quotes, with `\` escapes.
+fn os_release_value(raw: &str) -> String {
+    let quoted = |q: char| raw.len() >= 2 && raw.starts_with(q) && raw.ends_with(q);
+    let inner = if quoted('"') || quoted('\'') {
+        &raw[1..raw.len() - 1]
+    } else {
+        raw
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn detect_vm() -> bool {
     let cpu_flags_say_hypervisor = std::fs::read_to_string("/proc/cpuinfo")
         .map(|text| {
@@ -180,6 +240,27 @@ mod tests {
     fn a_plain_directory_is_not_a_cgroup_mount() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert_eq!(detect_cgroup_mode(dir.path()), CgroupMode::Unknown);
+    }
+
+    #[rstest::rstest]
+    #[case::pretty_name(
+        "NAME=\"Ubuntu\"\nVERSION_ID=\"24.04\"\nID=ubuntu\nPRETTY_NAME=\"Ubuntu 24.04.1 LTS\"\n",
+        Some("Ubuntu 24.04.1 LTS")
+    )]
+    #[case::id_and_version("ID=alpine\nVERSION_ID=3.20.3\n", Some("alpine 3.20.3"))]
+    #[case::id_alone("ID='arch'\n# a comment\n", Some("arch"))]
+    #[case::escapes(
+        "PRETTY_NAME=\"A \\\"quoted\\\" \\$name\"\n",
+        Some("A \"quoted\" $name")
+    )]
+    #[case::empty_pretty_name_falls_back(
+        "PRETTY_NAME=\"\"\nID=debian\nVERSION_ID=\"12\"\n",
+        Some("debian 12")
+    )]
+    #[case::nothing_usable("NAME=Linux\n", None)]
+    #[case::empty("", None)]
+    fn reads_the_distribution_from_os_release(#[case] text: &str, #[case] expected: Option<&str>) {
+        assert_eq!(distribution_from_os_release(text).as_deref(), expected);
     }
 
     #[test]

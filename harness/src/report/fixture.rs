@@ -20,6 +20,8 @@ pub fn host() -> HostFacts {
             .map(str::to_owned)
             .collect::<BTreeSet<_>>(),
         kernel_release: "6.1.0-test-amd64".into(),
+        distribution: Some("Debian GNU/Linux 12 (bookworm)".into()),
+        architecture: "x86_64".into(),
         hostname: "testhost".into(),
         in_vm: true,
         in_ci: false,

@@ -7,12 +7,18 @@ use super::{Counts, ReportError, RunReport, RuntimeReport};
 use crate::host::HostFacts;
 use crate::runner::Verdict;
 
-/// Bumped when a field changes meaning or disappears.
+/// Bumped when a field changes meaning or disappears; new fields do not bump it (readers such as
+/// `palisade merge` take them as optional).
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// The version of Palisade that writes the reports.
+pub const PALISADE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
     schema_version: u32,
+    /// Which Palisade wrote it: runs of different versions may hold different scenarios.
+    palisade_version: &'a str,
     run_id: &'a str,
     duration_secs: f64,
     host: &'a HostFacts,
@@ -41,6 +47,11 @@ struct JsonTrial<'a> {
 }
 
 pub fn render(report: &RunReport) -> Result<String, ReportError> {
+    render_as(report, PALISADE_VERSION)
+}
+
+/// [`render`], as written by Palisade `palisade_version` (fixed in snapshot tests).
+pub(crate) fn render_as(report: &RunReport, palisade_version: &str) -> Result<String, ReportError> {
     let runtimes = report
         .runtimes
         .iter()
@@ -68,6 +79,7 @@ pub fn render(report: &RunReport) -> Result<String, ReportError> {
         .collect();
     let json = JsonReport {
         schema_version: SCHEMA_VERSION,
+        palisade_version,
         run_id: &report.run_id,
         duration_secs: report.duration.as_secs_f64(),
         host: &report.host,
@@ -85,7 +97,9 @@ mod tests {
 
     #[test]
     fn json_snapshot() {
-        insta::assert_snapshot!(super::render(&fixture::report()).expect("renders"));
+        insta::assert_snapshot!(
+            super::render_as(&fixture::report(), "0.1.0-test").expect("renders")
+        );
     }
 
     #[test]
@@ -96,5 +110,7 @@ mod tests {
         assert_eq!(value["runtimes"][1]["trials"][4]["verdict"], "fail");
         assert_eq!(value["runtimes"][2]["status"], "unavailable");
         assert_eq!(value["host"]["cgroup_mode"], "hybrid");
+        assert_eq!(value["host"]["architecture"], "x86_64");
+        assert_eq!(value["palisade_version"], super::PALISADE_VERSION);
     }
 }

@@ -33,6 +33,14 @@ pub fn render(report: &RunReport) -> Result<String, ReportError> {
             report.host.kernel_release.as_str(),
         ));
         suite.add_property(Property::new(
+            "host.distribution",
+            report.host.distribution.as_deref().unwrap_or("unknown"),
+        ));
+        suite.add_property(Property::new(
+            "host.architecture",
+            report.host.architecture.as_str(),
+        ));
+        suite.add_property(Property::new(
             "host.cgroup",
             report.host.cgroup_mode.to_string(),
         ));

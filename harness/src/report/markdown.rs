@@ -92,12 +92,12 @@ pub fn render(report: &RunReport) -> String {
 
 /// Numbered footnotes; the same text gets the same number.
 #[derive(Default)]
-struct Footnotes {
-    texts: Vec<String>,
+pub(crate) struct Footnotes {
+    pub(crate) texts: Vec<String>,
 }
 
 impl Footnotes {
-    fn mark(&mut self, text: &str) -> String {
+    pub(crate) fn mark(&mut self, text: &str) -> String {
         let index = match self.texts.iter().position(|t| t == text) {
             Some(i) => i,
             None => {
@@ -110,7 +110,7 @@ impl Footnotes {
 }
 
 /// A table cell holds one line and no unescaped `|`.
-fn cell(text: &str) -> String {
+pub(crate) fn cell(text: &str) -> String {
     one_line(text).replace('|', "\\|")
 }
 

@@ -4,6 +4,7 @@
 pub mod json;
 pub mod junit;
 pub mod markdown;
+pub mod merge;
 pub mod tap;
 
 use std::path::PathBuf;
@@ -120,25 +121,31 @@ impl RunReport {
 impl RuntimeReport {
     /// `runc 1.1.5`: the label and the version, without the `runc version` the runtime repeats.
     pub fn title(&self) -> String {
-        let Some(info) = &self.info else {
-            return self.label.clone();
-        };
-        let version = info.version.trim();
-        let version = [self.label.as_str(), info.name.as_str()]
-            .iter()
-            .find_map(|name| version.strip_prefix(name))
-            .map(|rest| {
-                rest.trim_start()
-                    .trim_start_matches("version")
-                    .trim_start_matches(':')
-                    .trim_start()
-            })
-            .unwrap_or(version);
-        if version.is_empty() {
-            self.label.clone()
-        } else {
-            format!("{} {version}", self.label)
+        match &self.info {
+            Some(info) => version_title(&self.label, &info.name, &info.version),
+            None => self.label.clone(),
         }
+    }
+}
+
+/// `runc 1.1.5` from the label `runc`, the name `runc` and the `--version` line
+/// `runc version 1.1.5`: the version number once, whichever of label and name the runtime repeats.
+pub fn version_title(label: &str, name: &str, version: &str) -> String {
+    let version = version.trim();
+    let version = [label, name]
+        .iter()
+        .find_map(|name| version.strip_prefix(name))
+        .map(|rest| {
+            rest.trim_start()
+                .trim_start_matches("version")
+                .trim_start_matches(':')
+                .trim_start()
+        })
+        .unwrap_or(version);
+    if version.is_empty() {
+        label.to_owned()
+    } else {
+        format!("{label} {version}")
     }
 }
 
