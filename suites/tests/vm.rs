@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use palisade_harness::vm::qemu::find_kernel;
+use palisade_harness::vm::kernel::find_kernel;
 
 fn vm_unavailable() -> Option<String> {
     if Command::new("qemu-system-x86_64")

@@ -5,8 +5,10 @@
 pub mod cpio;
 pub mod guest;
 pub mod initramfs;
+pub mod kernel;
 pub mod protocol;
 pub mod qemu;
+mod session;
 
 pub use protocol::{CgroupLayout, GuestConfig, GuestEvent};
 pub use qemu::{Accel, VmOptions, VmReport, run_vm};

@@ -2,8 +2,7 @@
 //! works, TCG otherwise), streams the guest's results, and throws everything away afterwards.
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -16,7 +15,9 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use rustix::process::{Pid, PidfdFlags, pidfd_open, pidfd_send_signal};
 
 use super::initramfs::{self, InitramfsSpec};
-use super::protocol::{CgroupLayout, GuestConfig, GuestEvent};
+use super::kernel::{extract_vmlinux, find_kernel, kernel_release};
+use super::protocol::{CgroupLayout, GuestConfig};
+use super::session::{End, KVM_PROBE, Session, Sources};
 use crate::run::{PREFIX, RECORD_FILE, RunRecord, start_time};
 
 /// How the guest's CPU is virtualised.
@@ -99,106 +100,12 @@ pub enum VmError {
     QemuFailed { accel: &'static str, log: String },
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VmError {
+pub(super) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VmError {
     let what = what.into();
     move |source| VmError::Io { what, source }
 }
 
 const QEMU: &str = "qemu-system-x86_64";
-/// A KVM guest prints the kernel banner well within this; silence means KVM cannot boot it.
-const KVM_PROBE: Duration = Duration::from_secs(3);
-
-/// The guest kernel: `explicit`, or the newest `/boot/vmlinuz-*`.
-pub fn find_kernel(explicit: Option<&Path>) -> Result<PathBuf, VmError> {
-    if let Some(path) = explicit {
-        return if path.is_file() {
-            Ok(path.to_owned())
-        } else {
-            Err(VmError::NoKernel(format!(
-                "{} does not exist",
-                path.display()
-            )))
-        };
-    }
-    let mut kernels: Vec<PathBuf> = fs::read_dir("/boot")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default();
-    kernels.sort();
-    kernels.pop().ok_or_else(|| {
-        VmError::NoKernel(
-            "no /boot/vmlinuz-*; install one (`apt-get install linux-image-amd64`) or pass --kernel"
-                .to_owned(),
-        )
-    })
-}
-
-/// The kernel release from a bzImage's setup header (so `--kernel` may point anywhere), else from
-/// a `vmlinuz-<release>` file name.
-pub fn kernel_release(kernel: &Path) -> Option<String> {
-    let mut head = vec![0u8; 0x4000];
-    let n = File::open(kernel)
-        .and_then(|mut f| f.read(&mut head))
-        .ok()?;
-    head.truncate(n);
-    let from_header = (|| {
-        if head.get(0x202..0x206)? != b"HdrS" {
-            return None;
-        }
-        let offset = u16::from_le_bytes([*head.get(0x20e)?, *head.get(0x20f)?]) as usize + 0x200;
-        let text = head.get(offset..)?;
-        let end = text.iter().position(|&b| b == 0 || b == b' ')?;
-        String::from_utf8(text[..end].to_vec()).ok()
-    })();
-    from_header.or_else(|| {
-        kernel
-            .file_name()?
-            .to_string_lossy()
-            .strip_prefix("vmlinuz-")
-            .map(str::to_owned)
-    })
-}
-
-/// Extracts the uncompressed ELF kernel from a bzImage, when the kernel can boot it directly (PVH):
-/// TCG then skips the emulated decompression, which takes as long as the rest of the boot.
-fn extract_vmlinux(kernel: &Path, release: Option<&str>, dir: &Path) -> Option<PathBuf> {
-    let config = kernel.parent()?.join(format!("config-{}", release?));
-    if !fs::read_to_string(config).ok()?.contains("CONFIG_PVH=y") {
-        return None;
-    }
-    let image = fs::read(kernel).ok()?;
-    let formats: [(&[u8], &str); 3] = [
-        (b"\xfd7zXZ\x00", "xz"),
-        (b"\x28\xb5\x2f\xfd", "zstd"),
-        (b"\x1f\x8b\x08\x00", "gzip"),
-    ];
-    let (start, tool) = formats.iter().find_map(|(magic, tool)| {
-        let at = image.windows(magic.len()).position(|w| w == *magic)?;
-        Some((at, *tool))
-    })?;
-    let out = dir.join("vmlinux");
-    let file = File::create(&out).ok()?;
-    let mut child = Command::new(tool)
-        .args(["-dc", "-q"])
-        .stdin(Stdio::piped())
-        .stdout(file)
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // The payload is followed by the rest of the image: the tool stops at its stream's end and
-        // complains about the trailer, so its exit status says nothing; the ELF header does.
-        let _ = stdin.write_all(&image[start..]);
-    }
-    let _ = child.wait();
-    let mut magic = [0u8; 4];
-    File::open(&out).ok()?.read_exact(&mut magic).ok()?;
-    (&magic == b"\x7fELF").then_some(out)
-}
 
 /// Boots the guest, runs the suite in it, prints its output live and returns how it went.
 pub fn run_vm(opts: &VmOptions) -> Result<VmReport, VmError> {
@@ -377,26 +284,6 @@ impl Drop for Qemu {
     }
 }
 
-/// Accumulates bytes into lines.
-#[derive(Default)]
-struct Lines(Vec<u8>);
-
-impl Lines {
-    fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        self.0.extend_from_slice(bytes);
-        let mut lines = Vec::new();
-        while let Some(at) = self.0.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.0.drain(..=at).collect();
-            lines.push(
-                String::from_utf8_lossy(&line)
-                    .trim_end_matches(['\r', '\n'])
-                    .to_owned(),
-            );
-        }
-        lines
-    }
-}
-
 impl Attempt<'_> {
     fn qemu_command(&self, console: &Path, results: &Path) -> Command {
         let mut append = String::from("console=ttyS0 earlyprintk=ttyS0 panic=-1 edd=off");
@@ -467,7 +354,7 @@ impl Attempt<'_> {
         // QEMU connects to both sockets while starting up, before the guest runs.
         let mut console = self.accept(&console_listener, &qemu, Duration::from_secs(20));
         let mut results = self.accept(&results_listener, &qemu, Duration::from_secs(20));
-        let (Some(mut console), Some(mut results)) = (console.take(), results.take()) else {
+        let (Some(console), Some(results)) = (console.take(), results.take()) else {
             let log = qemu_log();
             return Err(if self.probe_kvm {
                 AttemptError::KvmUnusable(log)
@@ -483,181 +370,26 @@ impl Attempt<'_> {
             self.accel, self.opts.cpus, self.opts.memory_mib
         );
 
+        let sources = Sources {
+            console,
+            results,
+            signals: self.signal_fd,
+            qemu: qemu.pidfd.as_fd(),
+        };
         let deadline = self.started + self.opts.timeout;
-        let mut console_lines = Lines::default();
-        let mut result_lines = Lines::default();
-        let mut recent_console: std::collections::VecDeque<String> = Default::default();
-        let mut kernel_spoke = false;
-        let mut booted = None;
-        let mut first_result = None;
-        let mut results_seen = 0;
-        let mut exit: Option<i32> = None;
-        let mut exit_seen_at = None;
-        let mut failure = None;
-        let (mut console_open, mut results_open, mut qemu_alive) = (true, true, true);
-        let mut buf = vec![0u8; 64 * 1024];
-
-        loop {
-            let now = Instant::now();
-            // The soonest moment something must happen without any event.
-            let mut wake = deadline;
-            if self.probe_kvm && !kernel_spoke {
-                wake = wake.min(launched + KVM_PROBE);
-            }
-            if let Some(at) = exit_seen_at {
-                // The guest said it is done; it powers off right after.
-                wake = wake.min(at + Duration::from_secs(10));
-            }
-            if !qemu_alive && !console_open && !results_open {
-                break;
-            }
-            if !qemu_alive && exit_seen_at.is_none() && exit.is_none() {
-                // Drain what is left, then stop: read() returns 0 at end of stream.
-                wake = wake.min(now + Duration::from_secs(1));
-            }
-            if now >= wake {
-                if self.probe_kvm && !kernel_spoke && now >= launched + KVM_PROBE {
-                    return Err(AttemptError::KvmUnusable(format!(
-                        "no kernel output within {} s",
-                        KVM_PROBE.as_secs()
-                    )));
-                }
-                if now >= deadline {
-                    failure = Some(format!(
-                        "the guest did not finish within {} s and was killed",
-                        self.opts.timeout.as_secs()
-                    ));
-                }
-                break;
-            }
-            let timeout = PollTimeout::try_from(wake - now).unwrap_or(PollTimeout::MAX);
-            let mut fds = Vec::with_capacity(4);
-            let mut kinds = Vec::with_capacity(4);
-            fn push<'f>(fds: &mut Vec<PollFd<'f>>, kinds: &mut Vec<u8>, fd: BorrowedFd<'f>, k: u8) {
-                fds.push(PollFd::new(fd, PollFlags::POLLIN));
-                kinds.push(k);
-            }
-            let (c, r) = (console.as_fd(), results.as_fd());
-            if console_open {
-                push(&mut fds, &mut kinds, c, b'c');
-            }
-            if results_open {
-                push(&mut fds, &mut kinds, r, b'r');
-            }
-            push(&mut fds, &mut kinds, self.signal_fd.as_fd(), b's');
-            if qemu_alive {
-                push(&mut fds, &mut kinds, qemu.pidfd.as_fd(), b'q');
-            }
-            match poll(&mut fds, timeout) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(io("poll")(e.into()).into()),
-            }
-            let ready: Vec<u8> = fds
-                .iter()
-                .zip(&kinds)
-                .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
-                .map(|(_, k)| *k)
-                .collect();
-            drop(fds);
-            for kind in ready {
-                match kind {
-                    b'c' => match console.read(&mut buf) {
-                        Ok(0) | Err(_) => console_open = false,
-                        Ok(n) => {
-                            for line in console_lines.push(&buf[..n]) {
-                                if line.contains("Linux version") || line.starts_with('[') {
-                                    kernel_spoke = true;
-                                }
-                                if self.opts.verbose {
-                                    println!("guest| {line}");
-                                }
-                                recent_console.push_back(line);
-                                if recent_console.len() > 40 {
-                                    recent_console.pop_front();
-                                }
-                            }
-                        }
-                    },
-                    b'r' => match results.read(&mut buf) {
-                        Ok(0) | Err(_) => results_open = false,
-                        Ok(n) => {
-                            for line in result_lines.push(&buf[..n]) {
-                                let Some(event) = GuestEvent::from_line(&line) else {
-                                    if self.opts.verbose {
-                                        println!("guest? {line}");
-                                    }
-                                    continue;
-                                };
-                                match event {
-                                    GuestEvent::Booted { uptime, kernel } => {
-                                        kernel_spoke = true;
-                                        booted = Some(launched.elapsed());
-                                        println!(
-                                            "palisade: vm: guest init up after {:.1} s (guest kernel {kernel}, {uptime:.1} s since it started)",
-                                            launched.elapsed().as_secs_f64()
-                                        );
-                                    }
-                                    GuestEvent::Log { message } => {
-                                        if self.opts.verbose {
-                                            println!("palisade: vm: guest: {message}");
-                                        }
-                                    }
-                                    GuestEvent::Out { line } => println!("{line}"),
-                                    GuestEvent::Result(_) => {
-                                        results_seen += 1;
-                                        first_result.get_or_insert_with(|| launched.elapsed());
-                                    }
-                                    GuestEvent::Exit { code, error } => {
-                                        if let Some(error) = error {
-                                            println!(
-                                                "palisade: vm: the guest could not run the suite: {error}"
-                                            );
-                                        }
-                                        exit = Some(code);
-                                        exit_seen_at = Some(Instant::now());
-                                    }
-                                }
-                            }
-                        }
-                    },
-                    b's' => {
-                        let signal = self
-                            .signal_fd
-                            .read_signal()
-                            .ok()
-                            .flatten()
-                            .map(|s| s.ssi_signo)
-                            .unwrap_or(0);
-                        failure = Some(format!("interrupted by signal {signal}; guest killed"));
-                        exit = None;
-                        break;
-                    }
-                    b'q' => qemu_alive = false,
-                    _ => {}
-                }
-            }
-            if failure.is_some() {
-                break;
-            }
-            let _ = std::io::stdout().flush();
-        }
+        let mut session = Session::new(self.opts, sources, self.probe_kvm, launched, deadline);
+        let end = session.run()?;
+        let outcome = session.outcome(end);
         drop(qemu);
-
-        if exit.is_none() && failure.is_none() {
-            failure = Some(
-                if recent_console.iter().any(|l| l.contains("Kernel panic")) {
-                    "the guest kernel panicked".to_owned()
-                } else {
-                    "the guest stopped without reporting the suite's exit code".to_owned()
-                },
-            );
+        if end == End::KvmSilent {
+            return Err(AttemptError::KvmUnusable(format!(
+                "no kernel output within {} s",
+                KVM_PROBE.as_secs()
+            )));
         }
-        if let Some(why) = &failure
-            && exit.is_none()
-        {
+        if let Some(why) = &outcome.failure {
             println!("palisade: vm: {why}; last console lines:");
-            for line in &recent_console {
+            for line in &outcome.recent_console {
                 println!("guest| {line}");
             }
             let log = qemu_log();
@@ -666,13 +398,13 @@ impl Attempt<'_> {
             }
         }
         Ok(VmReport {
-            exit_code: exit.unwrap_or(EXIT_GUEST_LOST),
-            failure: if exit.is_some() { None } else { failure },
+            exit_code: outcome.exit.unwrap_or(EXIT_GUEST_LOST),
+            failure: outcome.failure,
             accel: self.accel,
-            boot: booted,
-            first_result,
+            boot: outcome.booted,
+            first_result: outcome.first_result,
             total: self.started.elapsed(),
-            results: results_seen,
+            results: outcome.results_seen,
         })
     }
 
@@ -702,31 +434,5 @@ impl Attempt<'_> {
             return listener.accept().ok().map(|(s, _)| s);
         }
         None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_are_split_across_reads() {
-        let mut lines = Lines::default();
-        assert!(lines.push(b"PALISADE {\"a\"").is_empty());
-        assert_eq!(lines.push(b"}\r\nnext\n"), ["PALISADE {\"a\"}", "next"]);
-    }
-
-    #[test]
-    fn installed_kernels_name_their_release() {
-        let Ok(kernel) = find_kernel(None) else {
-            eprintln!("skipped: no /boot/vmlinuz-* on this host");
-            return;
-        };
-        let release = kernel_release(&kernel).expect("a bzImage names its release");
-        assert!(
-            kernel.to_string_lossy().ends_with(&release),
-            "{} vs {release}",
-            kernel.display()
-        );
     }
 }
