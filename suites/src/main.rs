@@ -45,7 +45,8 @@ enum Command {
         all: bool,
     },
     /// Run the suite in a throwaway QEMU guest built from this host's kernel; exits with the
-    /// suite's exit code (3 if the guest died or hung before reporting one).
+    /// suite's exit code (3 if the guest died or hung before reporting one, 128 + the signal if
+    /// SIGINT, SIGTERM or SIGHUP stopped it).
     Vm(VmArgs),
     /// The guest's init (pid 1 inside `palisade vm`).
     #[command(hide = true)]
@@ -348,6 +349,10 @@ fn vm(args: VmArgs) -> ExitCode {
                     .unwrap_or_default()
             );
             ExitCode::from(u8::try_from(report.exit_code).unwrap_or(1))
+        }
+        Err(palisade_harness::vm::qemu::VmError::Interrupted(interruption)) => {
+            eprintln!("palisade: vm: {interruption}");
+            ExitCode::from(interruption.exit_code())
         }
         Err(e) => {
             eprintln!("palisade: vm: error: {e}");

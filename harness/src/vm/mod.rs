@@ -3,6 +3,7 @@
 //! download and no network. The guest reports back over a second serial port.
 
 pub mod cpio;
+pub mod guard;
 pub mod guest;
 pub mod initramfs;
 pub mod kernel;

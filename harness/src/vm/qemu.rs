@@ -6,19 +6,18 @@ use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use rustix::process::{Pid, PidfdFlags, pidfd_open, pidfd_send_signal};
+use nix::sys::signal::Signal;
 
+pub use super::guard::Interruption;
+use super::guard::{Interrupts, Qemu, WorkDir, abandon, parent_death_wrapper};
 use super::initramfs::{self, InitramfsSpec};
 use super::kernel::{extract_vmlinux, find_kernel, kernel_release};
 use super::protocol::{CgroupLayout, GuestConfig};
 use super::session::{End, KVM_PROBE, Session, Sources};
-use crate::run::{PREFIX, RECORD_FILE, RunRecord, start_time};
 
 /// How the guest's CPU is virtualised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +79,7 @@ pub struct VmReport {
     pub results: usize,
 }
 
-/// The exit code when the guest died, hung or was interrupted before reporting one.
+/// The exit code when the guest died or hung before reporting one.
 pub const EXIT_GUEST_LOST: i32 = 3;
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +97,9 @@ pub enum VmError {
     },
     #[error("QEMU failed to start the guest ({accel}): {log}")]
     QemuFailed { accel: &'static str, log: String },
+    /// SIGINT, SIGTERM or SIGHUP: QEMU is killed and the work directory removed.
+    #[error("{0}")]
+    Interrupted(Interruption),
 }
 
 pub(super) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VmError {
@@ -108,6 +110,8 @@ pub(super) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VmEr
 const QEMU: &str = "qemu-system-x86_64";
 
 /// Boots the guest, runs the suite in it, prints its output live and returns how it went.
+/// SIGINT, SIGTERM and SIGHUP end it early with [`VmError::Interrupted`], QEMU killed and the work
+/// directory removed.
 pub fn run_vm(opts: &VmOptions) -> Result<VmReport, VmError> {
     let started = Instant::now();
     Command::new(QEMU)
@@ -116,15 +120,52 @@ pub fn run_vm(opts: &VmOptions) -> Result<VmReport, VmError> {
         .status()
         .map_err(VmError::NoQemu)?;
     let kernel = find_kernel(opts.kernel.as_deref())?;
-    let release = kernel_release(&kernel);
+    let setpriv = parent_death_wrapper();
+    if setpriv.is_none() {
+        println!(
+            "palisade: vm: note: util-linux `setpriv --pdeathsig` is not available: if palisade is killed (SIGKILL), QEMU outlives it"
+        );
+    }
+    // From here on, Ctrl-C and friends end the guest and remove the work directory instead of
+    // killing us midway.
+    let interrupts = Interrupts::catch()?;
+    let mut dir = WorkDir::create()?;
+    let result = prepare_and_boot(
+        opts,
+        &kernel,
+        &dir,
+        &interrupts,
+        setpriv.as_deref(),
+        started,
+    );
+    let Err(VmError::Interrupted(mut interruption)) = result else {
+        return result;
+    };
+    if let Some(second) = interrupts.pending() {
+        abandon(second, dir.path(), setpriv.is_some());
+    }
+    match dir.remove() {
+        Ok(()) => interruption.removed = Some(dir.path().to_owned()),
+        Err(e) => {
+            interruption.left = Some(format!(
+                "could not remove {}: {e}; run `palisade cleanup`",
+                dir.path().display()
+            ))
+        }
+    }
+    Err(VmError::Interrupted(interruption))
+}
 
-    let dir = tempfile::Builder::new()
-        // A run tag of its own, so `palisade cleanup` finds what a killed `palisade vm` left.
-        .prefix(&format!("{PREFIX}{}-vm-", crate::run::new_run_id()))
-        .tempdir()
-        .map_err(io("creating the VM's temp dir"))?;
-    record_owner(dir.path());
-
+/// Builds the initramfs in `dir`, then boots it: KVM first when it may work, TCG otherwise.
+fn prepare_and_boot(
+    opts: &VmOptions,
+    kernel: &Path,
+    dir: &WorkDir,
+    interrupts: &Interrupts,
+    setpriv: Option<&Path>,
+    started: Instant,
+) -> Result<VmReport, VmError> {
+    let release = kernel_release(kernel);
     let mut programs = Vec::new();
     for name in &opts.programs {
         match crate::exec::find_program(name) {
@@ -152,7 +193,14 @@ pub fn run_vm(opts: &VmOptions) -> Result<VmReport, VmError> {
         },
         &initrd,
     )?;
-    let boot_kernel = extract_vmlinux(&kernel, release.as_deref(), dir.path());
+    let boot_kernel = extract_vmlinux(kernel, release.as_deref(), dir.path());
+    if let Some(signal) = interrupts.pending() {
+        return Err(VmError::Interrupted(Interruption::new(
+            signal,
+            "building the initramfs",
+            None,
+        )));
+    }
     println!(
         "palisade: vm: kernel {} ({}{}), initramfs {} MiB, {} modules{}, cgroup {}",
         kernel.display(),
@@ -171,80 +219,45 @@ pub fn run_vm(opts: &VmOptions) -> Result<VmReport, VmError> {
         },
         opts.cgroup
     );
-    let boot_kernel = boot_kernel.unwrap_or(kernel);
+    let boot_kernel = boot_kernel.unwrap_or_else(|| kernel.to_owned());
 
-    // Ctrl-C and friends end the guest and remove the temp dir instead of killing us midway.
-    let mut signals = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        signals.add(s);
-    }
-    let mut old_mask = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), Some(&mut old_mask))
-        .map_err(|e| io("blocking signals")(e.into()))?;
-    let signal_fd =
-        SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC).map_err(|e| io("signalfd")(e.into()));
-
-    let result = signal_fd.and_then(|signal_fd| {
-        let kvm_usable = File::options()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-            .is_ok();
-        let attempts: Vec<&'static str> = match opts.accel {
-            Accel::Tcg => vec!["tcg"],
-            Accel::Kvm => vec!["kvm"],
-            Accel::Auto if kvm_usable => vec!["kvm", "tcg"],
-            Accel::Auto => vec!["tcg"],
-        };
-        let mut last_error = None;
-        for (i, accel) in attempts.iter().enumerate() {
-            let fallback = i + 1 < attempts.len();
-            let attempt = Attempt {
-                opts,
-                dir: dir.path(),
-                kernel: &boot_kernel,
-                initrd: &initrd,
-                accel,
-                probe_kvm: fallback,
-                signal_fd: &signal_fd,
-                started,
-            };
-            match attempt.run() {
-                Ok(report) => return Ok(report),
-                Err(AttemptError::KvmUnusable(why)) => {
-                    println!(
-                        "palisade: vm: KVM cannot boot this kernel ({why}); falling back to TCG"
-                    );
-                    last_error = Some(VmError::QemuFailed { accel, log: why });
-                }
-                Err(AttemptError::Fatal(e)) => return Err(e),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| VmError::QemuFailed {
-            accel: "none",
-            log: "no accelerator to try".to_owned(),
-        }))
-    });
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
-    drop(dir);
-    result
-}
-
-/// Lets `palisade cleanup` tell this live VM's temp dir from a dead run's leftovers.
-fn record_owner(dir: &Path) {
-    let pid = std::process::id() as i32;
-    let record = RunRecord {
-        run_id: dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        owner_pid: pid,
-        owner_start: start_time(pid).unwrap_or(0),
-        runtimes: Vec::new(),
+    let kvm_usable = File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    let attempts: &[&'static str] = match opts.accel {
+        Accel::Tcg => &["tcg"],
+        Accel::Kvm => &["kvm"],
+        Accel::Auto if kvm_usable => &["kvm", "tcg"],
+        Accel::Auto => &["tcg"],
     };
-    if let Ok(json) = serde_json::to_string_pretty(&record) {
-        let _ = fs::write(dir.join(RECORD_FILE), json);
+    let mut last_error = None;
+    for (i, accel) in attempts.iter().enumerate() {
+        let attempt = Attempt {
+            opts,
+            dir: dir.path(),
+            kernel: &boot_kernel,
+            initrd: &initrd,
+            accel,
+            probe_kvm: i + 1 < attempts.len(),
+            interrupts,
+            setpriv,
+            started,
+        };
+        match attempt.run() {
+            Ok(report) => return Ok(report),
+            Err(AttemptError::KvmUnusable(why)) => {
+                println!("palisade: vm: KVM cannot boot this kernel ({why}); falling back to TCG");
+                last_error = Some(VmError::QemuFailed { accel, log: why });
+            }
+            Err(AttemptError::Fatal(e)) => return Err(e),
+        }
     }
+    Err(last_error.unwrap_or_else(|| VmError::QemuFailed {
+        accel: "none",
+        log: "no accelerator to try".to_owned(),
+    }))
 }
 
 enum AttemptError {
@@ -267,21 +280,18 @@ struct Attempt<'a> {
     accel: &'static str,
     /// Give up on this accelerator (rather than fail) when the guest is silent early on.
     probe_kvm: bool,
-    signal_fd: &'a SignalFd,
+    interrupts: &'a Interrupts,
+    /// Runs QEMU with a parent-death signal.
+    setpriv: Option<&'a Path>,
     started: Instant,
 }
 
-/// A QEMU child that is killed and reaped however the attempt ends.
-struct Qemu {
-    child: Child,
-    pidfd: std::os::fd::OwnedFd,
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL);
-        let _ = self.child.wait();
-    }
+/// What waiting for QEMU to connect a socket gave.
+enum Accepted {
+    Stream(UnixStream),
+    /// QEMU exited, or did not connect in time.
+    Failed,
+    Interrupted(Signal),
 }
 
 impl Attempt<'_> {
@@ -292,7 +302,14 @@ impl Attempt<'_> {
         }
         // Everything after `--` is the init's argv: /init is palisade, this makes it the init.
         append.push_str(" -- vm-init");
-        let mut command = Command::new(QEMU);
+        let mut command = match self.setpriv {
+            Some(setpriv) => {
+                let mut command = Command::new(setpriv);
+                command.args(["--pdeathsig", "KILL", "--", QEMU]);
+                command
+            }
+            None => Command::new(QEMU),
+        };
         command
             .args(["-M", "q35", "-accel", self.accel])
             .args(["-m", &self.opts.memory_mib.to_string()])
@@ -309,130 +326,150 @@ impl Attempt<'_> {
             .args(["-serial", "chardev:console"])
             .arg("-chardev")
             .arg(format!("socket,id=results,path={}", results.display()))
-            .args(["-serial", "chardev:results"]);
+            .args(["-serial", "chardev:results"])
+            .stdin(Stdio::null())
+            // Its own process group: Ctrl-C reaches us, and we end the guest.
+            .process_group(0);
         command
     }
 
+    fn log_path(&self) -> PathBuf {
+        self.dir.join(format!("qemu-{}.log", self.accel))
+    }
+
+    fn qemu_log(&self) -> String {
+        fs::read_to_string(self.log_path())
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    }
+
     fn run(&self) -> Result<VmReport, AttemptError> {
+        let launched = Instant::now();
+        let (qemu, console, results) = self.launch()?;
+        println!(
+            "palisade: vm: booting with {} ({} CPUs, {} MiB)",
+            self.accel, self.opts.cpus, self.opts.memory_mib
+        );
+        let sources = Sources {
+            console,
+            results,
+            signals: self.interrupts,
+            qemu: qemu.pidfd(),
+        };
+        let deadline = self.started + self.opts.timeout;
+        let mut session = Session::new(self.opts, sources, self.probe_kvm, launched, deadline);
+        let end = session.run()?;
+        let outcome = session.outcome(end);
+        match end {
+            End::Interrupted(signal) => {
+                let during = format!("{} ({})", outcome.during, self.accel);
+                Err(self.interrupted(qemu, signal, &during).into())
+            }
+            End::KvmSilent => Err(AttemptError::KvmUnusable(format!(
+                "no kernel output within {} s",
+                KVM_PROBE.as_secs()
+            ))),
+            End::Stopped | End::TimedOut => {
+                drop(qemu);
+                if let Some(why) = &outcome.failure {
+                    println!("palisade: vm: {why}; last console lines:");
+                    for line in &outcome.recent_console {
+                        println!("guest| {line}");
+                    }
+                    let log = self.qemu_log();
+                    if !log.is_empty() {
+                        println!("palisade: vm: qemu said: {log}");
+                    }
+                }
+                Ok(VmReport {
+                    exit_code: outcome.exit.unwrap_or(EXIT_GUEST_LOST),
+                    failure: outcome.failure,
+                    accel: self.accel,
+                    boot: outcome.booted,
+                    first_result: outcome.first_result,
+                    total: self.started.elapsed(),
+                    results: outcome.results_seen,
+                })
+            }
+        }
+    }
+
+    /// Starts QEMU and waits until it has connected the console and the results channel (it
+    /// does so while starting up, before the guest runs).
+    fn launch(&self) -> Result<(Qemu, UnixStream, UnixStream), AttemptError> {
         let console_path = self.dir.join(format!("console-{}.sock", self.accel));
         let results_path = self.dir.join(format!("results-{}.sock", self.accel));
         let console_listener =
             UnixListener::bind(&console_path).map_err(io("binding the console socket"))?;
         let results_listener =
             UnixListener::bind(&results_path).map_err(io("binding the results socket"))?;
-        let log_path = self.dir.join(format!("qemu-{}.log", self.accel));
-        let log = File::create(&log_path).map_err(io("creating the QEMU log"))?;
+        let log = File::create(self.log_path()).map_err(io("creating the QEMU log"))?;
         let log2 = log.try_clone().map_err(io("creating the QEMU log"))?;
-        let launched = Instant::now();
-        let child = self
-            .qemu_command(&console_path, &results_path)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            // Its own process group: Ctrl-C reaches us, and we end the guest.
-            .process_group(0)
-            .spawn()
-            .map_err(VmError::NoQemu)?;
-        let pid = Pid::from_raw(child.id() as i32);
-        let pidfd = match pid.map(|p| pidfd_open(p, PidfdFlags::empty())) {
-            Some(Ok(fd)) => fd,
+        let mut command = self.qemu_command(&console_path, &results_path);
+        command.stdout(log).stderr(log2);
+        let qemu = Qemu::spawn(command)?;
+        let console = self.accept(&console_listener, &qemu, Duration::from_secs(20));
+        let results = match console {
+            Accepted::Stream(_) => self.accept(&results_listener, &qemu, Duration::from_secs(20)),
+            _ => Accepted::Failed,
+        };
+        match (console, results) {
+            (Accepted::Stream(console), Accepted::Stream(results)) => Ok((qemu, console, results)),
+            (Accepted::Interrupted(signal), _) | (_, Accepted::Interrupted(signal)) => {
+                let during = format!("starting QEMU ({})", self.accel);
+                Err(self.interrupted(qemu, signal, &during).into())
+            }
             _ => {
-                return Err(AttemptError::Fatal(VmError::QemuFailed {
-                    accel: self.accel,
-                    log: "cannot open a pidfd on QEMU".to_owned(),
-                }));
-            }
-        };
-        let qemu = Qemu { child, pidfd };
-        let qemu_log = || {
-            fs::read_to_string(&log_path)
-                .unwrap_or_default()
-                .trim()
-                .to_owned()
-        };
-
-        // QEMU connects to both sockets while starting up, before the guest runs.
-        let mut console = self.accept(&console_listener, &qemu, Duration::from_secs(20));
-        let mut results = self.accept(&results_listener, &qemu, Duration::from_secs(20));
-        let (Some(console), Some(results)) = (console.take(), results.take()) else {
-            let log = qemu_log();
-            return Err(if self.probe_kvm {
-                AttemptError::KvmUnusable(log)
-            } else {
-                AttemptError::Fatal(VmError::QemuFailed {
-                    accel: self.accel,
-                    log,
+                drop(qemu);
+                let log = self.qemu_log();
+                Err(if self.probe_kvm {
+                    AttemptError::KvmUnusable(log)
+                } else {
+                    AttemptError::Fatal(VmError::QemuFailed {
+                        accel: self.accel,
+                        log,
+                    })
                 })
-            });
-        };
-        println!(
-            "palisade: vm: booting with {} ({} CPUs, {} MiB)",
-            self.accel, self.opts.cpus, self.opts.memory_mib
-        );
-
-        let sources = Sources {
-            console,
-            results,
-            signals: self.signal_fd,
-            qemu: qemu.pidfd.as_fd(),
-        };
-        let deadline = self.started + self.opts.timeout;
-        let mut session = Session::new(self.opts, sources, self.probe_kvm, launched, deadline);
-        let end = session.run()?;
-        let outcome = session.outcome(end);
-        drop(qemu);
-        if end == End::KvmSilent {
-            return Err(AttemptError::KvmUnusable(format!(
-                "no kernel output within {} s",
-                KVM_PROBE.as_secs()
-            )));
-        }
-        if let Some(why) = &outcome.failure {
-            println!("palisade: vm: {why}; last console lines:");
-            for line in &outcome.recent_console {
-                println!("guest| {line}");
-            }
-            let log = qemu_log();
-            if !log.is_empty() {
-                println!("palisade: vm: qemu said: {log}");
             }
         }
-        Ok(VmReport {
-            exit_code: outcome.exit.unwrap_or(EXIT_GUEST_LOST),
-            failure: outcome.failure,
-            accel: self.accel,
-            boot: outcome.booted,
-            first_result: outcome.first_result,
-            total: self.started.elapsed(),
-            results: outcome.results_seen,
-        })
     }
 
-    /// Waits for QEMU to connect to `listener`; `None` if QEMU exits or takes too long.
-    fn accept(
-        &self,
-        listener: &UnixListener,
-        qemu: &Qemu,
-        timeout: Duration,
-    ) -> Option<UnixStream> {
+    /// Kills QEMU after `signal`; a second signal meanwhile gives up on the cleanup at once.
+    fn interrupted(&self, qemu: Qemu, signal: Signal, during: &str) -> VmError {
+        let pid = qemu.pid();
+        if let Err(second) = qemu.kill_and_reap(self.interrupts) {
+            abandon(second, self.dir, self.setpriv.is_some());
+        }
+        VmError::Interrupted(Interruption::new(signal, during, Some(pid)))
+    }
+
+    /// Waits for QEMU to connect to `listener`, watching for its exit and for signals.
+    fn accept(&self, listener: &UnixListener, qemu: &Qemu, timeout: Duration) -> Accepted {
         let mut fds = [
             PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-            PollFd::new(qemu.pidfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(qemu.pidfd(), PollFlags::POLLIN),
+            PollFd::new(self.interrupts.as_fd(), PollFlags::POLLIN),
         ];
         let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
         loop {
             match poll(&mut fds, timeout) {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Ok(n) if n > 0 => break,
-                _ => return None,
+                _ => return Accepted::Failed,
             }
         }
-        if fds[0]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        let ready = |i: usize| fds[i].revents().is_some_and(|r| !r.is_empty());
+        if ready(2)
+            && let Some(signal) = self.interrupts.pending()
         {
-            return listener.accept().ok().map(|(s, _)| s);
+            return Accepted::Interrupted(signal);
         }
-        None
+        if ready(0)
+            && let Ok((stream, _)) = listener.accept()
+        {
+            return Accepted::Stream(stream);
+        }
+        Accepted::Failed
     }
 }

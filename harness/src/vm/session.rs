@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
-use nix::sys::signalfd::SignalFd;
 
+use super::guard::Interrupts;
 use super::protocol::GuestEvent;
 use super::qemu::{VmError, VmOptions};
 
@@ -113,7 +113,7 @@ impl Lines {
 /// What the host knows about the guest so far.
 pub(super) struct Session<'a> {
     opts: &'a VmOptions,
-    signals: &'a SignalFd,
+    signals: &'a Interrupts,
     qemu: BorrowedFd<'a>,
     console: Stream,
     results: Stream,
@@ -139,7 +139,7 @@ pub(super) struct Session<'a> {
 pub(super) struct Sources<'a> {
     pub console: UnixStream,
     pub results: UnixStream,
-    pub signals: &'a SignalFd,
+    pub signals: &'a Interrupts,
     /// A pidfd on QEMU: readable once it exits.
     pub qemu: BorrowedFd<'a>,
 }
@@ -261,7 +261,7 @@ impl<'a> Session<'a> {
                 events.extend(match source {
                     Source::Console => Some(Event::Console(self.console.read(&mut self.buf))),
                     Source::Results => Some(Event::Results(self.results.read(&mut self.buf))),
-                    Source::Signal => self.read_signal().map(Event::Signal),
+                    Source::Signal => self.signals.pending().map(Event::Signal),
                     Source::Qemu => Some(Event::QemuExited),
                 });
             }
@@ -269,11 +269,6 @@ impl<'a> Session<'a> {
                 return Ok(events);
             }
         }
-    }
-
-    fn read_signal(&self) -> Option<Signal> {
-        let info = self.signals.read_signal().ok().flatten()?;
-        Signal::try_from(info.ssi_signo as i32).ok()
     }
 
     /// QEMU gone and both streams closed: nothing more can happen.
@@ -363,11 +358,10 @@ impl<'a> Session<'a> {
 
     /// What the host learned, once the session is over.
     pub fn outcome(self, end: End) -> Outcome {
-        let failure = self.failure(end);
         Outcome {
-            // Interrupted, the guest did not get to finish, whatever it said.
-            exit: self.exit.filter(|_| !matches!(end, End::Interrupted(_))),
-            failure,
+            failure: self.failure(end),
+            during: self.phase(),
+            exit: self.exit,
             booted: self.booted,
             first_result: self.first_result,
             results_seen: self.results_seen,
@@ -377,29 +371,32 @@ impl<'a> Session<'a> {
 
     /// Why the guest did not deliver an exit code, when it did not.
     fn failure(&self, end: End) -> Option<String> {
-        if let End::Interrupted(signal) = end {
-            return Some(format!(
-                "interrupted by signal {}; guest killed",
-                signal as i32
-            ));
-        }
         if self.exit.is_some() {
             return None;
         }
+        let panicked = self
+            .recent_console
+            .iter()
+            .any(|l| l.contains("Kernel panic"));
         Some(match end {
             End::TimedOut => format!(
                 "the guest did not finish within {} s and was killed",
                 self.opts.timeout.as_secs()
             ),
-            _ if self
-                .recent_console
-                .iter()
-                .any(|l| l.contains("Kernel panic")) =>
-            {
-                "the guest kernel panicked".to_owned()
-            }
+            _ if panicked => "the guest kernel panicked".to_owned(),
             _ => "the guest stopped without reporting the suite's exit code".to_owned(),
         })
+    }
+
+    /// What the guest was doing, for the line an interruption prints.
+    fn phase(&self) -> &'static str {
+        if self.exit.is_some() {
+            "waiting for the guest to power off"
+        } else if self.booted.is_some() {
+            "running the suite in the guest"
+        } else {
+            "booting the guest"
+        }
     }
 }
 
@@ -409,6 +406,8 @@ pub(super) struct Outcome {
     pub exit: Option<i32>,
     /// Why there is no exit code.
     pub failure: Option<String>,
+    /// What the guest was doing when the session ended.
+    pub during: &'static str,
     /// From starting QEMU to the init's first line.
     pub booted: Option<Duration>,
     /// From starting QEMU to the first scenario's verdict.
