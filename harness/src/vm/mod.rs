@@ -9,7 +9,9 @@ pub mod initramfs;
 pub mod kernel;
 pub mod protocol;
 pub mod qemu;
+pub mod report;
 mod session;
 
 pub use protocol::{CgroupLayout, GuestConfig, GuestEvent};
 pub use qemu::{Accel, VmOptions, VmReport, run_vm};
+pub use report::GuestReport;

@@ -17,6 +17,7 @@ use super::guard::{Interrupts, Qemu, WorkDir, abandon, parent_death_wrapper};
 use super::initramfs::{self, InitramfsSpec};
 use super::kernel::{extract_vmlinux, find_kernel, kernel_release};
 use super::protocol::{CgroupLayout, GuestConfig};
+use super::report::GuestReport;
 use super::session::{End, KVM_PROBE, Session, Sources};
 
 /// How the guest's CPU is virtualised.
@@ -76,7 +77,9 @@ pub struct VmReport {
     pub first_result: Option<Duration>,
     /// From the start of `palisade vm` (initramfs included) to the guest's end.
     pub total: Duration,
-    pub results: usize,
+    /// The verdicts, from the suite's JSON report. `None`: the suite was not asked for one (`list`)
+    /// or the guest did not get that far; `Err`: asked for, but none came, and why.
+    pub report: Option<Result<GuestReport, String>>,
 }
 
 /// The exit code when the guest died or hung before reporting one.
@@ -389,7 +392,7 @@ impl Attempt<'_> {
                     boot: outcome.booted,
                     first_result: outcome.first_result,
                     total: self.started.elapsed(),
-                    results: outcome.results_seen,
+                    report: outcome.report,
                 })
             }
         }

@@ -14,6 +14,7 @@ use nix::sys::signal::Signal;
 use super::guard::Interrupts;
 use super::protocol::GuestEvent;
 use super::qemu::{VmError, VmOptions};
+use super::report::GuestReport;
 
 /// A KVM guest prints the kernel banner well within this; silence means KVM cannot boot it.
 pub(super) const KVM_PROBE: Duration = Duration::from_secs(3);
@@ -92,20 +93,27 @@ impl Stream {
 
 /// Accumulates bytes into lines.
 #[derive(Default)]
-struct Lines(Vec<u8>);
+struct Lines {
+    buf: Vec<u8>,
+    /// How much of `buf` is known to hold no newline: a long line (the JSON report) arrives in
+    /// many small reads, and is not searched again from its start each time.
+    scanned: usize,
+}
 
 impl Lines {
     fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        self.0.extend_from_slice(bytes);
+        self.buf.extend_from_slice(bytes);
         let mut lines = Vec::new();
-        while let Some(at) = self.0.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.0.drain(..=at).collect();
+        while let Some(at) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=self.scanned + at).collect();
+            self.scanned = 0;
             lines.push(
                 String::from_utf8_lossy(&line)
                     .trim_end_matches(['\r', '\n'])
                     .to_owned(),
             );
         }
+        self.scanned = self.buf.len();
         lines
     }
 }
@@ -129,7 +137,8 @@ pub(super) struct Session<'a> {
     booted: Option<Duration>,
     /// From starting QEMU to the first scenario's verdict.
     first_result: Option<Duration>,
-    results_seen: usize,
+    /// The suite's JSON report (`Err`: why there is none although one was asked for).
+    report: Option<Result<GuestReport, String>>,
     /// The suite's exit code, as the guest reported it.
     exit: Option<i32>,
     exit_seen_at: Option<Instant>,
@@ -167,7 +176,7 @@ impl<'a> Session<'a> {
             kernel_spoke: false,
             booted: None,
             first_result: None,
-            results_seen: 0,
+            report: None,
             exit: None,
             exit_seen_at: None,
         }
@@ -328,11 +337,11 @@ impl<'a> Session<'a> {
                 }
             }
             GuestEvent::Out { line } => println!("{line}"),
-            GuestEvent::Result(_) => {
-                self.results_seen += 1;
-                let launched = self.launched;
-                self.first_result.get_or_insert_with(|| launched.elapsed());
+            GuestEvent::FirstVerdict => {
+                self.first_result = Some(self.launched.elapsed());
             }
+            GuestEvent::Report { text } => self.report = Some(GuestReport::parse(text)),
+            GuestEvent::NoReport { reason } => self.report = Some(Err(reason)),
             GuestEvent::Exit { code, error } => {
                 if let Some(error) = error {
                     println!("palisade: vm: the guest could not run the suite: {error}");
@@ -364,7 +373,7 @@ impl<'a> Session<'a> {
             exit: self.exit,
             booted: self.booted,
             first_result: self.first_result,
-            results_seen: self.results_seen,
+            report: self.report,
             recent_console: self.recent_console,
         }
     }
@@ -412,7 +421,7 @@ pub(super) struct Outcome {
     pub booted: Option<Duration>,
     /// From starting QEMU to the first scenario's verdict.
     pub first_result: Option<Duration>,
-    pub results_seen: usize,
+    pub report: Option<Result<GuestReport, String>>,
     /// The console's last lines, to show when the guest died.
     pub recent_console: VecDeque<String>,
 }
@@ -425,6 +434,8 @@ mod tests {
     fn lines_are_split_across_reads() {
         let mut lines = Lines::default();
         assert!(lines.push(b"PALISADE {\"a\"").is_empty());
-        assert_eq!(lines.push(b"}\r\nnext\n"), ["PALISADE {\"a\"}", "next"]);
+        assert!(lines.push(b"}").is_empty());
+        assert_eq!(lines.push(b"\r\nnext\nla"), ["PALISADE {\"a\"}", "next"]);
+        assert_eq!(lines.push(b"st\n"), ["last"]);
     }
 }
