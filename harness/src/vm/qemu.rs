@@ -133,14 +133,16 @@ pub fn run_vm(opts: &VmOptions) -> Result<VmReport, VmError> {
     // killing us midway.
     let interrupts = Interrupts::catch()?;
     let mut dir = WorkDir::create()?;
-    let result = prepare_and_boot(
-        opts,
-        &kernel,
-        &dir,
-        &interrupts,
-        setpriv.as_deref(),
-        started,
-    );
+    let result = prepare(opts, &kernel, dir.path(), &interrupts).and_then(|guest| {
+        boot(
+            opts,
+            &guest,
+            dir.path(),
+            &interrupts,
+            setpriv.as_deref(),
+            started,
+        )
+    });
     let Err(VmError::Interrupted(mut interruption)) = result else {
         return result;
     };
@@ -159,15 +161,19 @@ pub fn run_vm(opts: &VmOptions) -> Result<VmReport, VmError> {
     Err(VmError::Interrupted(interruption))
 }
 
-/// Builds the initramfs in `dir`, then boots it: KVM first when it may work, TCG otherwise.
-fn prepare_and_boot(
+/// What QEMU boots.
+struct Guest {
+    kernel: PathBuf,
+    initrd: PathBuf,
+}
+
+/// Builds the initramfs in `dir`, and the uncompressed kernel when it can boot directly.
+fn prepare(
     opts: &VmOptions,
     kernel: &Path,
-    dir: &WorkDir,
+    dir: &Path,
     interrupts: &Interrupts,
-    setpriv: Option<&Path>,
-    started: Instant,
-) -> Result<VmReport, VmError> {
+) -> Result<Guest, VmError> {
     let release = kernel_release(kernel);
     let mut programs = Vec::new();
     for name in &opts.programs {
@@ -180,7 +186,7 @@ fn prepare_and_boot(
         .as_ref()
         .map(|r| Path::new("/lib/modules").join(r))
         .filter(|d| d.join("modules.dep").is_file());
-    let initrd = dir.path().join("initramfs.cpio");
+    let initrd = dir.join("initramfs.cpio");
     let built = initramfs::build(
         &InitramfsSpec {
             palisade_dir: opts.palisade_dir.clone(),
@@ -192,11 +198,16 @@ fn prepare_and_boot(
                 args: opts.suite_args.clone(),
                 env: opts.env.clone(),
             },
-            staging: dir.path().to_owned(),
+            staging: dir.to_owned(),
         },
         &initrd,
-    )?;
-    let boot_kernel = extract_vmlinux(kernel, release.as_deref(), dir.path());
+    );
+    let boot_kernel = built
+        .is_ok()
+        .then(|| extract_vmlinux(kernel, release.as_deref(), dir))
+        .flatten();
+    // Ctrl-C also reaches the tools these steps run (ldd, objcopy, xz), in our process group:
+    // what failed then failed because of the interruption.
     if let Some(signal) = interrupts.pending() {
         return Err(VmError::Interrupted(Interruption::new(
             signal,
@@ -204,6 +215,7 @@ fn prepare_and_boot(
             None,
         )));
     }
+    let built = built?;
     println!(
         "palisade: vm: kernel {} ({}{}), initramfs {} MiB, {} modules{}, cgroup {}",
         kernel.display(),
@@ -222,8 +234,21 @@ fn prepare_and_boot(
         },
         opts.cgroup
     );
-    let boot_kernel = boot_kernel.unwrap_or_else(|| kernel.to_owned());
+    Ok(Guest {
+        kernel: boot_kernel.unwrap_or_else(|| kernel.to_owned()),
+        initrd,
+    })
+}
 
+/// Boots `guest` and watches it: KVM first when it may work, TCG otherwise.
+fn boot(
+    opts: &VmOptions,
+    guest: &Guest,
+    dir: &Path,
+    interrupts: &Interrupts,
+    setpriv: Option<&Path>,
+    started: Instant,
+) -> Result<VmReport, VmError> {
     let kvm_usable = File::options()
         .read(true)
         .write(true)
@@ -239,9 +264,9 @@ fn prepare_and_boot(
     for (i, accel) in attempts.iter().enumerate() {
         let attempt = Attempt {
             opts,
-            dir: dir.path(),
-            kernel: &boot_kernel,
-            initrd: &initrd,
+            dir,
+            kernel: &guest.kernel,
+            initrd: &guest.initrd,
             accel,
             probe_kvm: i + 1 < attempts.len(),
             interrupts,
