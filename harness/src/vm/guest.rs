@@ -1,6 +1,7 @@
 //! The guest's init (`palisade vm-init`, pid 1 of the throwaway VM): mounts the basics and the
 //! cgroup layout asked for, loads modules, runs the suite as a child, forwards its output as
-//! protocol lines on ttyS1, reaps every orphan meanwhile, then powers the machine off.
+//! protocol lines on ttyS1, reaps every orphan meanwhile, sends the suite's JSON report (where the
+//! verdicts come from), then powers the machine off.
 
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};

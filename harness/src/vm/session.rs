@@ -429,6 +429,144 @@ pub(super) struct Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vm::qemu::Accel;
+    use crate::vm::{CgroupLayout, guard::Interrupts};
+    use std::process::{Child, Command, Stdio};
+
+    fn options(timeout: Duration) -> VmOptions {
+        VmOptions {
+            kernel: None,
+            cgroup: CgroupLayout::V2,
+            accel: Accel::Tcg,
+            memory_mib: 256,
+            cpus: 1,
+            timeout,
+            verbose: false,
+            programs: Vec::new(),
+            suite_args: Vec::new(),
+            palisade_dir: std::path::PathBuf::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// A stand-in for QEMU: it runs until its stdin closes.
+    fn stand_in() -> (Child, std::os::fd::OwnedFd) {
+        let child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("cat");
+        let pid = rustix::process::Pid::from_child(&child);
+        let pidfd =
+            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).expect("pidfd");
+        (child, pidfd)
+    }
+
+    fn send(to: &mut UnixStream, events: &[GuestEvent]) {
+        for event in events {
+            writeln!(to, "{}", event.to_line()).expect("write");
+        }
+    }
+
+    #[test]
+    fn a_guest_that_reports_and_powers_off_gives_its_exit_code_and_report() {
+        let opts = options(Duration::from_secs(60));
+        let interrupts = Interrupts::catch().expect("signalfd");
+        let (mut qemu, pidfd) = stand_in();
+        let (console, mut console_guest) = UnixStream::pair().expect("pair");
+        let (results, mut results_guest) = UnixStream::pair().expect("pair");
+        let report = crate::report::json::render(&crate::report::fixture::report()).expect("json");
+        writeln!(console_guest, "[    0.000000] Linux version 6.1.0").expect("write");
+        send(
+            &mut results_guest,
+            &[
+                GuestEvent::Booted {
+                    uptime: 1.0,
+                    kernel: "6.1.0".into(),
+                },
+                GuestEvent::Out {
+                    line: "test [runc] pid::x ... ok".into(),
+                },
+                GuestEvent::FirstVerdict,
+                GuestEvent::Report { text: report },
+                GuestEvent::Exit {
+                    code: 1,
+                    error: None,
+                },
+            ],
+        );
+        // The guest powers off: its ports close and QEMU exits.
+        drop((console_guest, results_guest));
+        drop(qemu.stdin.take());
+        let now = Instant::now();
+        let sources = Sources {
+            console,
+            results,
+            signals: &interrupts,
+            qemu: pidfd.as_fd(),
+        };
+        let mut session = Session::new(&opts, sources, true, now, now + opts.timeout);
+        let end = session.run().expect("runs");
+        assert_eq!(end, End::Stopped);
+        let outcome = session.outcome(end);
+        assert_eq!(outcome.exit, Some(1));
+        assert_eq!(outcome.failure, None);
+        assert!(outcome.booted.is_some() && outcome.first_result.is_some());
+        let report = outcome.report.expect("a report").expect("readable");
+        assert_eq!(report.counts.failed, report.failed.len());
+        assert_eq!(outcome.during, "waiting for the guest to power off");
+        let _ = qemu.wait();
+    }
+
+    #[test]
+    fn a_guest_that_stops_without_an_exit_code_is_a_failure_and_a_silent_one_times_out() {
+        let interrupts = Interrupts::catch().expect("signalfd");
+
+        let opts = options(Duration::from_secs(60));
+        let (mut qemu, pidfd) = stand_in();
+        let (console, mut console_guest) = UnixStream::pair().expect("pair");
+        let (results, results_guest) = UnixStream::pair().expect("pair");
+        writeln!(console_guest, "Kernel panic - not syncing: VFS").expect("write");
+        drop((console_guest, results_guest));
+        drop(qemu.stdin.take());
+        let now = Instant::now();
+        let sources = Sources {
+            console,
+            results,
+            signals: &interrupts,
+            qemu: pidfd.as_fd(),
+        };
+        let mut session = Session::new(&opts, sources, false, now, now + opts.timeout);
+        let end = session.run().expect("runs");
+        let outcome = session.outcome(end);
+        assert_eq!((end, outcome.exit), (End::Stopped, None));
+        assert_eq!(
+            outcome.failure.as_deref(),
+            Some("the guest kernel panicked")
+        );
+        assert_eq!(outcome.during, "booting the guest");
+        let _ = qemu.wait();
+
+        // Nothing at all happens: the deadline ends it.
+        let opts = options(Duration::from_millis(200));
+        let (mut qemu, pidfd) = stand_in();
+        let (console, _console_guest) = UnixStream::pair().expect("pair");
+        let (results, _results_guest) = UnixStream::pair().expect("pair");
+        let now = Instant::now();
+        let sources = Sources {
+            console,
+            results,
+            signals: &interrupts,
+            qemu: pidfd.as_fd(),
+        };
+        let mut session = Session::new(&opts, sources, false, now, now + opts.timeout);
+        let end = session.run().expect("runs");
+        assert_eq!(end, End::TimedOut);
+        let failure = session.outcome(end).failure.expect("a failure");
+        assert!(failure.contains("did not finish within"), "{failure}");
+        drop(qemu.stdin.take());
+        let _ = qemu.wait();
+    }
 
     #[test]
     fn lines_are_split_across_reads() {
