@@ -48,7 +48,8 @@ enum Command {
         all: bool,
     },
     /// Run the suite in a throwaway QEMU guest built from this host's kernel; exits with the
-    /// suite's exit code (3 if the guest died or hung before reporting one).
+    /// suite's exit code (3 if the guest died or hung before reporting one, 128 + the signal if
+    /// SIGINT, SIGTERM or SIGHUP stopped it).
     Vm(VmArgs),
     /// The guest's init (pid 1 inside `palisade vm`).
     #[command(hide = true)]
@@ -86,6 +87,9 @@ struct VmArgs {
     /// Echo the guest's console and its init's messages.
     #[arg(long, short)]
     verbose: bool,
+    /// Write the guest's JSON report (its suite's `--report json=`) here: json=PATH.
+    #[arg(long, value_name = "json=PATH")]
+    report: Option<ReportSpec>,
     /// The `palisade` command to run inside; default `run`.
     #[arg(last = true)]
     suite: Vec<String>,
@@ -318,6 +322,14 @@ fn suite(args: RunArgs, mode: Mode) -> ExitCode {
 }
 
 fn vm(args: VmArgs) -> ExitCode {
+    if let Some(spec) = &args.report
+        && spec.format != palisade_harness::report::Format::Json
+    {
+        eprintln!(
+            "palisade: vm: --report takes json=PATH (the guest's own JSON report); for other formats run `palisade vm -- run --report ...` inside"
+        );
+        return ExitCode::from(entry::EXIT_SETUP);
+    }
     let mut suite = args.suite;
     if suite.is_empty() {
         suite.push("run".to_owned());
@@ -354,31 +366,93 @@ fn vm(args: VmArgs) -> ExitCode {
         env,
     };
     match palisade_harness::vm::run_vm(&options) {
-        Ok(report) => {
-            let secs = |d: Option<std::time::Duration>| {
-                d.map(|d| format!("{:.1} s", d.as_secs_f64()))
-                    .unwrap_or_else(|| "never".to_owned())
-            };
-            println!(
-                "palisade: vm: {} guest, cgroup {}: boot to first scenario {}, whole run {:.1} s, {} results, exit code {}{}",
-                report.accel,
-                options.cgroup,
-                secs(report.first_result),
-                report.total.as_secs_f64(),
-                report.results,
-                report.exit_code,
-                report
-                    .failure
-                    .map(|f| format!(" ({f})"))
-                    .unwrap_or_default()
-            );
-            ExitCode::from(u8::try_from(report.exit_code).unwrap_or(1))
+        Ok(report) => vm_conclusion(&report, &options, args.report.as_ref()),
+        Err(palisade_harness::vm::qemu::VmError::Interrupted(interruption)) => {
+            eprintln!("palisade: vm: {interruption}");
+            ExitCode::from(interruption.exit_code())
         }
         Err(e) => {
             eprintln!("palisade: vm: error: {e}");
             ExitCode::from(entry::EXIT_SETUP)
         }
     }
+}
+
+/// Prints how the guest run went (its verdicts from its JSON report), writes that report when
+/// asked, and gives the exit code: the suite's, unless its report contradicts it or is missing.
+fn vm_conclusion(
+    report: &palisade_harness::vm::VmReport,
+    options: &palisade_harness::vm::VmOptions,
+    write_to: Option<&ReportSpec>,
+) -> ExitCode {
+    let secs = |d: Option<std::time::Duration>| {
+        d.map(|d| format!("{:.1} s", d.as_secs_f64()))
+            .unwrap_or_else(|| "never".to_owned())
+    };
+    let verdicts = match &report.report {
+        Some(Ok(r)) => format!(
+            "{} passed, {} failed, {} skipped",
+            r.counts.passed, r.counts.failed, r.counts.skipped
+        ),
+        Some(Err(_)) => "no JSON report".to_owned(),
+        None => "no verdicts".to_owned(),
+    };
+    println!(
+        "palisade: vm: {} guest, cgroup {}: boot to first scenario {}, whole run {:.1} s, {verdicts}, exit code {}{}",
+        report.accel,
+        options.cgroup,
+        secs(report.first_result),
+        report.total.as_secs_f64(),
+        report.exit_code,
+        report
+            .failure
+            .as_ref()
+            .map(|f| format!(" ({f})"))
+            .unwrap_or_default()
+    );
+    let mut code = report.exit_code;
+    match &report.report {
+        Some(Ok(guest)) => {
+            for runtime in &guest.not_tested {
+                println!("palisade: vm: not tested in the guest: {runtime}");
+            }
+            for trial in &guest.failed {
+                println!("palisade: vm: failed in the guest: {trial}");
+            }
+            if code == 0 && !guest.failed.is_empty() {
+                eprintln!("palisade: vm: the suite exited 0 but its report has failures");
+                code = 1;
+            }
+            match write_to.map(|spec| (&spec.path, guest.write(&spec.path))) {
+                Some((path, Ok(()))) => println!("palisade: vm: wrote {}", path.display()),
+                Some((path, Err(e))) => {
+                    eprintln!("palisade: vm: writing {}: {e}", path.display());
+                    if code == 0 {
+                        code = i32::from(entry::EXIT_SETUP);
+                    }
+                }
+                None => {}
+            }
+        }
+        Some(Err(why)) => {
+            eprintln!("palisade: vm: the guest sent no JSON report: {why}");
+            if code == 0 {
+                code = i32::from(entry::EXIT_SETUP);
+            }
+        }
+        None => {
+            if let Some(spec) = write_to {
+                eprintln!(
+                    "palisade: vm: no JSON report from the guest, {} not written",
+                    spec.path.display()
+                );
+                if code == 0 {
+                    code = i32::from(entry::EXIT_SETUP);
+                }
+            }
+        }
+    }
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 fn matrix(args: MatrixArgs) -> ExitCode {

@@ -115,7 +115,6 @@ impl<W: Write> CpioWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::{Command, Stdio};
 
     fn archive() -> Vec<u8> {
         let mut w = CpioWriter::new(Vec::new());
@@ -134,29 +133,5 @@ mod tests {
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.contains("TRAILER!!!"));
         assert!(text.contains("bin/hello\0"));
-    }
-
-    /// The system's `cpio` (when installed) reads back what we wrote.
-    #[test]
-    fn gnu_cpio_lists_the_archive() {
-        let Ok(mut child) = Command::new("cpio")
-            .args(["-it", "--quiet"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-        else {
-            eprintln!("skipped: no `cpio` command on this host");
-            return;
-        };
-        let bytes = archive();
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(&bytes).expect("write");
-        }
-        let out = child.wait_with_output().expect("cpio runs");
-        assert!(out.status.success());
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "bin\nbin/hello\ninit\n"
-        );
     }
 }

@@ -1,6 +1,7 @@
 //! The guest's init (`palisade vm-init`, pid 1 of the throwaway VM): mounts the basics and the
 //! cgroup layout asked for, loads modules, runs the suite as a child, forwards its output as
-//! protocol lines on ttyS1, reaps every orphan meanwhile, then powers the machine off.
+//! protocol lines on ttyS1, reaps every orphan meanwhile, sends the suite's JSON report (where the
+//! verdicts come from), then powers the machine off.
 
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
@@ -16,7 +17,10 @@ use nix::sys::reboot::{RebootMode, reboot};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::protocol::{CONFIG_PATH, CgroupLayout, GuestConfig, GuestEvent, parse_trial_line};
+use super::protocol::{
+    CONFIG_PATH, CgroupLayout, GuestConfig, GuestEvent, REPORT_PATH, is_verdict_line,
+    with_json_report,
+};
 
 /// The result channel: the second serial port, or the console if it is missing.
 struct Channel(File);
@@ -256,9 +260,10 @@ fn run_suite(channel: &mut Channel, config: &GuestConfig) -> Result<i32, String>
     let (reader, writer) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
     let writer2 = writer.try_clone().map_err(|e| format!("pipe: {e}"))?;
     let exe = Path::new("/bin/palisade");
+    let report_args = with_json_report(&config.args);
     let mut command = Command::new(exe);
     command
-        .args(&config.args)
+        .args(report_args.as_ref().unwrap_or(&config.args))
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("HOME", "/root")
@@ -308,7 +313,7 @@ fn run_suite(channel: &mut Channel, config: &GuestConfig) -> Result<i32, String>
         // Keep reaping: containers' processes may still end after the suite.
         while !matches!(waitpid(None, None), Err(nix::errno::Errno::ECHILD)) {}
     });
-    let (mut eof, mut exited) = (false, None);
+    let (mut eof, mut exited, mut verdict_seen) = (false, None, false);
     let code = loop {
         if let (true, Some(code)) = (eof, exited) {
             break code;
@@ -322,20 +327,34 @@ fn run_suite(channel: &mut Channel, config: &GuestConfig) -> Result<i32, String>
                 .map_err(|_| ()),
         };
         match event {
-            Ok(Event::Line(line)) => forward(channel, line),
+            // The suite names the guest's report file, which the host does not have.
+            Ok(Event::Line(line)) if line == format!("palisade: wrote {REPORT_PATH}") => {}
+            Ok(Event::Line(line)) => {
+                let first_verdict = !verdict_seen && is_verdict_line(&line);
+                channel.send(&GuestEvent::Out { line });
+                if first_verdict {
+                    verdict_seen = true;
+                    channel.send(&GuestEvent::FirstVerdict);
+                }
+            }
             Ok(Event::Eof) => eof = true,
             Ok(Event::Exited(code)) => exited = Some(code),
             Err(()) => break exited.unwrap_or(2),
         }
     };
     drop(child);
+    if report_args.is_some() {
+        channel.send(&read_report());
+    }
     Ok(code)
 }
 
-fn forward(channel: &mut Channel, line: String) {
-    let result = parse_trial_line(&line);
-    channel.send(&GuestEvent::Out { line });
-    if let Some(result) = result {
-        channel.send(&GuestEvent::Result(result));
+/// The suite's JSON report, to send to the host whole.
+fn read_report() -> GuestEvent {
+    match fs::read_to_string(REPORT_PATH) {
+        Ok(text) => GuestEvent::Report { text },
+        Err(e) => GuestEvent::NoReport {
+            reason: format!("reading {REPORT_PATH}: {e}"),
+        },
     }
 }

@@ -3,10 +3,15 @@
 //! download and no network. The guest reports back over a second serial port.
 
 pub mod cpio;
+pub mod guard;
 pub mod guest;
 pub mod initramfs;
+pub mod kernel;
 pub mod protocol;
 pub mod qemu;
+pub mod report;
+mod session;
 
 pub use protocol::{CgroupLayout, GuestConfig, GuestEvent};
 pub use qemu::{Accel, VmOptions, VmReport, run_vm};
+pub use report::GuestReport;

@@ -65,21 +65,15 @@ pub enum GuestEvent {
     Log { message: String },
     /// A line the suite printed.
     Out { line: String },
-    /// One trial's verdict, as the suite printed it.
-    Result(TrialLine),
+    /// The suite printed its first verdict. A timing mark only: the verdicts come in `Report`.
+    FirstVerdict,
+    /// The suite's JSON report (its `--report json=`), sent once the suite has exited: the
+    /// file's text as is, so the host can write the very report a run on the host would.
+    Report { text: String },
+    /// The suite was asked for a JSON report and wrote none (or an unreadable one).
+    NoReport { reason: String },
     /// The suite ended with this exit code (`error`: the init could not run it).
     Exit { code: i32, error: Option<String> },
-}
-
-/// A verdict parsed from libtest's line `test [runc] pid::x ... ok`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TrialLine {
-    pub runtime: String,
-    pub name: String,
-    /// `pass`, `fail` or `skip`.
-    pub verdict: String,
-    /// The skip reason, when libtest printed one.
-    pub reason: Option<String>,
 }
 
 impl GuestEvent {
@@ -98,64 +92,80 @@ impl GuestEvent {
     }
 }
 
-/// Recognises libtest-mimic's pretty result line. Its `[kind]` is the runtime label.
-pub fn parse_trial_line(line: &str) -> Option<TrialLine> {
-    let rest = line.strip_prefix("test ")?;
-    let (head, outcome) = rest.split_once(" ... ")?;
-    let head = head.trim();
-    let (runtime, name) = match head.strip_prefix('[') {
-        Some(after) => {
-            let (kind, name) = after.split_once(']')?;
-            (kind.to_owned(), name.trim().to_owned())
-        }
-        None => (String::new(), head.to_owned()),
-    };
-    let outcome = outcome.trim();
-    let (verdict, reason) = if outcome == "ok" {
-        ("pass", None)
-    } else if outcome == "FAILED" {
-        ("fail", None)
-    } else if let Some(reason) = outcome.strip_prefix("ignored") {
-        let reason = reason.trim();
-        let reason = reason
-            .strip_prefix('(')
-            .and_then(|r| r.strip_suffix(')'))
-            .map(str::to_owned);
-        ("skip", reason)
-    } else {
+/// Where the guest's suite writes its JSON report.
+pub const REPORT_PATH: &str = "/run/palisade-vm-report.json";
+
+/// The `palisade` subcommands that write reports (`--report`).
+const REPORTING: [&str; 3] = ["run", "selftest", "matrix"];
+
+/// The suite's command line with `--report json=REPORT_PATH` added, when the subcommand writes
+/// reports; `None` otherwise (`list`).
+pub fn with_json_report(args: &[String]) -> Option<Vec<String>> {
+    let command = args.first()?;
+    if !REPORTING.contains(&command.as_str()) {
         return None;
-    };
-    Some(TrialLine {
-        runtime,
-        name,
-        verdict: verdict.to_owned(),
-        reason,
-    })
+    }
+    let mut with = args.to_vec();
+    // Right after the subcommand, so it cannot land after a `--` of the user's.
+    with.insert(1, format!("--report=json={REPORT_PATH}"));
+    Some(with)
+}
+
+/// A verdict line of libtest's pretty output (`test [runc] pid::x ... ok`). Used for the
+/// first-verdict timing mark only.
+pub fn is_verdict_line(line: &str) -> bool {
+    line.strip_prefix("test ")
+        .and_then(|rest| rest.split_once(" ... "))
+        .is_some_and(|(_, outcome)| {
+            let outcome = outcome.trim();
+            outcome == "ok" || outcome == "FAILED" || outcome.starts_with("ignored")
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[rstest::rstest]
+    #[case("test [runc] pid::own_pid_is_one          ... ok", true)]
+    #[case("test [crun] selftest::uts::x ... FAILED", true)]
+    #[case("test [runc] kernel::y ... ignored (needs root ... really)", true)]
+    #[case("running 3 tests", false)]
+    #[case("test result: ok. 3 passed; 0 failed", false)]
+    fn verdict_lines_are_recognised_for_timing(#[case] line: &str, #[case] verdict: bool) {
+        assert_eq!(is_verdict_line(line), verdict);
+    }
+
     #[test]
-    fn parses_pass_fail_and_skip_lines() {
+    fn reporting_commands_get_a_json_report_first() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            parse_trial_line("test [runc] pid::own_pid_is_one          ... ok"),
-            Some(TrialLine {
-                runtime: "runc".into(),
-                name: "pid::own_pid_is_one".into(),
-                verdict: "pass".into(),
-                reason: None
-            })
+            with_json_report(&args(&["run", "pid::", "--", "x"])),
+            Some(args(&[
+                "run",
+                "--report=json=/run/palisade-vm-report.json",
+                "pid::",
+                "--",
+                "x"
+            ]))
         );
-        let fail = parse_trial_line("test [crun] selftest::uts::x ... FAILED").expect("fail");
-        assert_eq!(fail.verdict, "fail");
-        let skip = parse_trial_line("test [runc] kernel::y ... ignored (needs root ... really)")
-            .expect("skip");
-        assert_eq!(skip.verdict, "skip");
-        assert_eq!(skip.reason.as_deref(), Some("needs root ... really"));
-        assert_eq!(parse_trial_line("running 3 tests"), None);
-        assert_eq!(parse_trial_line("test result: ok. 3 passed"), None);
+        assert!(with_json_report(&args(&["matrix"])).is_some());
+        assert_eq!(with_json_report(&args(&["list"])), None);
+        assert_eq!(with_json_report(&[]), None);
+    }
+
+    #[test]
+    fn a_report_travels_whole_on_one_line() {
+        let event = GuestEvent::Report {
+            text: "{\n  \"schema_version\": 1\n}\n".to_owned(),
+        };
+        let line = event.to_line();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert_eq!(GuestEvent::from_line(&line), Some(event));
+        assert_eq!(
+            GuestEvent::from_line(&GuestEvent::FirstVerdict.to_line()),
+            Some(GuestEvent::FirstVerdict)
+        );
     }
 
     #[test]
