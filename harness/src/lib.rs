@@ -6,6 +6,7 @@ pub mod cgroups;
 pub mod cleanup;
 pub mod container;
 pub mod driver;
+pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod host;
