@@ -68,6 +68,10 @@ impl From<HarnessError> for Failure {
     fn from(error: HarnessError) -> Failure {
         match error {
             HarnessError::ControlNotApplied(reason) => Failure::Skipped(reason),
+            // What the driver cannot express (an engine's CLI has no flag for it) is a skip.
+            unsupported @ HarnessError::Unsupported { .. } => {
+                Failure::Skipped(unsupported.to_string())
+            }
             other => Failure::Broken(other.to_string()),
         }
     }
