@@ -16,6 +16,7 @@ mod delete;
 mod kill;
 mod logging;
 mod run;
+mod seccomp;
 mod spec;
 mod start;
 mod state;
