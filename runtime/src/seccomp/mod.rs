@@ -3,26 +3,31 @@
 //! # API
 //!
 //! ```text
-//! let plan = seccomp::plan(linux.seccomp())?;          // pure: validate + compile, no side effect
-//! // ... in the container init, after capabilities are set, right before exec:
-//! let conn = seccomp::connect_listener(&plan)?;          // Some(..) iff a rule uses SCMP_ACT_NOTIFY
-//! // needs no_new_privs (process.noNewPrivileges) or CAP_SYS_ADMIN in the effective set
-//! let listener = seccomp::load(&plan)?;                  // seccomp(2); Some(fd) iff NOTIFY
+//! // create, while planning (before any side effect):
+//! let plan = seccomp::plan(linux.seccomp())?;     // pure: validate + compile
+//! for name in plan.skipped_syscalls() { log it }  // names no architecture of the filter knows
+//! // create, on the host side, before forking: listenerPath is a host path, and the connection
+//! // (close-on-exec) reaches the init through fork
+//! let conn = seccomp::connect_listener(&plan)?;    // Some(..) iff a rule uses SCMP_ACT_NOTIFY
+//! // init, after capabilities are set, right before exec; the init needs no_new_privs
+//! // (process.noNewPrivileges) or CAP_SYS_ADMIN in its effective set
+//! let listener = seccomp::load(&plan)?;            // seccomp(2); Some(fd) iff NOTIFY
 //! if let (Some(conn), Some(fd)) = (conn, &listener) {
-//!     seccomp::send_listener_fd(conn, &plan, fd.as_fd(), host_pid, &state)?;  // state: "creating"
+//!     // pid: the container process as the runtime sees it; state: the OCI state, "creating"
+//!     seccomp::send_listener_fd(conn, &plan, fd.as_fd(), host_pid, &state)?;
 //! }
-//! drop(listener);                                        // the agent has its own copy
+//! drop(listener);                                  // the agent has its own copy
 //! // execve
 //! ```
 //!
 //! - [`plan`] validates every field, naming it in the error (`linux.seccomp.syscalls[3].args[0].index:
-//!   …`), and compiles the filter. Call it where the rest of the config is planned, before any side
-//!   effect. [`SeccompPlan::skipped_syscalls`] lists names no architecture of the filter knows;
-//!   the caller should log them (runc logs them at debug level).
-//! - [`connect_listener`] connects to `listenerPath` *before* the filter is loaded, so that
-//!   `socket`/`connect` are not subject to it. After loading, [`send_listener_fd`] needs only
-//!   `sendmsg` and `close`; this is why `plan` refuses `SCMP_ACT_NOTIFY` for `sendmsg` (runc
-//!   likewise refuses it for `write`, which it needs after loading) and as the default action.
+//!   …`), and compiles the filter.
+//! - [`connect_listener`] must run before the filter is loaded (and, for the path to resolve, outside
+//!   the container's mount namespace). After loading, [`send_listener_fd`] needs only `sendmsg`
+//!   and `close`; this is why `plan` refuses `SCMP_ACT_NOTIFY` for `sendmsg` (runc likewise refuses
+//!   it for `write`, which it needs after loading) and as the default action. If the init does not
+//!   know its host pid or state, it can instead hand the listener to `create` (e.g. by reporting its
+//!   number for `pidfd_getfd`), which then calls [`send_listener_fd`] itself.
 //! - [`load`] installs the filter on the calling thread (all threads with `SECCOMP_FILTER_FLAG_TSYNC`)
 //!   and returns the notify listener fd when a rule uses `SCMP_ACT_NOTIFY`.
 //!
@@ -76,7 +81,6 @@
     expect(dead_code, unused_imports, reason = "the init integration comes next")
 )]
 
-use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -481,44 +485,48 @@ fn groups(arches: &[ScmpArch], rules: &[(&[String], Rule)]) -> (Vec<Group>, Vec<
             None => members.push((arch.audit(), vec![arch])),
         }
     }
+    // Per group: (number, 32-bit ABI, rule index), in config order. Each name is looked up once
+    // per architecture: this loop is most of the cost of compiling a large profile.
+    let mut hits: Vec<Vec<(u32, bool, usize)>> = vec![Vec::new(); members.len()];
     let mut skipped: Vec<String> = Vec::new();
-    for (names, _) in rules {
+    for (r, (names, _)) in rules.iter().enumerate() {
         for name in names.iter() {
-            if arches.iter().all(|a| a.resolve(name).is_none()) && !skipped.contains(name) {
+            let mut known = false;
+            for ((_, archs), hits) in members.iter().zip(&mut hits) {
+                for arch in archs {
+                    if let Some(nr) = arch.resolve(name) {
+                        known = true;
+                        hits.push((nr, arch.is_32bit(), r));
+                    }
+                }
+            }
+            if !known && !skipped.contains(name) {
                 skipped.push(name.clone());
             }
         }
     }
     let groups = members
         .into_iter()
-        .map(|(audit, members)| {
-            let has = |a| members.contains(&a);
+        .zip(hits)
+        .map(|((audit, archs), mut hits)| {
+            let has = |a| archs.contains(&a);
             let abi = match (has(ScmpArch::X86_64), has(ScmpArch::X32)) {
                 (true, false) => Abi::X86_64Only,
                 (false, true) => Abi::X32Only,
                 _ => Abi::Whole,
             };
-            // Per number: the rules in config order, and whether the ABI is 32-bit.
-            let mut by_nr: BTreeMap<u32, (bool, Vec<&Rule>)> = BTreeMap::new();
-            for (names, rule) in rules {
-                for name in names.iter() {
-                    for arch in &members {
-                        if let Some(nr) = arch.resolve(name) {
-                            by_nr
-                                .entry(nr)
-                                .or_insert_with(|| (arch.is_32bit(), Vec::new()))
-                                .1
-                                .push(rule);
-                        }
+            // A stable sort keeps config order among the rules of one number.
+            hits.sort_by_key(|&(nr, _, _)| nr);
+            let entries = hits
+                .chunk_by(|a, b| a.0 == b.0)
+                .map(|chunk| {
+                    let (nr, narrow, _) = chunk[0];
+                    let rules = chunk.iter().map(|&(_, _, r)| &rules[r].1);
+                    Entry {
+                        nr,
+                        narrow,
+                        body: body(rules, narrow),
                     }
-                }
-            }
-            let entries = by_nr
-                .into_iter()
-                .map(|(nr, (narrow, rules))| Entry {
-                    nr,
-                    narrow,
-                    body: body(&rules, narrow),
                 })
                 .collect();
             Group {
@@ -533,15 +541,15 @@ fn groups(arches: &[ScmpArch], rules: &[(&[String], Rule)]) -> (Vec<Group>, Vec<
 
 /// libseccomp's merge for one syscall: the first unconditional rule wins over everything;
 /// otherwise the argument rules in order.
-fn body(rules: &[&Rule], narrow: bool) -> Body {
+fn body<'a>(rules: impl Iterator<Item = &'a Rule> + Clone, narrow: bool) -> Body {
     let always_true = |c: &Cond| match c.op {
         // libseccomp emits no test for a comparison that cannot fail.
         Op::MaskedEq { mask } if narrow => mask as u32 == 0,
         Op::MaskedEq { mask } => mask == 0,
         _ => false,
     };
-    match rules.iter().find(|r| r.conds.iter().all(always_true)) {
+    match rules.clone().find(|r| r.conds.iter().all(always_true)) {
         Some(r) => Body::Always(r.action),
-        None => Body::Rules(rules.iter().map(|r| (*r).clone()).collect()),
+        None => Body::Rules(rules.cloned().collect()),
     }
 }
