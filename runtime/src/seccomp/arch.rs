@@ -108,6 +108,62 @@ impl ScmpArch {
             ScmpArch::Riscv64 => RISCV64.get(name).copied(),
         }
     }
+
+    /// For a socket or SysV IPC call that this architecture also reaches through a multiplexer
+    /// (x86's `socketcall(2)` and `ipc(2)`): the multiplexer's number and the call's number in
+    /// its first argument. libseccomp adds a rule on the multiplexer for each such name.
+    pub fn multiplexed(self, name: &str) -> Option<(u32, u32)> {
+        if self != ScmpArch::X86 {
+            return None;
+        }
+        const SOCKETCALL: u32 = 102;
+        const IPC: u32 = 117;
+        // SYS_* from include/uapi/linux/net.h and the IPC call numbers from
+        // include/uapi/linux/ipc.h.
+        const SOCKET_CALLS: [&str; 20] = [
+            "socket",
+            "bind",
+            "connect",
+            "listen",
+            "accept",
+            "getsockname",
+            "getpeername",
+            "socketpair",
+            "send",
+            "recv",
+            "sendto",
+            "recvfrom",
+            "shutdown",
+            "setsockopt",
+            "getsockopt",
+            "sendmsg",
+            "recvmsg",
+            "accept4",
+            "recvmmsg",
+            "sendmmsg",
+        ];
+        const IPC_CALLS: [(&str, u32); 12] = [
+            ("semop", 1),
+            ("semget", 2),
+            ("semctl", 3),
+            ("semtimedop", 4),
+            ("msgsnd", 11),
+            ("msgrcv", 12),
+            ("msgget", 13),
+            ("msgctl", 14),
+            ("shmat", 21),
+            ("shmdt", 22),
+            ("shmget", 23),
+            ("shmctl", 24),
+        ];
+        if let Some(i) = SOCKET_CALLS.iter().position(|c| *c == name) {
+            return Some((SOCKETCALL, i as u32 + 1));
+        }
+        IPC_CALLS
+            .iter()
+            .find(|(c, _)| *c == name)
+            .map(|&(_, call)| (IPC, call))
+    }
 }
 
 type Table = HashMap<&'static str, u32>;
@@ -244,5 +300,16 @@ mod tests {
     #[case::unknown(ScmpArch::X86_64, "no_such_syscall", None)]
     fn resolves(#[case] arch: ScmpArch, #[case] name: &str, #[case] nr: Option<u32>) {
         assert_eq!(arch.resolve(name), nr);
+    }
+
+    #[rstest]
+    #[case::socket(ScmpArch::X86, "socket", Some((102, 1)))]
+    #[case::recv_only_muxed(ScmpArch::X86, "recv", Some((102, 10)))]
+    #[case::sendmmsg(ScmpArch::X86, "sendmmsg", Some((102, 20)))]
+    #[case::shmget(ScmpArch::X86, "shmget", Some((117, 23)))]
+    #[case::not_a_socket_call(ScmpArch::X86, "getcwd", None)]
+    #[case::x86_64_has_no_multiplexer(ScmpArch::X86_64, "socket", None)]
+    fn multiplexed(#[case] arch: ScmpArch, #[case] name: &str, #[case] mux: Option<(u32, u32)>) {
+        assert_eq!(arch.multiplexed(name), mux);
     }
 }

@@ -53,8 +53,9 @@
 //!   architecture is refused by name.
 //! - Names: resolved per architecture; a name missing on one architecture (`socketcall` on x86_64)
 //!   gets no rule there. A name no architecture of the filter knows is skipped, as runc and crun
-//!   skip unknown syscalls. The x86 `socketcall`/`ipc` multiplexers are not rewritten from the
-//!   socket/SysV names (libseccomp does that): profiles name them explicitly (Docker's does).
+//!   skip unknown syscalls. On x86 a socket or SysV IPC name (`socket`, `shmget`, …) also gets a
+//!   rule on its multiplexer, `socketcall`/`ipc` with argument 0 equal to the call (the rule's own
+//!   test of argument 0, if any, is replaced), as libseccomp does.
 //! - A rule whose action equals the default action is dropped (runc and crun do; it changes nothing).
 //! - Arguments: `index` 0–5; `EQ NE LT LE GE GT` compare the 64-bit value (two 32-bit words, high
 //!   first); `MASKED_EQ` is `(arg & value) == (valueTwo & value)` (libseccomp masks both sides). On
@@ -485,18 +486,35 @@ fn groups(arches: &[ScmpArch], rules: &[(&[String], Rule)]) -> (Vec<Group>, Vec<
             None => members.push((arch.audit(), vec![arch])),
         }
     }
-    // Per group: (number, 32-bit ABI, rule index), in config order. Each name is looked up once
-    // per architecture: this loop is most of the cost of compiling a large profile.
-    let mut hits: Vec<Vec<(u32, bool, usize)>> = vec![Vec::new(); members.len()];
+    // Per group: (number, 32-bit ABI, rule), in config order. Each name is looked up once per
+    // architecture: this loop is most of the cost of compiling a large profile.
+    let mut hits: Vec<Vec<(u32, bool, RuleRef)>> = vec![Vec::new(); members.len()];
+    let mut muxed: Vec<Rule> = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
-    for (r, (names, _)) in rules.iter().enumerate() {
+    for (r, (names, rule)) in rules.iter().enumerate() {
         for name in names.iter() {
             let mut known = false;
             for ((_, archs), hits) in members.iter().zip(&mut hits) {
                 for arch in archs {
+                    if let Some((mux, call)) = arch.multiplexed(name) {
+                        // libseccomp: the multiplexer with its first argument set to the call
+                        // (replacing any test of argument 0), next to the direct syscall.
+                        known = true;
+                        let mut conds = vec![Cond {
+                            index: 0,
+                            op: Op::Eq,
+                            value: u64::from(call),
+                        }];
+                        conds.extend(rule.conds.iter().filter(|c| c.index != 0));
+                        muxed.push(Rule {
+                            conds,
+                            action: rule.action,
+                        });
+                        hits.push((mux, arch.is_32bit(), RuleRef::Muxed(muxed.len() - 1)));
+                    }
                     if let Some(nr) = arch.resolve(name) {
                         known = true;
-                        hits.push((nr, arch.is_32bit(), r));
+                        hits.push((nr, arch.is_32bit(), RuleRef::Config(r)));
                     }
                 }
             }
@@ -505,6 +523,10 @@ fn groups(arches: &[ScmpArch], rules: &[(&[String], Rule)]) -> (Vec<Group>, Vec<
             }
         }
     }
+    let rule = |r: RuleRef| match r {
+        RuleRef::Config(i) => &rules[i].1,
+        RuleRef::Muxed(i) => &muxed[i],
+    };
     let groups = members
         .into_iter()
         .zip(hits)
@@ -521,7 +543,7 @@ fn groups(arches: &[ScmpArch], rules: &[(&[String], Rule)]) -> (Vec<Group>, Vec<
                 .chunk_by(|a, b| a.0 == b.0)
                 .map(|chunk| {
                     let (nr, narrow, _) = chunk[0];
-                    let rules = chunk.iter().map(|&(_, _, r)| &rules[r].1);
+                    let rules = chunk.iter().map(|&(_, _, r)| rule(r));
                     Entry {
                         nr,
                         narrow,
@@ -537,6 +559,12 @@ fn groups(arches: &[ScmpArch], rules: &[(&[String], Rule)]) -> (Vec<Group>, Vec<
         })
         .collect();
     (groups, skipped)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum RuleRef {
+    Config(usize),
+    Muxed(usize),
 }
 
 /// libseccomp's merge for one syscall: the first unconditional rule wins over everything;
