@@ -113,58 +113,61 @@ impl ScmpArch {
     /// (x86's `socketcall(2)` and `ipc(2)`): the multiplexer's number and the call's number in
     /// its first argument. libseccomp adds a rule on the multiplexer for each such name.
     pub fn multiplexed(self, name: &str) -> Option<(u32, u32)> {
-        if self != ScmpArch::X86 {
-            return None;
+        match self {
+            ScmpArch::X86 => X86_MULTIPLEXED.get(name).copied(),
+            _ => None,
         }
-        const SOCKETCALL: u32 = 102;
-        const IPC: u32 = 117;
-        // SYS_* from include/uapi/linux/net.h and the IPC call numbers from
-        // include/uapi/linux/ipc.h.
-        const SOCKET_CALLS: [&str; 20] = [
-            "socket",
-            "bind",
-            "connect",
-            "listen",
-            "accept",
-            "getsockname",
-            "getpeername",
-            "socketpair",
-            "send",
-            "recv",
-            "sendto",
-            "recvfrom",
-            "shutdown",
-            "setsockopt",
-            "getsockopt",
-            "sendmsg",
-            "recvmsg",
-            "accept4",
-            "recvmmsg",
-            "sendmmsg",
-        ];
-        const IPC_CALLS: [(&str, u32); 12] = [
-            ("semop", 1),
-            ("semget", 2),
-            ("semctl", 3),
-            ("semtimedop", 4),
-            ("msgsnd", 11),
-            ("msgrcv", 12),
-            ("msgget", 13),
-            ("msgctl", 14),
-            ("shmat", 21),
-            ("shmdt", 22),
-            ("shmget", 23),
-            ("shmctl", 24),
-        ];
-        if let Some(i) = SOCKET_CALLS.iter().position(|c| *c == name) {
-            return Some((SOCKETCALL, i as u32 + 1));
-        }
-        IPC_CALLS
-            .iter()
-            .find(|(c, _)| *c == name)
-            .map(|&(_, call)| (IPC, call))
     }
 }
+
+/// x86's multiplexed calls: name → (multiplexer, call number in argument 0). SYS_* from
+/// include/uapi/linux/net.h for `socketcall(2)`, the call numbers of include/uapi/linux/ipc.h for
+/// `ipc(2)`.
+static X86_MULTIPLEXED: LazyLock<HashMap<&'static str, (u32, u32)>> = LazyLock::new(|| {
+    const SOCKETCALL: u32 = 102;
+    const IPC: u32 = 117;
+    const SOCKET_CALLS: [&str; 20] = [
+        "socket",
+        "bind",
+        "connect",
+        "listen",
+        "accept",
+        "getsockname",
+        "getpeername",
+        "socketpair",
+        "send",
+        "recv",
+        "sendto",
+        "recvfrom",
+        "shutdown",
+        "setsockopt",
+        "getsockopt",
+        "sendmsg",
+        "recvmsg",
+        "accept4",
+        "recvmmsg",
+        "sendmmsg",
+    ];
+    const IPC_CALLS: [(&str, u32); 12] = [
+        ("semop", 1),
+        ("semget", 2),
+        ("semctl", 3),
+        ("semtimedop", 4),
+        ("msgsnd", 11),
+        ("msgrcv", 12),
+        ("msgget", 13),
+        ("msgctl", 14),
+        ("shmat", 21),
+        ("shmdt", 22),
+        ("shmget", 23),
+        ("shmctl", 24),
+    ];
+    (1..)
+        .zip(SOCKET_CALLS)
+        .map(|(call, name)| (name, (SOCKETCALL, call)))
+        .chain(IPC_CALLS.map(|(name, call)| (name, (IPC, call))))
+        .collect()
+});
 
 type Table = HashMap<&'static str, u32>;
 
