@@ -17,6 +17,7 @@ mod kill;
 mod logging;
 mod mountinfo;
 mod run;
+mod seccomp;
 mod spec;
 mod start;
 mod state;

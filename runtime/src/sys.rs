@@ -39,3 +39,103 @@ pub fn reset_sigpipe() -> nix::Result<()> {
     // SAFETY: installs SIG_DFL, not a Rust handler, so no async-signal-safety concern arises.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
 }
+
+/// What seccomp(SECCOMP_SET_MODE_FILTER) returned.
+#[derive(Debug)]
+pub enum SeccompLoaded {
+    /// With `SECCOMP_FILTER_FLAG_NEW_LISTENER`: the notify listener.
+    Listener(std::os::fd::OwnedFd),
+    /// Otherwise: 0, or with `SECCOMP_FILTER_FLAG_TSYNC` the id of a thread that could not sync.
+    Value(nix::libc::c_long),
+}
+
+/// seccomp(SECCOMP_SET_MODE_FILTER, flags, program): installs `program` on the calling thread.
+pub fn seccomp_set_mode_filter(
+    flags: nix::libc::c_ulong,
+    program: &[nix::libc::sock_filter],
+) -> nix::Result<SeccompLoaded> {
+    use std::os::fd::FromRawFd;
+    let len = u16::try_from(program.len()).map_err(|_| Errno::EINVAL)?;
+    let prog = nix::libc::sock_fprog {
+        len,
+        // The kernel only reads the program (it copies it during the call).
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points to `len` valid, initialised instructions that outlive the call; the
+    // kernel copies them and keeps no pointer. The other arguments are plain integers.
+    let res = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_seccomp,
+            nix::libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const nix::libc::sock_fprog,
+        )
+    };
+    let res = Errno::result(res)?;
+    if flags & nix::libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 {
+        let fd = std::os::fd::RawFd::try_from(res).map_err(|_| Errno::EBADF)?;
+        // SAFETY: with NEW_LISTENER a successful seccomp(2) returns a new descriptor that nothing
+        // else owns; the OwnedFd becomes its only owner.
+        Ok(SeccompLoaded::Listener(unsafe {
+            std::os::fd::OwnedFd::from_raw_fd(fd)
+        }))
+    } else {
+        Ok(SeccompLoaded::Value(res))
+    }
+}
+
+/// SECCOMP_IOCTL_NOTIF_RECV: waits for the next notification (tests act as the agent).
+#[cfg(test)]
+pub fn seccomp_notif_recv(
+    listener: std::os::fd::BorrowedFd<'_>,
+) -> nix::Result<nix::libc::seccomp_notif> {
+    use std::os::fd::AsRawFd;
+    // The kernel requires a zeroed buffer.
+    let mut notif = nix::libc::seccomp_notif {
+        id: 0,
+        pid: 0,
+        flags: 0,
+        data: nix::libc::seccomp_data {
+            nr: 0,
+            arch: 0,
+            instruction_pointer: 0,
+            args: [0; 6],
+        },
+    };
+    // SAFETY: the request's size matches `struct seccomp_notif`, which `notif` is, writable and
+    // alive for the call.
+    let res = unsafe {
+        nix::libc::ioctl(
+            listener.as_raw_fd(),
+            nix::libc::SECCOMP_IOCTL_NOTIF_RECV,
+            &mut notif as *mut nix::libc::seccomp_notif,
+        )
+    };
+    Errno::result(res).map(|_| notif)
+}
+
+/// SECCOMP_IOCTL_NOTIF_SEND: answers notification `id`: the syscall fails with `errno`.
+#[cfg(test)]
+pub fn seccomp_notif_fail(
+    listener: std::os::fd::BorrowedFd<'_>,
+    id: u64,
+    errno: Errno,
+) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut resp = nix::libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: -(errno as i32),
+        flags: 0,
+    };
+    // SAFETY: the request's size matches `struct seccomp_notif_resp`, which `resp` is, valid and
+    // alive for the call.
+    let res = unsafe {
+        nix::libc::ioctl(
+            listener.as_raw_fd(),
+            nix::libc::SECCOMP_IOCTL_NOTIF_SEND,
+            &mut resp as *mut nix::libc::seccomp_notif_resp,
+        )
+    };
+    Errno::result(res).map(drop)
+}
