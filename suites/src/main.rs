@@ -234,6 +234,16 @@ impl SelectArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Runs and benches stop cleanly on SIGINT/SIGTERM/SIGHUP; `vm` handles its own signals.
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Selftest(_) | Command::Matrix(_) | Command::Bench { .. }
+    ) && let Err(e) = palisade_harness::run::interrupt::install()
+    {
+        eprintln!(
+            "palisade: warning: cannot take over SIGINT/SIGTERM ({e}): stopping a run will not clean up; `palisade cleanup` will"
+        );
+    }
     match cli.command {
         Command::Run(args) => suite(args, Mode::Scenarios),
         Command::Selftest(args) => suite(args, Mode::Controls),
@@ -280,7 +290,10 @@ fn main() -> ExitCode {
             quota,
             std::time::Duration::from_millis(window_ms),
         ),
-        Command::Vm(args) => vm(args),
+        Command::Vm(args) => {
+            palisade_harness::run::orchestrate::sweep_dead_runs();
+            vm(args)
+        }
         // The kernel runs the guest's init as `/init vm-init`. Anywhere else this would power the
         // machine off at the end: refuse.
         Command::VmInit if std::process::id() == 1 => palisade_harness::vm::guest::init_main(),

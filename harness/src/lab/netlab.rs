@@ -223,6 +223,9 @@ impl Lab {
     /// `ip_forward=1`, known to the scenario's context (a control may make a container join it),
     /// with the control's lab change in force when there is one.
     pub fn new(cx: &Ctx) -> Result<Lab, HarnessError> {
+        if crate::run::interrupt::interrupted() {
+            return Err(HarnessError::Interrupted);
+        }
         let mut lab = Lab::in_run(&cx.run)?;
         lab.change = cx.lab_change();
         cx.set_lab_host(lab.host_path());

@@ -81,34 +81,54 @@ pub enum RunSetupError {
 
 impl RunEnv {
     /// Creates `<tmp>/palisade-<run id>/` with a copy of the probe.
+    ///
+    /// The directory appears under its final name only once it holds its record (the owner's pid
+    /// and start time): a run starting at the same moment never mistakes it for a dead run's.
+    /// Nothing is left behind when setting up fails. What dead runs left is removed first. The run is registered with the interrupt
+    /// handler ([`crate::run::interrupt`]) until [`crate::run::orchestrate::end_run`].
     pub fn new(probe: &Path) -> Result<Arc<RunEnv>, RunSetupError> {
+        crate::run::orchestrate::sweep_dead_runs();
         let id = new_run_id();
-        let dir = std::env::temp_dir().join(format!("{PREFIX}{id}"));
-        fs::create_dir_all(&dir).map_err(|source| RunSetupError::Dir {
-            path: dir.clone(),
-            source,
-        })?;
-        let probe_copy = dir.join("palisade-probe");
-        fs::copy(probe, &probe_copy).map_err(|source| RunSetupError::Probe {
-            path: probe.to_owned(),
-            source,
-        })?;
+        let tmp = std::env::temp_dir();
+        let dir = tmp.join(format!("{PREFIX}{id}"));
+        let staging = tmp.join(format!(".{PREFIX}{id}-starting"));
+        let dir_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| RunSetupError::Dir { path, source }
+        };
+        fs::create_dir_all(&staging).map_err(dir_err(&staging))?;
         let record = RunRecord {
             run_id: id.clone(),
             owner_pid: std::process::id() as i32,
             owner_start: own_start_time(),
             runtimes: Vec::new(),
         };
-        let env = RunEnv {
+        let staged = fs::copy(probe, staging.join("palisade-probe"))
+            .map_err(|source| RunSetupError::Probe {
+                path: probe.to_owned(),
+                source,
+            })
+            .and_then(|_| {
+                let json = serde_json::to_string_pretty(&record)
+                    .map_err(|e| std::io::Error::other(e.to_string()));
+                json.and_then(|json| fs::write(staging.join(RECORD_FILE), json))
+                    .and_then(|()| fs::rename(&staging, &dir))
+                    .map_err(dir_err(&dir))
+            });
+        if let Err(e) = staged {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        let env = Arc::new(RunEnv {
+            probe: dir.join("palisade-probe"),
             id,
             dir,
             host: HostFacts::detect(),
-            probe: probe_copy,
             live: Arc::default(),
             record: record.into(),
-        };
-        env.save_record();
-        Ok(Arc::new(env))
+        });
+        crate::run::interrupt::register(&env);
+        Ok(env)
     }
 
     /// Sets up the driver for one runtime, with a state directory of its own inside the run.

@@ -299,6 +299,9 @@ impl Ctx {
     /// Applies the control (under `selftest`), then creates the container; the probe waits for
     /// `start`.
     pub fn create(&self, spec: ContainerSpec) -> Result<Container, HarnessError> {
+        if crate::run::interrupt::interrupted() {
+            return Err(HarnessError::Interrupted);
+        }
         let mut spec = spec;
         let mut runtime = self.runtime.clone();
         match self.control {
