@@ -16,8 +16,13 @@ use crate::entry::{runtime_label, setup_error};
 /// `palisade bench start`: the life of a container running the probe's no-op (create, start, wait
 /// for its exit, delete), `iterations` times per runtime. Runtimes take turns within each round,
 /// so a noisy machine slows all of them alike; the ratios to the first runtime are what to read.
-pub fn bench_start(probe: &Path, runtimes: &[String], iterations: usize) -> ExitCode {
-    let run = match RunEnv::new(probe) {
+pub fn bench_start(
+    probe: &Path,
+    bundled: &Path,
+    runtimes: &[String],
+    iterations: usize,
+) -> ExitCode {
+    let run = match start(probe, bundled) {
         Ok(run) => run,
         Err(e) => return setup_error(&e.to_string()),
     };
@@ -75,6 +80,19 @@ pub fn bench_start(probe: &Path, runtimes: &[String], iterations: usize) -> Exit
     end_run(&run, code)
 }
 
+/// A run for a bench, with the bundled runtime in place.
+fn start(
+    probe: &Path,
+    bundled: &Path,
+) -> Result<Arc<RunEnv>, palisade_harness::run::env::RunSetupError> {
+    let run = RunEnv::new(probe)?;
+    if let Err(e) = run.add_bundled_runtime(bundled) {
+        end_run(&run, ExitCode::SUCCESS);
+        return Err(e);
+    }
+    Ok(run)
+}
+
 /// One container's whole life, timed from `create` to the end of `delete`.
 fn container_life(
     run: &Arc<RunEnv>,
@@ -112,13 +130,14 @@ fn percentile(times: &mut [Duration], pct: usize) -> Option<Duration> {
 /// `quota` µs per 100 ms is charged over 1 s windows. Everything it makes is cleaned up after.
 pub fn bench_cgroups(
     probe: &Path,
+    bundled: &Path,
     runtimes: &[String],
     samples: usize,
     quota: i64,
     window: std::time::Duration,
 ) -> ExitCode {
     const PERIOD: u64 = 100_000;
-    let run = match RunEnv::new(probe) {
+    let run = match start(probe, bundled) {
         Ok(run) => run,
         Err(e) => return setup_error(&e.to_string()),
     };

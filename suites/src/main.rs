@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use libtest_mimic::Arguments;
 use palisade_harness::report::ReportSpec;
 use palisade_harness::runner::Mode;
-use palisade_suites::entry::{self, SuiteRun, default_runtime, sibling_binary};
+use palisade_suites::entry::{self, SuiteRun, default_runtime, own_binary, sibling_binary};
 
 #[derive(Parser)]
 #[command(
@@ -221,11 +221,12 @@ impl SelectArgs {
         SuiteRun {
             filters,
             reports: self.reports,
+            bundled_runtime: Some(own_binary("palisade-runtime")),
             ..SuiteRun::new(
                 palisade_suites::all(),
                 runtimes,
                 mode,
-                sibling_binary("palisade-probe"),
+                own_binary("palisade-probe"),
                 test_args,
             )
         }
@@ -233,6 +234,18 @@ impl SelectArgs {
 }
 
 fn main() -> ExitCode {
+    // One file carries all three programs: run as `palisade-probe` (inside every container) or
+    // as `palisade-runtime` (the bundled runtime), it is that program.
+    let called = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    match called.as_str() {
+        "palisade-probe" => return palisade_probe::agent::main(),
+        "palisade-runtime" => return palisade_runtime::main(),
+        _ => {}
+    }
     let cli = Cli::parse();
     // Runs and benches stop cleanly on SIGINT/SIGTERM/SIGHUP; `vm` handles its own signals.
     if matches!(
@@ -271,8 +284,9 @@ fn main() -> ExitCode {
                 iterations,
             },
         } => palisade_suites::bench::bench_start(
-            &sibling_binary("palisade-probe"),
-            &resolve_runtimes(&runtimes),
+            &own_binary("palisade-probe"),
+            &own_binary("palisade-runtime"),
+            &runtimes,
             iterations,
         ),
         Command::Bench {
@@ -284,8 +298,9 @@ fn main() -> ExitCode {
                     window_ms,
                 },
         } => palisade_suites::bench::bench_cgroups(
-            &sibling_binary("palisade-probe"),
-            &resolve_runtimes(&runtimes),
+            &own_binary("palisade-probe"),
+            &own_binary("palisade-runtime"),
+            &runtimes,
             samples,
             quota,
             std::time::Duration::from_millis(window_ms),
@@ -324,9 +339,9 @@ fn main() -> ExitCode {
 fn suite(args: RunArgs, mode: Mode) -> ExitCode {
     let explicit = !args.runtime.is_empty();
     let runtimes = if explicit {
-        resolve_runtimes(&args.runtime)
+        args.runtime
     } else {
-        default_runtime(&sibling_binary("palisade-runtime"))
+        default_runtime()
     };
     entry::run(SuiteRun {
         explicit,
@@ -469,7 +484,7 @@ fn vm_conclusion(
 }
 
 fn matrix(args: MatrixArgs) -> ExitCode {
-    let runtimes = resolve_runtimes(&args.runtimes);
+    let runtimes = args.runtimes;
     let mode = if args.with_controls {
         Mode::Both
     } else {
@@ -531,26 +546,5 @@ fn merge(args: MergeArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
-}
-
-/// Runtime names as the user gave them, with `palisade-runtime` resolved by [`bundled_if_not_on_path`].
-fn resolve_runtimes(names: &[String]) -> Vec<String> {
-    names
-        .iter()
-        .map(|name| bundled_if_not_on_path(name))
-        .collect()
-}
-
-/// `palisade-runtime` means the bundled runtime next to this binary unless one is on PATH.
-fn bundled_if_not_on_path(name: &str) -> String {
-    let bundled = sibling_binary("palisade-runtime");
-    if name == "palisade-runtime"
-        && palisade_harness::exec::find_program(name).is_none()
-        && bundled.is_file()
-    {
-        bundled.display().to_string()
-    } else {
-        name.to_owned()
     }
 }

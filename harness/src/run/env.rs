@@ -51,6 +51,18 @@ pub struct RuntimeRecord {
 
 pub const RECORD_FILE: &str = "run.json";
 
+/// The name the bundled runtime answers to.
+pub const BUNDLED_RUNTIME: &str = "palisade-runtime";
+
+/// A hard link of `from` at `to` (same filesystem, no copy), or a copy.
+fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
+    match fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) => fs::copy(from, to).map(drop),
+    }
+}
+
 /// The run's shared environment, handed to every scenario.
 pub struct RunEnv {
     pub id: String,
@@ -103,7 +115,7 @@ impl RunEnv {
             owner_start: own_start_time(),
             runtimes: Vec::new(),
         };
-        let staged = fs::copy(probe, staging.join("palisade-probe"))
+        let staged = link_or_copy(probe, &staging.join("palisade-probe"))
             .map_err(|source| RunSetupError::Probe {
                 path: probe.to_owned(),
                 source,
@@ -131,8 +143,29 @@ impl RunEnv {
         Ok(env)
     }
 
+    /// Places the bundled runtime in the run's directory as `palisade-runtime` (a binary that
+    /// answers to that name: the runtime itself, or the single `palisade` binary, which dispatches
+    /// on its name). From then on the name `palisade-runtime`, unless a program of that name is on
+    /// PATH, means this one.
+    pub fn add_bundled_runtime(&self, source: &Path) -> Result<(), RunSetupError> {
+        let target = self.dir.join(BUNDLED_RUNTIME);
+        link_or_copy(source, &target).map_err(|source| RunSetupError::Dir {
+            path: target,
+            source,
+        })
+    }
+
     /// Sets up the driver for one runtime, with a state directory of its own inside the run.
     pub fn runtime(&self, name_or_path: &str) -> Result<Arc<dyn Driver>, RunSetupError> {
+        let bundled = self.dir.join(BUNDLED_RUNTIME);
+        let name_or_path = if name_or_path == BUNDLED_RUNTIME
+            && crate::exec::find_program(BUNDLED_RUNTIME).is_none()
+            && bundled.is_file()
+        {
+            bundled.to_str().unwrap_or(name_or_path)
+        } else {
+            name_or_path
+        };
         let slot = self.record.lock().map(|r| r.runtimes.len()).unwrap_or(0);
         let root = self.dir.join(format!("state-{slot}"));
         let driver =

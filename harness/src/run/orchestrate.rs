@@ -23,6 +23,8 @@ pub struct SuiteRun {
     pub mode: Mode,
     /// The probe binary to place in every rootfs.
     pub probe: PathBuf,
+    /// The bundled runtime's binary, which the name `palisade-runtime` then means.
+    pub bundled_runtime: Option<PathBuf>,
     /// Filter, `--list`, `--exact`, threads...: libtest's usual arguments.
     pub args: Arguments,
     /// More than one filter (`network:: nat::`): a trial runs if any matches. libtest's own
@@ -52,6 +54,7 @@ impl SuiteRun {
             runtimes,
             mode,
             probe,
+            bundled_runtime: None,
             args,
             filters: Vec::new(),
             explicit: false,
@@ -70,6 +73,11 @@ pub fn run(suite: SuiteRun) -> ExitCode {
         Ok(run) => run,
         Err(e) => return setup_error(&e.to_string()),
     };
+    if let Some(bundled) = &suite.bundled_runtime
+        && let Err(e) = run.add_bundled_runtime(bundled)
+    {
+        return end_run(&run, setup_error(&e.to_string()));
+    }
     let mut code = run_in(&run, &suite);
     crate::run::interrupt::wait_if_interrupted();
     if !suite.args.list {
