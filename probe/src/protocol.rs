@@ -64,6 +64,8 @@ pub enum Request {
     WriteBack { paths: Vec<String> },
     /// Every resource limit (getrlimit(2)), soft and hard, by `RLIMIT_*` name.
     Rlimits,
+    /// Make each harmless system call and report its outcome (seccomp checks).
+    Syscalls { calls: Vec<SyscallProbe> },
     /// mknod(2) a device node at `path`, open it read-only and non-blocking without reading,
     /// close it and remove the node; report each step's errno.
     OpenDevice {
@@ -150,11 +152,29 @@ pub enum Reply {
     Limits {
         limits: BTreeMap<String, Limit>,
     },
+    /// The outcome of each call of [`Request::Syscalls`], in request order.
+    Calls {
+        outcomes: Vec<SyscallOutcome>,
+    },
     /// The steps of [`Request::OpenDevice`].
     Device {
         mknod: SyscallOutcome,
         open: Option<SyscallOutcome>,
     },
+}
+
+/// A system call the probe can make harmlessly, whatever its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyscallProbe {
+    /// getcwd(2) into a buffer.
+    Getcwd,
+    /// uname(2).
+    Uname,
+    /// unshare(CLONE_NEWUSER): a user namespace for the probe alone, if allowed.
+    UnshareUser,
+    /// keyctl(KEYCTL_GET_KEYRING_ID, session keyring, create = 0): reads an id, creates nothing.
+    Keyctl,
 }
 
 /// One path's kind as lstat(2) sees it.

@@ -16,6 +16,7 @@ pub mod paths;
 pub mod pid;
 pub mod rlimits;
 pub mod rootfs;
+pub mod seccomp;
 pub mod uts;
 
 use palisade_harness::Scenario;
@@ -34,6 +35,7 @@ pub fn all() -> Vec<&'static Scenario> {
         capabilities::SCENARIOS,
         rlimits::SCENARIOS,
         devices::SCENARIOS,
+        seccomp::SCENARIOS,
         network::SCENARIOS,
         nat::SCENARIOS,
         cgroups::SCENARIOS,

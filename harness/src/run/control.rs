@@ -133,6 +133,14 @@ pub enum Edit {
     },
     /// `/sys` and `/sys/fs/cgroup` mounted without `ro`.
     SysReadWrite,
+    /// No `linux.seccomp`: the container runs unconfined.
+    NoSeccomp,
+    /// The mount at `destination` gets the option `to` instead of `from`.
+    MountOption {
+        destination: &'static str,
+        from: &'static str,
+        to: &'static str,
+    },
     /// An allow-all rule appended to `linux.resources.devices`.
     AllowAllDevices,
     /// This `process.rlimits` entry set to other values.
@@ -273,6 +281,28 @@ impl Edit {
                             .flatten()
                             .filter(|o| o.as_str() != "ro")
                             .cloned()
+                            .collect();
+                        mount.set_options(Some(options));
+                    }
+                }
+            }),
+            Edit::NoSeccomp => spec.edit(|s| {
+                if let Some(linux) = s.linux_mut() {
+                    linux.set_seccomp(None);
+                }
+            }),
+            Edit::MountOption {
+                destination,
+                from,
+                to,
+            } => spec.edit(|s| {
+                for mount in s.mounts_mut().iter_mut().flatten() {
+                    if mount.destination() == Path::new(destination) {
+                        let options: Vec<String> = mount
+                            .options()
+                            .iter()
+                            .flatten()
+                            .map(|o| if o == from { to.to_owned() } else { o.clone() })
                             .collect();
                         mount.set_options(Some(options));
                     }
@@ -456,6 +486,15 @@ impl fmt::Display for Edit {
             ),
             Edit::SysReadWrite => write!(f, "/sys and /sys/fs/cgroup mounted without `ro`"),
             Edit::AllowAllDevices => write!(f, "an allow-all device rule (`a *:* rwm`)"),
+            Edit::NoSeccomp => write!(f, "no `linux.seccomp`: the container runs unconfined"),
+            Edit::MountOption {
+                destination,
+                from,
+                to,
+            } => write!(
+                f,
+                "the mount at {destination} gets `{to}` instead of `{from}`"
+            ),
             Edit::Rlimit { name, soft, hard } => {
                 write!(f, "{name} set to {soft}/{hard} instead")
             }

@@ -606,8 +606,7 @@ fn invalid_profiles_name_the_field(#[case] profile: Value, #[case] want: &str) {
 
 /// Docker's default profile for x86_64, written from its documented rules.
 pub fn docker_default() -> LinuxSeccomp {
-    serde_json::from_str(include_str!("testdata/docker-default-x86_64.json"))
-        .expect("fixture parses")
+    serde_json::from_str(palisade_common::profiles::DOCKER_DEFAULT_X86_64).expect("fixture parses")
 }
 
 #[test]
