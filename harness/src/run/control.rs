@@ -539,6 +539,16 @@ pub enum Defect {
     /// bundled runtime through its test-only chroot mode, others with `--no-pivot` and a leaked
     /// fd 3 (`--preserve-fds 1`), as in CVE-2024-21626.
     EscapableJail,
+    /// `exec` leaves one namespace of the init out.
+    ExecMissesNamespace(LinuxNamespaceType),
+    /// `exec` leaves the new process in the caller's cgroup.
+    ExecOutsideCgroup,
+    /// `exec` passes a host directory to the new process as an open fd.
+    ExecLeaksHostDir,
+    /// `exec` ignores the process spec: the new process keeps the caller's user and capabilities.
+    ExecIgnoresProcess,
+    /// `state` reports a pid that is not the container's init.
+    StateReportsWrongPid,
 }
 
 impl fmt::Display for Defect {
@@ -547,6 +557,27 @@ impl fmt::Display for Defect {
             Defect::EscapableJail => write!(
                 f,
                 "the runtime jails with chroot only (`--no-pivot`, bundled runtime: annotation) and leaks a host directory fd (`--preserve-fds`, as in CVE-2024-21626)"
+            ),
+            Defect::ExecMissesNamespace(kind) => write!(
+                f,
+                "a runtime whose `exec` leaves the {} namespace out (simulated: the process enters the others by itself)",
+                proc_name(*kind)
+            ),
+            Defect::ExecOutsideCgroup => write!(
+                f,
+                "a runtime whose `exec` leaves the process in the caller's cgroup (simulated with nsenter)"
+            ),
+            Defect::ExecLeaksHostDir => write!(
+                f,
+                "a runtime whose `exec` passes a host directory as fd 3 (`--preserve-fds`, as in CVE-2024-21626)"
+            ),
+            Defect::ExecIgnoresProcess => write!(
+                f,
+                "a runtime whose `exec` ignores the process spec (simulated with nsenter: the caller's user and capabilities)"
+            ),
+            Defect::StateReportsWrongPid => write!(
+                f,
+                "a runtime whose `state` reports a pid that is not the container's init"
             ),
         }
     }

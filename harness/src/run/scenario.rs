@@ -370,6 +370,7 @@ impl Ctx {
                 let with_leak = crate::driver::Defect {
                     create_flags: vec!["--no-pivot".into()],
                     leaked_dir: Some("/".into()),
+                    ..crate::driver::Defect::default()
                 };
                 let without_leak = crate::driver::Defect {
                     leaked_dir: None,
@@ -387,7 +388,41 @@ impl Ctx {
                     })?;
                 Ok((variant, spec))
             }
+            Defect::ExecMissesNamespace(kind) => self
+                .variant(crate::driver::Defect {
+                    exec: Some(crate::driver::ExecDefect::Nsenter { skip: Some(kind) }),
+                    ..crate::driver::Defect::default()
+                })
+                .map(|v| (v, spec)),
+            Defect::ExecOutsideCgroup | Defect::ExecIgnoresProcess => self
+                .variant(crate::driver::Defect {
+                    exec: Some(crate::driver::ExecDefect::Nsenter { skip: None }),
+                    ..crate::driver::Defect::default()
+                })
+                .map(|v| (v, spec)),
+            Defect::ExecLeaksHostDir => self
+                .variant(crate::driver::Defect {
+                    exec: Some(crate::driver::ExecDefect::LeakedDir("/".into())),
+                    ..crate::driver::Defect::default()
+                })
+                .map(|v| (v, spec)),
+            Defect::StateReportsWrongPid => self
+                .variant(crate::driver::Defect {
+                    state_pid: Some(std::process::id() as i32),
+                    ..crate::driver::Defect::default()
+                })
+                .map(|v| (v, spec)),
         }
+    }
+
+    /// The runtime with `defect`, or a skip saying it cannot be made.
+    fn variant(&self, defect: crate::driver::Defect) -> Result<Arc<dyn Driver>, HarnessError> {
+        self.runtime.variant(&defect).ok_or_else(|| {
+            HarnessError::ControlNotApplied(format!(
+                "`{}` cannot be driven with the control's defect",
+                self.runtime.info().name
+            ))
+        })
     }
 
     /// Creates and starts a container.
