@@ -21,7 +21,15 @@ pub fn bench_start(
     bundled: &Path,
     runtimes: &[String],
     iterations: usize,
+    seccomp: bool,
 ) -> ExitCode {
+    let profile = match seccomp
+        .then(palisade_common::profiles::docker_default)
+        .transpose()
+    {
+        Ok(profile) => profile,
+        Err(e) => return setup_error(&format!("Docker's default seccomp profile: {e}")),
+    };
     let run = match start(probe, bundled) {
         Ok(run) => run,
         Err(e) => return setup_error(&e.to_string()),
@@ -42,14 +50,19 @@ pub fn bench_start(
         }
     }
     println!(
-        "palisade: bench start, run {}: create + start + wait + delete of the probe's no-op, {iterations} rounds",
-        run.id
+        "palisade: bench start, run {}: create + start + wait + delete of the probe's no-op, {iterations} rounds{}",
+        run.id,
+        if profile.is_some() {
+            ", under Docker's default seccomp profile"
+        } else {
+            ""
+        }
     );
     let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(iterations); drivers.len()];
     let mut code = ExitCode::SUCCESS;
     'rounds: for _ in 0..iterations {
         for ((label, driver), times) in drivers.iter().zip(samples.iter_mut()) {
-            match container_life(&run, driver, label) {
+            match container_life(&run, driver, label, profile.as_ref()) {
                 Ok(took) => times.push(took),
                 Err(e) => {
                     eprintln!("palisade: bench {label}: {e}");
@@ -98,6 +111,7 @@ fn container_life(
     run: &Arc<RunEnv>,
     driver: &Arc<dyn Driver>,
     label: &str,
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
 ) -> Result<Duration, HarnessError> {
     let deadline = Instant::now() + palisade_harness::run::scenario_timeout();
     let cx = Ctx::new(
@@ -108,7 +122,10 @@ fn container_life(
         deadline,
     );
     // The probe's no-op: exit at once. Only the lifecycle the runtime drives is timed.
-    let spec = cx.spec("bench")?.one_shot(&Request::Exit { code: 0 });
+    let mut spec = cx.spec("bench")?.one_shot(&Request::Exit { code: 0 });
+    if let Some(profile) = seccomp {
+        spec = spec.seccomp(profile.clone());
+    }
     let started = Instant::now();
     let container = cx.launch(spec)?;
     container.wait_exit()?;

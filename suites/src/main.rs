@@ -109,6 +109,9 @@ enum Bench {
         /// Containers per runtime.
         #[arg(long, default_value_t = 50)]
         iterations: usize,
+        /// Every container runs under Docker's default seccomp profile (what real configs carry).
+        #[arg(long)]
+        seccomp: bool,
     },
     /// The CPU fraction the kernel charges a 2-thread burner under a CPU quota, per runtime.
     Cgroups {
@@ -279,15 +282,18 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Bench {
-            what: Bench::Start {
-                runtimes,
-                iterations,
-            },
+            what:
+                Bench::Start {
+                    runtimes,
+                    iterations,
+                    seccomp,
+                },
         } => palisade_suites::bench::bench_start(
             &own_binary("palisade-probe"),
             &own_binary("palisade-runtime"),
             &runtimes,
             iterations,
+            seccomp,
         ),
         Command::Bench {
             what:

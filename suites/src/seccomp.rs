@@ -1,12 +1,10 @@
 //! seccomp: the filter the config describes is the one the container runs under.
 
-use oci_spec::runtime::{
-    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder,
-};
+use oci_spec::runtime::{LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder};
 use palisade_harness::run::control::{Control, Edit};
 use palisade_harness::run::scenario::Schedule;
 use palisade_harness::{
-    ContainerSpec, Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check, require,
+    Ctx, Failure, Outcome, Reply, Request, Requirement, Scenario, check, require,
 };
 use palisade_probe::protocol::{SyscallOutcome, SyscallProbe};
 
@@ -35,21 +33,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
 ];
 
-/// This host's architectures, as a profile names them.
-fn host_architectures() -> Vec<Arch> {
-    match std::env::consts::ARCH {
-        "aarch64" => vec![Arch::ScmpArchAarch64, Arch::ScmpArchArm],
-        _ => vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32],
-    }
-}
-
-fn with_profile(spec: ContainerSpec, profile: LinuxSeccomp) -> ContainerSpec {
-    spec.edit(|s| {
-        if let Some(linux) = s.linux_mut() {
-            linux.set_seccomp(Some(profile));
-        }
-    })
-}
+use palisade_common::profiles::host_architectures;
 
 fn outcomes(reply: Reply) -> Result<Vec<SyscallOutcome>, Failure> {
     match reply {
@@ -74,7 +58,7 @@ fn denied_syscall_fails_with_the_configured_errno(cx: &Ctx) -> Outcome {
         .syscalls(vec![deny_getcwd])
         .build()
         .map_err(|e| Failure::Broken(format!("building the profile: {e}")))?;
-    let spec = with_profile(cx.spec("seccomp-errno")?, profile);
+    let spec = cx.spec("seccomp-errno")?.seccomp(profile);
     let seen = outcomes(cx.run_once(spec.one_shot(&Request::Syscalls {
         calls: vec![SyscallProbe::Getcwd, SyscallProbe::Uname],
     }))?)?;
@@ -96,11 +80,9 @@ fn denied_syscall_fails_with_the_configured_errno(cx: &Ctx) -> Outcome {
 }
 
 fn default_profile_blocks_namespace_creation(cx: &Ctx) -> Outcome {
-    let mut profile: LinuxSeccomp =
-        serde_json::from_str(palisade_common::profiles::DOCKER_DEFAULT_X86_64)
-            .map_err(|e| Failure::Broken(format!("Docker's default profile: {e}")))?;
-    profile.set_architectures(Some(host_architectures()));
-    let spec = with_profile(cx.spec("seccomp-default")?, profile);
+    let profile = palisade_common::profiles::docker_default()
+        .map_err(|e| Failure::Broken(format!("Docker's default profile: {e}")))?;
+    let spec = cx.spec("seccomp-default")?.seccomp(profile);
     let seen = outcomes(cx.run_once(spec.one_shot(&Request::Syscalls {
         calls: vec![
             SyscallProbe::Uname,

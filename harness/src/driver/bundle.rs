@@ -247,6 +247,15 @@ impl ContainerSpec {
         self.edit(|s| s.mounts_mut().get_or_insert_with(Vec::new).push(mount))
     }
 
+    /// `linux.seccomp`.
+    pub fn seccomp(self, profile: oci_spec::runtime::LinuxSeccomp) -> Self {
+        self.edit(|s| {
+            if let Some(linux) = s.linux_mut() {
+                linux.set_seccomp(Some(profile));
+            }
+        })
+    }
+
     /// `linux.rootfsPropagation`.
     pub fn rootfs_propagation(self, mode: &str) -> Self {
         self.edit(|s| {
