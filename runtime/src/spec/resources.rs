@@ -159,6 +159,10 @@ const FIELD: &str = "linux.resources";
 
 /// `linux.resources`.
 pub fn resources(linux: &Linux, host: &HostLimits) -> Result<Resources, SpecError> {
+    // Cache and memory-bandwidth allocation (resctrl) is a resource too, one this runtime lacks.
+    if linux.intel_rdt().is_some() {
+        return Err(SpecError::Unsupported("linux.intelRdt".into()));
+    }
     let Some(r) = linux.resources() else {
         return Ok(Resources::default());
     };
@@ -422,6 +426,17 @@ fn rdma(r: &LinuxResources) -> Result<Vec<Rdma>, SpecError> {
         .collect()
 }
 
+/// Core files that place, freeze or kill processes, or shape the tree: the runtime manages them,
+/// and through `unified` they could move any host process into the container's cgroup.
+const UNIFIED_MANAGED: &[&str] = &[
+    "cgroup.procs",
+    "cgroup.threads",
+    "cgroup.kill",
+    "cgroup.freeze",
+    "cgroup.subtree_control",
+    "cgroup.type",
+];
+
 /// `unified`: each key names one file in the container's cgroup directory, never a path.
 fn unified(r: &LinuxResources) -> Result<Vec<(String, String)>, SpecError> {
     let mut entries: Vec<(String, String)> = r
@@ -445,6 +460,12 @@ fn unified(r: &LinuxResources) -> Result<Vec<(String, String)>, SpecError> {
             return Err(invalid(
                 field,
                 "not the name of a cgroup v2 interface file (<controller>.<name>, no path)",
+            ));
+        }
+        if UNIFIED_MANAGED.contains(&key.as_str()) {
+            return Err(invalid(
+                field,
+                "not a resource: the runtime manages this file (placement, freezing, the tree)",
             ));
         }
         if value.contains('\0') {

@@ -357,6 +357,15 @@ fn mounts_refused(#[case] bad: Value, #[case] error: &str) {
     assert_eq!(message(mounts(&s, Path::new("/nonexistent-bundle"))), error);
 }
 
+#[rstest]
+#[case::none(json!({}), None)]
+#[case::empty(json!({"mountLabel": ""}), None)]
+#[case::selinux(json!({"mountLabel": "system_u:object_r:container_file_t:s0"}), Some("linux.mountLabel is not supported by palisade-runtime"))]
+fn mount_label_is_refused_unless_empty(#[case] l: Value, #[case] error: Option<&str>) {
+    let result = super::mount_label(&linux(l));
+    assert_eq!(result.err().map(|e| e.to_string()).as_deref(), error);
+}
+
 // --- linux.devices ----------------------------------------------------------------------------
 
 #[rstest]

@@ -249,6 +249,8 @@ fn network_rdma_and_unified() {
 #[case::path_after_a_name(json!({"unified": {"memory.high/../../x": "1"}}), "invalid config: linux.resources.unified.\"memory.high/../../x\": not the name of a cgroup v2 interface file (<controller>.<name>, no path)")]
 #[case::absolute(json!({"unified": {"/etc/passwd": "1"}}), "invalid config: linux.resources.unified.\"/etc/passwd\": not the name of a cgroup v2 interface file (<controller>.<name>, no path)")]
 #[case::no_controller(json!({"unified": {"high": "1"}}), "invalid config: linux.resources.unified.\"high\": not the name of a cgroup v2 interface file (<controller>.<name>, no path)")]
+#[case::procs(json!({"unified": {"cgroup.procs": "1"}}), "invalid config: linux.resources.unified.\"cgroup.procs\": not a resource: the runtime manages this file (placement, freezing, the tree)")]
+#[case::kill(json!({"unified": {"cgroup.kill": "1"}}), "invalid config: linux.resources.unified.\"cgroup.kill\": not a resource: the runtime manages this file (placement, freezing, the tree)")]
 #[case::hidden(json!({"unified": {".x": "1"}}), "invalid config: linux.resources.unified.\".x\": not the name of a cgroup v2 interface file (<controller>.<name>, no path)")]
 #[case::rdma_device_with_space(json!({"rdma": {"a b": {"hcaHandles": 1}}}), "invalid config: linux.resources.rdma.\"a b\": not an RDMA device name")]
 #[case::rdma_without_limits(json!({"rdma": {"mlx4_0": {}}}), "invalid config: linux.resources.rdma.\"mlx4_0\": has neither hcaHandles nor hcaObjects")]
@@ -304,4 +306,15 @@ fn device_rules_go_in_config_order_before_the_defaults() {
 #[case::minor_too_big(json!([{"allow": true, "type": "c", "major": 1, "minor": 2000000}]), "invalid config: linux.resources.devices[0].minor: 2000000 is not a device number (0..=1048575)")]
 fn device_rules_refused(#[case] devices: Value, #[case] error: &str) {
     assert_eq!(refused(json!({"devices": devices})), error);
+}
+
+#[test]
+fn intel_rdt_is_refused() {
+    let linux: Linux = serde_json::from_value(json!({"intelRdt": {"closID": "x"}})).expect("valid");
+    assert_eq!(
+        super::resources(&linux, &host())
+            .expect_err("refused")
+            .to_string(),
+        "linux.intelRdt is not supported by palisade-runtime"
+    );
 }
