@@ -188,7 +188,11 @@ fn spawn(
                 if let Err(e) = cgroup.add_pid(pid) {
                     break Err(e.into());
                 }
-                if let Err(e) = gate_tx.send(&Message::CgroupJoined) {
+                // An init that already failed (e.g. on an unsafe rootfs) has closed its end: its
+                // error message, still to be read, is the one to report.
+                if let Err(e) = gate_tx.send(&Message::CgroupJoined)
+                    && e.kind() != ErrorKind::BrokenPipe
+                {
                     break Err(CreateError::Channel(e));
                 }
             }

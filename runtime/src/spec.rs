@@ -18,10 +18,12 @@ use oci_spec::runtime::{
 use palisade_common::annotations;
 
 mod options;
+mod resources;
 #[cfg(test)]
 mod tests;
 
-pub use options::parse_mount_options;
+pub use options::{RecursiveAttr, parse_mount_options};
+pub use resources::{HostLimits, Rdma, Resources, ThrottleDevice};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -90,6 +92,8 @@ pub struct MountPlan {
     pub flags: MsFlags,
     /// Propagation changes, applied by separate mount(2) calls after the mount itself.
     pub propagation: Vec<MsFlags>,
+    /// Recursive attributes (`rro`, …), set on the whole tree by mount_setattr(2) at the end.
+    pub recursive: Option<RecursiveAttr>,
     pub data: String,
 }
 
@@ -127,19 +131,6 @@ pub struct ProcessPlan {
     pub rlimits: Vec<(Resource, u64, u64)>,
     pub no_new_privileges: bool,
     pub oom_score_adj: Option<i32>,
-}
-
-/// Cgroup resources this runtime applies.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Resources {
-    pub cpu_shares: Option<u64>,
-    pub cpu_quota: Option<i64>,
-    pub cpu_period: Option<u64>,
-    pub cpuset_cpus: Option<String>,
-    pub cpuset_mems: Option<String>,
-    pub memory_limit: Option<i64>,
-    pub memory_swap: Option<i64>,
-    pub pids_limit: Option<i64>,
 }
 
 /// Mount propagation of the container's mount namespace.
@@ -267,9 +258,12 @@ fn plan(spec: &Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<P
     let process = process(spec.process().as_ref().ok_or(SpecError::MissingProcess)?)?;
     let hostname = hostname(spec, &namespaces)?;
     let mounts = mounts(spec, &bundle)?;
+    mount_label(&linux)?;
     let devices = devices(&linux)?;
     let propagation = propagation(&linux)?;
     let cgroup_path = cgroup_path(&linux, id)?;
+    let sysctl = sysctl(&linux, &namespaces)?;
+    let resources = resources::resources(&linux, &HostLimits::detect())?;
     Ok(Plan {
         id: id.to_owned(),
         bundle,
@@ -285,10 +279,10 @@ fn plan(spec: &Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<P
         readonly_paths: paths(linux.readonly_paths()),
         rootfs_propagation: propagation.rootfs,
         parent_propagation: propagation.parent,
-        sysctl: sysctl(&linux),
+        sysctl,
         process,
         cgroup_path,
-        resources: resources(&linux),
+        resources,
         annotations,
         oci_version: spec.version().clone(),
     })
@@ -491,6 +485,15 @@ fn mounts(spec: &Spec, bundle: &Path) -> Result<Vec<MountPlan>, SpecError> {
         .collect()
 }
 
+/// `linux.mountLabel`: an SELinux context for the container's mounts; this runtime has no SELinux
+/// support, so a label is refused rather than left off.
+fn mount_label(linux: &Linux) -> Result<(), SpecError> {
+    match linux.mount_label().as_deref() {
+        None | Some("") => Ok(()),
+        Some(_) => Err(SpecError::Unsupported("linux.mountLabel".into())),
+    }
+}
+
 /// One entry of `mounts`; `field` names it in errors.
 fn mount(m: &Mount, bundle: &Path, field: &str) -> Result<MountPlan, SpecError> {
     let destination = m.destination().clone();
@@ -500,7 +503,19 @@ fn mount(m: &Mount, bundle: &Path, field: &str) -> Result<MountPlan, SpecError> 
             format!("{} must be absolute without ..", destination.display()),
         ));
     }
-    let options = parse_mount_options(m.options().as_deref().unwrap_or_default());
+    let options = parse_mount_options(m.options().as_deref().unwrap_or_default())
+        .map_err(|e| invalid(format!("{field}.options"), e.to_string()))?;
+    // Id-mapped mounts come with user namespaces; until then they are refused, never ignored.
+    for (name, mappings) in [
+        ("uidMappings", m.uid_mappings()),
+        ("gidMappings", m.gid_mappings()),
+    ] {
+        if mappings.is_some() {
+            return Err(SpecError::Unsupported(format!(
+                "{field}.{name} (id-mapped mounts)"
+            )));
+        }
+    }
     let fstype = m.typ().clone().unwrap_or_else(|| {
         if options.bind {
             "bind".into()
@@ -534,6 +549,7 @@ fn mount(m: &Mount, bundle: &Path, field: &str) -> Result<MountPlan, SpecError> 
         bind,
         flags: options.flags,
         propagation: options.propagation,
+        recursive: options.recursive,
         data: options.data,
     })
 }
@@ -595,11 +611,12 @@ fn propagation(linux: &Linux) -> Result<Propagation, SpecError> {
     Ok(Propagation { rootfs, parent })
 }
 
-/// `linux.cgroupsPath`, relative to each hierarchy's root; `/palisade-runtime/<id>` by default.
+/// `linux.cgroupsPath`, relative to each hierarchy's root; `/<id>` by default, as runc, so that
+/// no parent is made (and none is left behind).
 fn cgroup_path(linux: &Linux, id: &str) -> Result<PathBuf, SpecError> {
     let path = match linux.cgroups_path() {
         Some(p) if !p.as_os_str().is_empty() => Path::new("/").join(p),
-        _ => PathBuf::from(format!("/palisade-runtime/{id}")),
+        _ => PathBuf::from(format!("/{id}")),
     };
     if path.components().any(|c| c == Component::ParentDir) {
         return Err(invalid("linux.cgroupsPath", "must not contain .."));
@@ -607,40 +624,92 @@ fn cgroup_path(linux: &Linux, id: &str) -> Result<PathBuf, SpecError> {
     Ok(path)
 }
 
-/// `linux.resources`: the limits this runtime applies.
-fn resources(linux: &Linux) -> Resources {
-    let mut resources = Resources::default();
-    let Some(r) = linux.resources() else {
-        return resources;
-    };
-    if let Some(cpu) = r.cpu() {
-        resources.cpu_shares = cpu.shares();
-        resources.cpu_quota = cpu.quota();
-        resources.cpu_period = cpu.period();
-        resources.cpuset_cpus = cpu.cpus().clone().filter(|s| !s.is_empty());
-        resources.cpuset_mems = cpu.mems().clone().filter(|s| !s.is_empty());
-    }
-    if let Some(mem) = r.memory() {
-        resources.memory_limit = mem.limit();
-        resources.memory_swap = mem.swap();
-    }
-    if let Some(pids) = r.pids() {
-        resources.pids_limit = Some(pids.limit());
-    }
-    resources
-}
-
 /// `linux.maskedPaths` / `linux.readonlyPaths`.
 fn paths(paths: &Option<Vec<String>>) -> Vec<PathBuf> {
     paths.iter().flatten().map(PathBuf::from).collect()
 }
 
-/// `linux.sysctl`.
-fn sysctl(linux: &Linux) -> Vec<(String, String)> {
-    linux
+/// IPC sysctls: they belong to the ipc namespace (runc's list).
+const IPC_SYSCTLS: &[&str] = &[
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+];
+
+/// `linux.sysctl`, sorted by key. Only sysctls of a namespace the container has of its own are
+/// accepted (as runc): IPC keys and `fs.mqueue.*` with an ipc namespace, `net.*` with a network
+/// namespace, `kernel.hostname`/`kernel.domainname` with a uts namespace. Anything else would
+/// change the host's setting.
+fn sysctl(linux: &Linux, namespaces: &[NamespacePlan]) -> Result<Vec<(String, String)>, SpecError> {
+    let mut sysctls: Vec<(String, String)> = linux
         .sysctl()
         .clone()
         .unwrap_or_default()
         .into_iter()
-        .collect()
+        .collect();
+    sysctls.sort();
+    for (key, value) in &sysctls {
+        let field = format!("linux.sysctl.{key:?}");
+        if key.is_empty() || key.contains('/') || key.split('.').any(str::is_empty) {
+            return Err(invalid(
+                field,
+                "not a sysctl name (dot-separated, no empty parts, no /)",
+            ));
+        }
+        if value.contains('\0') {
+            return Err(invalid(field, "the value contains a NUL byte"));
+        }
+        let (flag, ns) = if IPC_SYSCTLS.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
+            (CloneFlags::CLONE_NEWIPC, "ipc")
+        } else if key.starts_with("net.") {
+            (CloneFlags::CLONE_NEWNET, "net")
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            (CloneFlags::CLONE_NEWUTS, "uts")
+        } else {
+            return Err(invalid(
+                field,
+                "not a sysctl of a namespace the container can own: it would change the host",
+            ));
+        };
+        match namespaces.iter().find(|n| n.flag == flag) {
+            None => {
+                return Err(invalid(
+                    field,
+                    format!("needs a {ns} namespace of the container's own, and it has none"),
+                ));
+            }
+            Some(NamespacePlan { path: Some(p), .. }) if is_own_namespace(p, ns) => {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "the {ns} namespace joined at {} is the runtime's own (the host's)",
+                        p.display()
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(sysctls)
+}
+
+/// Whether `path` names the runtime's own namespace of type `ns` (`/proc/self/ns/<ns>`).
+fn is_own_namespace(path: &Path, ns: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    match (id(path), id(&Path::new("/proc/self/ns").join(ns))) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// `linux.resources` alone, for the cgroup managers' tests.
+#[cfg(test)]
+pub fn resources_for_tests(linux: &Linux, host: &HostLimits) -> Result<Resources, SpecError> {
+    resources::resources(linux, host)
 }

@@ -139,3 +139,159 @@ pub fn seccomp_notif_fail(
     };
     Errno::result(res).map(drop)
 }
+
+/// mount_setattr(2) on the mount at `path` (and, if `recursive`, every mount below it): sets the
+/// `MOUNT_ATTR_*` bits in `set` after clearing those in `clear`. `path` may be a
+/// `/proc/self/fd/<n>` link, which is followed like mount(2) follows it.
+pub fn mount_setattr(
+    path: &std::path::Path,
+    recursive: bool,
+    set: u64,
+    clear: u64,
+) -> nix::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    /// `struct mount_attr` (linux/mount.h, MOUNT_ATTR_SIZE_VER0).
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const AT_RECURSIVE: nix::libc::c_uint = 0x8000;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: `path` is a NUL-terminated string and `attr` a properly laid out mount_attr, both
+    // alive for the whole call, whose size is passed; the kernel only reads them.
+    let res = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_mount_setattr,
+            nix::libc::AT_FDCWD,
+            path.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(res).map(drop)
+}
+
+/// `BPF_PROG_TYPE_CGROUP_DEVICE`, `BPF_CGROUP_DEVICE` and `BPF_F_ALLOW_MULTI` (linux/bpf.h).
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+const BPF_CGROUP_DEVICE: u32 = 6;
+const BPF_F_ALLOW_MULTI: u32 = 2;
+const BPF_PROG_LOAD: nix::libc::c_long = 5;
+const BPF_PROG_ATTACH: nix::libc::c_long = 8;
+
+/// bpf(2) BPF_PROG_LOAD of a cgroup device program. `insns` are encoded `struct bpf_insn`s (8
+/// bytes each). With `log`, the verifier writes its log there (level 1).
+pub fn bpf_load_cgroup_device(
+    insns: &[u8],
+    log: Option<&mut [u8]>,
+) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    /// The BPF_PROG_LOAD part of `union bpf_attr`, up to expected_attach_type; the kernel
+    /// treats the fields after it as zero.
+    #[repr(C)]
+    struct ProgLoad {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+        kern_version: u32,
+        prog_flags: u32,
+        prog_name: [u8; 16],
+        prog_ifindex: u32,
+        expected_attach_type: u32,
+    }
+    if !insns.len().is_multiple_of(8) {
+        return Err(Errno::EINVAL);
+    }
+    let insn_cnt = u32::try_from(insns.len() / 8).map_err(|_| Errno::E2BIG)?;
+    // No helper is called, so the licence does not matter to the kernel; it is the project's.
+    let license = c"Apache-2.0";
+    let mut name = [0u8; 16];
+    name[..12].copy_from_slice(b"palisade_dev");
+    let (log_level, log_size, log_buf) = match log {
+        Some(buf) => (
+            1,
+            u32::try_from(buf.len()).map_err(|_| Errno::EINVAL)?,
+            buf.as_mut_ptr() as u64,
+        ),
+        None => (0, 0, 0),
+    };
+    let attr = ProgLoad {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
+        kern_version: 0,
+        prog_flags: 0,
+        prog_name: name,
+        prog_ifindex: 0,
+        expected_attach_type: 0,
+    };
+    // SAFETY: `attr` and everything it points to (`insns`, `license`, the log buffer, whose
+    // length is passed) are alive and unaliased for the whole call; the kernel reads `attr`,
+    // the instructions and the licence, and writes at most `log_size` bytes into the log.
+    let fd = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const ProgLoad,
+            std::mem::size_of::<ProgLoad>(),
+        )
+    };
+    let fd = Errno::result(fd)?;
+    let fd = i32::try_from(fd).map_err(|_| Errno::EBADF)?;
+    // SAFETY: a successful BPF_PROG_LOAD returns a new descriptor that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// bpf(2) BPF_PROG_ATTACH of a cgroup device program to the cgroup opened as `cgroup`, with
+/// BPF_F_ALLOW_MULTI.
+pub fn bpf_attach_cgroup_device(
+    cgroup: std::os::fd::BorrowedFd<'_>,
+    program: std::os::fd::BorrowedFd<'_>,
+) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    /// The BPF_PROG_ATTACH part of `union bpf_attr`.
+    #[repr(C)]
+    struct ProgAttach {
+        target_fd: u32,
+        attach_bpf_fd: u32,
+        attach_type: u32,
+        attach_flags: u32,
+        replace_bpf_fd: u32,
+    }
+    let attr = ProgAttach {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_bpf_fd: program.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+        replace_bpf_fd: 0,
+    };
+    // SAFETY: `attr` is alive for the whole call and its size is passed; the kernel only reads
+    // it, and the descriptors in it are borrowed, so they stay open during the call.
+    let res = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_bpf,
+            BPF_PROG_ATTACH,
+            &attr as *const ProgAttach,
+            std::mem::size_of::<ProgAttach>(),
+        )
+    };
+    Errno::result(res).map(drop)
+}

@@ -43,6 +43,15 @@ pub trait Syscall {
         data: Option<&str>,
     ) -> nix::Result<()>;
     fn umount2(&self, target: &Path, flags: MntFlags) -> nix::Result<()>;
+    /// mount_setattr(2): sets `set` after clearing `clear` (`MOUNT_ATTR_*`) on the mount at
+    /// `target`, and on every mount below it if `recursive`.
+    fn mount_setattr(
+        &self,
+        target: &Path,
+        recursive: bool,
+        set: u64,
+        clear: u64,
+    ) -> nix::Result<()>;
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> nix::Result<()>;
     fn chroot(&self, path: &Path) -> nix::Result<()>;
     fn chdir(&self, path: &Path) -> nix::Result<()>;
@@ -106,6 +115,16 @@ impl Syscall for LinuxSyscall {
 
     fn umount2(&self, target: &Path, flags: MntFlags) -> nix::Result<()> {
         nix::mount::umount2(target, flags)
+    }
+
+    fn mount_setattr(
+        &self,
+        target: &Path,
+        recursive: bool,
+        set: u64,
+        clear: u64,
+    ) -> nix::Result<()> {
+        crate::sys::mount_setattr(target, recursive, set, clear)
     }
 
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> nix::Result<()> {

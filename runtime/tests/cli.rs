@@ -40,6 +40,31 @@ fn main() -> ExitCode {
             "run_exits_with_container_exit_code",
             run_exits_with_container_exit_code,
         ),
+        Test::new(
+            "rro_volume_refuses_writes_in_its_submounts",
+            rro_volume_refuses_writes_in_its_submounts,
+        ),
+        Test::new(
+            "memory_fields_reach_the_v1_cgroup_files",
+            memory_fields_reach_the_v1_cgroup_files,
+        ),
+        Test::new(
+            "hugepage_limit_is_written_and_a_bad_size_refused",
+            hugepage_limit_is_written_and_a_bad_size_refused,
+        ),
+        Test::new(
+            "device_rules_decide_whether_a_device_opens",
+            device_rules_decide_whether_a_device_opens,
+        ),
+        Test::new("symlinked_proc_is_refused", symlinked_proc_is_refused),
+        Test::new(
+            "default_cgroup_is_the_id_with_no_parent_left",
+            default_cgroup_is_the_id_with_no_parent_left,
+        ),
+        Test::new(
+            "sysctl_is_written_before_proc_sys_is_read_only",
+            sysctl_is_written_before_proc_sys_is_read_only,
+        ),
     ])
 }
 
@@ -215,6 +240,27 @@ impl Fixture {
             assert_eq!(ready, 1, "{id}'s init did not exit within 10 s");
         }
         assert_eq!(self.status(id), "stopped");
+    }
+
+    /// `run`s the container to its end; its stdout and stderr together.
+    fn run(&self, id: &str) -> String {
+        let out = self
+            .cmd()
+            .args(["run", "--bundle"])
+            .arg(&self.bundle)
+            .arg(id)
+            .output()
+            .expect("run");
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        text
+    }
+
+    /// The container's cgroup directory in the v1 hierarchy of `controller`.
+    fn v1_cgroup(&self, controller: &str) -> PathBuf {
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(self.cgroup.trim_start_matches('/'))
     }
 
     /// Asserts that neither state nor any cgroup directory of the container remains.
@@ -395,6 +441,267 @@ fn run_exits_with_container_exit_code() -> TestResult {
         .assert()
         .code(7)
         .stdout("out\n");
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+/// Skips unless this host has cgroup v1 with `controller`.
+fn require_v1(controller: &str) -> TestResult {
+    require(
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join("cgroup.procs")
+            .exists(),
+        format!("a cgroup v1 {controller} hierarchy (this host is not cgroup v1)"),
+    )
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+/// `rbind,ro` makes only the top of a volume read-only; `rbind,rro` (mount_setattr with
+/// AT_RECURSIVE) every mount it carries too. The submount is a tmpfs mounted on the volume in a
+/// private mount namespace of the test's (`unshare`), so nothing reaches the host and it goes
+/// away with that namespace.
+fn rro_volume_refuses_writes_in_its_submounts() -> TestResult {
+    can_run_containers()?;
+    require(
+        Path::new("/usr/bin/unshare").exists(),
+        "/usr/bin/unshare (util-linux) makes the private mount namespace",
+    )?;
+    let script = "(echo x > /data/sub/f) 2>/dev/null; echo sub=$?; \
+                  (echo x > /data/f) 2>/dev/null; echo top=$?";
+    for (option, sub_writable) in [("ro", true), ("rro", false)] {
+        let f = Fixture::new(&["sh", "-c", script]);
+        let vol = f.bundle.with_file_name("vol");
+        std::fs::create_dir_all(vol.join("sub")).expect("mkdir vol/sub");
+        let mut config = f.config(&["sh", "-c", script]);
+        config["mounts"].as_array_mut().expect("mounts").push(
+            json!({"destination": "/data", "type": "bind", "source": vol,
+                         "options": ["rbind", option]}),
+        );
+        f.write_config(&config);
+        let id = unique(option);
+        let out = Command::new("/usr/bin/unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount -t tmpfs palisade-rt-test "$1/sub" && exec "$2" --root "$3" run --bundle "$4" "$5""#)
+            .arg("sh")
+            .arg(&vol)
+            .arg(runtime_bin())
+            .arg(&f.root)
+            .arg(&f.bundle)
+            .arg(&id)
+            .timeout(Duration::from_secs(30))
+            .output()
+            .expect("run in a private mount namespace");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{option}: {out:?}");
+        let expected_sub = if sub_writable { "sub=0" } else { "sub=1" };
+        assert!(
+            text.contains(expected_sub) && text.contains("top=1"),
+            "rbind,{option}: expected {expected_sub} and top=1, saw {text:?}"
+        );
+        // Nothing was written through to the host's directory either.
+        assert!(!vol.join("f").exists());
+        f.assert_nothing_left(&id);
+    }
+    Ok(())
+}
+
+fn memory_fields_reach_the_v1_cgroup_files() -> TestResult {
+    can_run_containers()?;
+    require_v1("memory")?;
+    let f = Fixture::new(&["sleep", "100"]);
+    let mut config = f.config(&["sleep", "100"]);
+    let swap_accounted = Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
+    let mut memory = json!({
+        "limit": 67108864, "reservation": 33554432, "swappiness": 10,
+        "disableOOMKiller": true, "useHierarchy": true
+    });
+    if swap_accounted {
+        memory["swap"] = json!(134217728);
+    }
+    config["linux"]["resources"]["memory"] = memory;
+    f.write_config(&config);
+    let id = unique("memory");
+    f.create(&id).success();
+    let dir = f.v1_cgroup("memory");
+    let checks = [
+        ("memory.limit_in_bytes", "67108864"),
+        ("memory.soft_limit_in_bytes", "33554432"),
+        ("memory.swappiness", "10"),
+        ("memory.use_hierarchy", "1"),
+    ];
+    for (file, value) in checks {
+        assert_eq!(read(&dir.join(file)), value, "{file}");
+    }
+    if swap_accounted {
+        assert_eq!(read(&dir.join("memory.memsw.limit_in_bytes")), "134217728");
+    }
+    assert!(
+        read(&dir.join("memory.oom_control")).contains("oom_kill_disable 1"),
+        "the OOM killer is still enabled"
+    );
+    f.cmd().args(["delete", &id]).assert().success();
+    f.assert_nothing_left(&id);
+
+    // A swap limit below the memory limit is refused before anything is made.
+    config["linux"]["resources"]["memory"] = json!({"limit": 67108864, "swap": 33554432});
+    f.write_config(&config);
+    let id = unique("memory");
+    f.create(&id).failure().stderr(contains(
+        "linux.resources.memory.swap: 33554432 is less than memory.limit 67108864",
+    ));
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+fn hugepage_limit_is_written_and_a_bad_size_refused() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["sleep", "100"]);
+    let mut config = f.config(&["sleep", "100"]);
+    // A size no kernel has: refused by name before anything is made.
+    config["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "3MB", "limit": 4194304}]);
+    f.write_config(&config);
+    let id = unique("hugetlb");
+    f.create(&id).failure().stderr(contains(
+        "invalid config: linux.resources.hugepageLimits[0].pageSize: \"3MB\" is not a huge page size of this kernel",
+    ));
+    f.assert_nothing_left(&id);
+
+    require_v1("hugetlb")?;
+    require(
+        Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists(),
+        "2 MB huge pages",
+    )?;
+    config["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4194304}]);
+    f.write_config(&config);
+    let id = unique("hugetlb");
+    f.create(&id).success();
+    let dir = f.v1_cgroup("hugetlb");
+    assert_eq!(read(&dir.join("hugetlb.2MB.limit_in_bytes")), "4194304");
+    if dir.join("hugetlb.2MB.rsvd.limit_in_bytes").exists() {
+        assert_eq!(
+            read(&dir.join("hugetlb.2MB.rsvd.limit_in_bytes")),
+            "4194304"
+        );
+    }
+    f.cmd().args(["delete", &id]).assert().success();
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+/// /dev/loop-control (c 10:237) is made in the container by linux.devices; the device cgroup
+/// decides whether it opens: not under deny-all, yes with a rule for it.
+fn device_rules_decide_whether_a_device_opens() -> TestResult {
+    can_run_containers()?;
+    require(
+        Path::new("/dev/loop-control").exists(),
+        "the loop driver (/dev/loop-control) on this host",
+    )?;
+    let script = "(exec 3</dev/loop-control) 2>&1 && echo opened || echo refused";
+    let deny_all = json!({"allow": false, "access": "rwm"});
+    let allow = json!({"allow": true, "type": "c", "major": 10, "minor": 237, "access": "rw"});
+    for (rules, expected) in [
+        (json!([deny_all]), "refused"),
+        (json!([deny_all, allow]), "opened"),
+        // No rules at all: deny everything but the default devices.
+        (json!([]), "refused"),
+    ] {
+        let f = Fixture::new(&["sh", "-c", script]);
+        let mut config = f.config(&["sh", "-c", script]);
+        config["linux"]["devices"] = json!([{"path": "/dev/loop-control", "type": "c",
+                                             "major": 10, "minor": 237, "fileMode": 0o600}]);
+        config["linux"]["resources"]["devices"] = rules.clone();
+        f.write_config(&config);
+        let id = unique("devices");
+        let out = f.run(&id);
+        assert!(
+            out.contains(expected),
+            "rules {rules}: expected {expected}, saw {out:?}"
+        );
+        if expected == "refused" {
+            assert!(out.contains("Operation not permitted"), "{out:?}");
+        }
+        // The default devices open whatever the rules.
+        f.assert_nothing_left(&id);
+    }
+    Ok(())
+}
+
+fn symlinked_proc_is_refused() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["true"]);
+    // A hostile image: /proc leads to the root of the rootfs.
+    std::os::unix::fs::symlink("/", f.bundle.join("rootfs/proc")).expect("symlink");
+    let id = unique("symproc");
+    f.create(&id).failure().stderr(contains(
+        "mounts[0]: proc must be mounted on an ordinary directory, and /proc is reached through \
+         a symlink in the rootfs (to /)",
+    ));
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+/// Without cgroupsPath the container's cgroup is `/<id>` (runc's), with nothing made above it.
+fn default_cgroup_is_the_id_with_no_parent_left() -> TestResult {
+    can_run_containers()?;
+    let mut f = Fixture::new(&["sleep", "100"]);
+    let id = unique("defcg");
+    let mut config = f.config(&["sleep", "100"]);
+    if let Some(linux) = config["linux"].as_object_mut() {
+        linux.remove("cgroupsPath");
+    }
+    f.write_config(&config);
+    f.cgroup = format!("/{id}");
+    f.create(&id).success();
+    let st: Value =
+        serde_json::from_slice(&f.cmd().args(["state", &id]).output().expect("state").stdout)
+            .expect("state is JSON");
+    let pid = st["pid"].as_i64().expect("a pid");
+    let cgroups = read(Path::new(&format!("/proc/{pid}/cgroup")));
+    // Every hierarchy places it at /<id> (v1: "N:controllers:/<id>", v2: "0::/<id>").
+    for line in cgroups.lines() {
+        assert!(
+            line.ends_with(&format!(":/{id}")),
+            "expected /{id} in every hierarchy, saw {cgroups}"
+        );
+    }
+    for entry in std::fs::read_dir("/sys/fs/cgroup").expect("read").flatten() {
+        assert!(
+            !entry.path().join("palisade-runtime").join(&id).exists(),
+            "the old default parent was used"
+        );
+    }
+    f.cmd().args(["delete", &id]).assert().success();
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+/// A sysctl of the container's network namespace, with /proc/sys read-only as by default.
+fn sysctl_is_written_before_proc_sys_is_read_only() -> TestResult {
+    can_run_containers()?;
+    let script = "cat /proc/sys/net/ipv4/ip_forward; (echo 0 > /proc/sys/net/ipv4/ip_forward) 2>/dev/null && echo writable || echo read-only";
+    let f = Fixture::new(&["sh", "-c", script]);
+    let mut config = f.config(&["sh", "-c", script]);
+    config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    f.write_config(&config);
+    let id = unique("sysctl");
+    let out = f.run(&id);
+    assert_eq!(out.trim(), "1\nread-only", "{out:?}");
+    f.assert_nothing_left(&id);
+
+    // One of the host's (vm.*): refused by name, nothing made.
+    config["linux"]["sysctl"] = json!({"vm.swappiness": "10"});
+    f.write_config(&config);
+    let id = unique("sysctl");
+    f.create(&id).failure().stderr(contains(
+        "invalid config: linux.sysctl.\"vm.swappiness\": not a sysctl of a namespace the container can own",
+    ));
     f.assert_nothing_left(&id);
     Ok(())
 }

@@ -48,6 +48,9 @@ pub enum InitError {
         what: String,
         source: caps::errors::CapsError,
     },
+    /// Something the runtime will not do, with the reason (naming the config field).
+    #[error("{0}")]
+    Refused(String),
     #[error("exec: {0:?}: executable file not found in $PATH")]
     ExecutableNotFound(String),
     #[error("palisade-runtime create did not place the init in its cgroup")]
@@ -199,12 +202,13 @@ const INIT_STEPS: &[(&str, Step)] = &[
         prepare_rootfs(s.sys, s.plan, s.layout, s.gate)
     }),
     ("pivot", |s| pivot_into_rootfs(s.sys, s.plan)),
+    // Through the container's /proc, before /proc/sys can be made read-only (as runc).
+    ("sysctl", |s| apply_sysctl(s.sys, s.plan)),
     ("masked and read-only paths", |s| {
         finish_rootfs(s.sys, s.plan)
     }),
     // Before privileges are dropped: unsharing the cgroup namespace needs CAP_SYS_ADMIN.
     ("cgroup namespace", |s| s.gate.wait(s.sys)),
-    ("sysctl", |s| apply_sysctl(s.sys, s.plan)),
     ("rlimits", |s| apply_rlimits(s.sys, s.plan)),
     ("user", |s| switch_user(s.sys, s.plan)),
     ("capabilities", |s| apply_capabilities(s.sys, s.plan)),
@@ -316,12 +320,12 @@ pub fn prepare_rootfs(
         what: format!("open rootfs {}", plan.rootfs.display()),
         source,
     })?;
-    for m in &plan.mounts {
+    for (i, m) in plan.mounts.iter().enumerate() {
         if m.fstype == "cgroup" || m.fstype == "cgroup2" {
             // A cgroup mount shows the cgroup namespace's root, which must exist by now.
             gate.wait(sys)?;
         }
-        rootfs::mount_entry(sys, &root, m, layout)?;
+        rootfs::mount_entry(sys, &root, m, i, layout)?;
     }
     rootfs::create_devices(sys, &root, plan)
 }

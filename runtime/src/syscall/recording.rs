@@ -36,6 +36,12 @@ pub enum Call {
         data: Option<String>,
     },
     Umount2(String, MntFlags),
+    MountSetattr {
+        target: String,
+        recursive: bool,
+        set: u64,
+        clear: u64,
+    },
     PivotRoot(String, String),
     Chroot(String),
     Chdir(String),
@@ -231,6 +237,21 @@ impl Syscall for Recorder {
 
     fn umount2(&self, target: &Path, flags: MntFlags) -> nix::Result<()> {
         self.record(Call::Umount2(self.show(target), flags))
+    }
+
+    fn mount_setattr(
+        &self,
+        target: &Path,
+        recursive: bool,
+        set: u64,
+        clear: u64,
+    ) -> nix::Result<()> {
+        self.record(Call::MountSetattr {
+            target: self.show(target),
+            recursive,
+            set,
+            clear,
+        })
     }
 
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> nix::Result<()> {
