@@ -11,6 +11,8 @@ mod inroot;
 mod rootfs;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lifecycle;
 
 /// Messages from the intermediate process and the container init to `create`, one JSON object
 /// per line on a close-on-exec pipe.

@@ -81,3 +81,73 @@ fn one(hook: &Hook, field: &str) -> Result<HookPlan, SpecError> {
         timeout,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn spec_with(hooks: Value) -> Spec {
+        serde_json::from_value(json!({"ociVersion": "1.0.2", "hooks": hooks})).expect("spec")
+    }
+
+    fn plan_of(path: &str, args: &[&str], env: &[&str], timeout: Option<u64>) -> HookPlan {
+        HookPlan {
+            path: path.into(),
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            env: env.iter().map(|s| (*s).to_owned()).collect(),
+            timeout: timeout.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn every_kind_in_config_order() {
+        let s = spec_with(json!({
+            "prestart": [{"path": "/bin/a"}],
+            "createRuntime": [{"path": "/bin/b", "args": ["b", "-x"], "env": ["K=V"], "timeout": 5}],
+            "createContainer": [{"path": "/bin/c"}, {"path": "/bin/c2"}],
+            "startContainer": [{"path": "/bin/d"}],
+            "poststart": [{"path": "/bin/e"}],
+            "poststop": [{"path": "/bin/f"}]
+        }));
+        let plan = hooks(&s).expect("valid");
+        assert_eq!(plan.prestart, [plan_of("/bin/a", &["/bin/a"], &[], None)]);
+        assert_eq!(
+            plan.create_runtime,
+            [plan_of("/bin/b", &["b", "-x"], &["K=V"], Some(5))]
+        );
+        assert_eq!(
+            plan.create_container,
+            [
+                plan_of("/bin/c", &["/bin/c"], &[], None),
+                plan_of("/bin/c2", &["/bin/c2"], &[], None)
+            ]
+        );
+        assert_eq!(plan.start_container.len(), 1);
+        assert_eq!(plan.poststart.len(), 1);
+        assert_eq!(plan.poststop.len(), 1);
+        assert!(plan.has_runtime_hooks());
+        assert_eq!(
+            hooks(&spec_with(json!({}))).expect("valid"),
+            HooksPlan::default()
+        );
+    }
+
+    #[rstest]
+    #[case::relative_path(json!({"prestart": [{"path": "hook"}]}), "invalid config: hooks.prestart[0].path: hook must be absolute")]
+    #[case::zero_timeout(json!({"poststop": [{"path": "/h"}, {"path": "/h", "timeout": 0}]}), "invalid config: hooks.poststop[1].timeout: 0 must be greater than zero")]
+    #[case::negative_timeout(json!({"createRuntime": [{"path": "/h", "timeout": -3}]}), "invalid config: hooks.createRuntime[0].timeout: -3 must be greater than zero")]
+    #[case::env_without_equals(json!({"startContainer": [{"path": "/h", "env": ["A=1", "B"]}]}), "invalid config: hooks.startContainer[0].env[1]: \"B\" is not KEY=value")]
+    #[case::nul_in_arg(json!({"createContainer": [{"path": "/h", "args": ["h", "a\u{0}"]}]}), "invalid config: hooks.createContainer[0].args[1]: contains a NUL byte")]
+    #[case::nul_in_env(json!({"poststart": [{"path": "/h", "env": ["A=\u{0}"]}]}), "invalid config: hooks.poststart[0].env[0]: contains a NUL byte")]
+    fn bad_hooks_are_refused(#[case] hooks_json: Value, #[case] error: &str) {
+        assert_eq!(
+            hooks(&spec_with(hooks_json))
+                .expect_err("refused")
+                .to_string(),
+            error
+        );
+    }
+}

@@ -133,3 +133,58 @@ pub(super) fn not_yet_applied(spec: &Spec, linux: &Linux) -> Result<(), SpecErro
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn spec(value: Value) -> Spec {
+        let mut value = value;
+        value["ociVersion"] = json!("1.0.2");
+        serde_json::from_value(value).expect("a valid config")
+    }
+
+    #[rstest]
+    #[case::solaris(json!({"solaris": {}}), "solaris (a section for another platform)")]
+    #[case::windows(json!({"windows": {"layerFolders": []}}), "windows (a section for another platform)")]
+    #[case::vm(json!({"vm": {"kernel": {"path": "/k"}}}), "vm (a section for another platform)")]
+    #[case::zos(json!({"zos": {}}), "zos (a section for another platform)")]
+    #[case::top_level_uid_mappings(json!({"uidMappings": []}), "uidMappings (not a top-level field")]
+    fn other_platforms_are_refused(#[case] config: Value, #[case] error: &str) {
+        let text = other_platforms(&spec(config))
+            .expect_err("refused")
+            .to_string();
+        assert!(text.starts_with(error), "{text}");
+        assert!(other_platforms(&spec(json!({}))).is_ok());
+    }
+
+    #[rstest]
+    #[case::intel_rdt(json!({"intelRdt": {"closID": "x"}}), "linux.intelRdt")]
+    #[case::memory_policy(json!({"memoryPolicy": {"mode": "MPOL_BIND", "nodes": "0"}}), "linux.memoryPolicy")]
+    #[case::net_devices(json!({"netDevices": {"eth1": {}}}), "linux.netDevices")]
+    fn unimplemented_linux_features_are_refused(#[case] l: Value, #[case] field: &str) {
+        let l: Linux = serde_json::from_value(l).expect("linux");
+        assert_eq!(
+            linux(&l).expect_err("refused").to_string(),
+            format!("{field} (not implemented) is not supported by palisade-runtime")
+        );
+    }
+
+    #[rstest]
+    #[case::uid_mappings(json!({"linux": {"uidMappings": [{"hostID": 1, "containerID": 0, "size": 1}]}}), "linux.uidMappings")]
+    #[case::idmapped_mount(json!({"mounts": [{"destination": "/a"}, {"destination": "/b", "gidMappings": []}]}), "mounts[1].gidMappings")]
+    #[case::block_io(json!({"linux": {"resources": {"blockIO": {"weight": 10}}}}), "linux.resources.blockIO")]
+    #[case::swappiness(json!({"linux": {"resources": {"memory": {"limit": 1, "swappiness": 0}}}}), "linux.resources.memory.swappiness")]
+    #[case::realtime(json!({"linux": {"resources": {"cpu": {"shares": 2, "realtimeRuntime": 5}}}}), "linux.resources.cpu.realtimeRuntime")]
+    fn not_yet_applied_fields_are_refused(#[case] config: Value, #[case] field: &str) {
+        let s = spec(config);
+        let l = s.linux().clone().unwrap_or_default();
+        assert_eq!(
+            not_yet_applied(&s, &l).expect_err("refused").to_string(),
+            format!("{field} (not implemented yet) is not supported by palisade-runtime")
+        );
+    }
+}
