@@ -60,8 +60,13 @@ pub enum CreateError {
 }
 
 /// The `create` verb.
-pub fn create(root: &Path, args: &CreateArgs, no_pivot: bool) -> Result<(), CreateError> {
-    create_container(root, args, no_pivot).map(drop)
+pub fn create(
+    root: &Path,
+    args: &CreateArgs,
+    no_pivot: bool,
+    warn: &dyn Fn(&str),
+) -> Result<(), CreateError> {
+    create_container(root, args, no_pivot, warn).map(drop)
 }
 
 /// Undoes a half-made container when `create` fails.
@@ -89,10 +94,14 @@ impl Cleanup {
     }
 }
 
+/// `warn` gets the failures of poststop hooks, which run when the container, once begun, cannot
+/// be created (runtime.md: a failing prestart, createRuntime or createContainer hook continues
+/// the lifecycle with the container's destruction and its poststop hooks).
 pub fn create_container(
     root: &Path,
     args: &CreateArgs,
     no_pivot: bool,
+    warn: &dyn Fn(&str),
 ) -> Result<ContainerState, CreateError> {
     let (id, pid_file) = (args.id.as_str(), args.pid_file.as_deref());
     let preserve_fds = args.preserve_fds.unwrap_or(0);
@@ -125,6 +134,7 @@ pub fn create_container(
     let result = spawn(&plan, &layout, &dir, pid_file, preserve_fds, &mut cleanup);
     if result.is_err() {
         cleanup.run();
+        run_poststop_hooks(&plan, warn);
     }
     result
 }
@@ -281,6 +291,26 @@ fn spawn(
         })?;
     }
     Ok(st)
+}
+
+/// The poststop hooks of a container that was destroyed before it was created.
+fn run_poststop_hooks(plan: &spec::Plan, warn: &dyn Fn(&str)) {
+    if plan.hooks.poststop.is_empty() {
+        return;
+    }
+    let state = hooks::state_json(
+        &plan.oci_version,
+        &plan.id,
+        oci_spec::runtime::ContainerState::Stopped,
+        None,
+        &plan.bundle,
+        &plan.annotations,
+    );
+    for hook in &plan.hooks.poststop {
+        if let Err(e) = hooks::run(HookKind::Poststop, hook, &state) {
+            warn(&e.to_string());
+        }
+    }
 }
 
 /// prestart (deprecated, first) and createRuntime: in the runtime's namespaces, the init waiting

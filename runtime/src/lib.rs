@@ -65,7 +65,7 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         None => anyhow::bail!("no command given (try --help)"),
         Some(Command::Create(args)) => {
-            create::create(root, args, cli.no_pivot)?;
+            create::create(root, args, cli.no_pivot, &warn)?;
         }
         Some(Command::Start { id }) => start::start(root, id, &warn)?,
         Some(Command::State { id }) => {

@@ -38,7 +38,7 @@ pub fn run(
         // can collect its exit status with waitpid.
         nix::sys::prctl::set_child_subreaper(true).map_err(RunError::Subreaper)?;
     }
-    let st = create_container(root, args, no_pivot)?;
+    let st = create_container(root, args, no_pivot, warn)?;
     // Blocked only now, after the init was forked with the default mask; signals that arrive from
     // here on are read from a signalfd and forwarded to the container, like runc does.
     let signals = if detach {

@@ -662,8 +662,14 @@ fn a_failing_create_hook_fails_create_and_leaves_nothing() -> TestResult {
             &hook,
             &format!("cat > {}\necho no-good >&2\nexit 3", state_file.display()),
         );
+        let poststop_state = f.root.with_file_name("poststop.json");
+        let poststop = f.root.with_file_name("poststop");
+        script(&poststop, &format!("cat > {}", poststop_state.display()));
         let mut config = f.config(&["sleep", "100"]);
-        config["hooks"] = json!({kind: [{"path": hook, "env": [HOST_PATH]}]});
+        config["hooks"] = json!({
+            kind: [{"path": hook, "env": [HOST_PATH]}],
+            "poststop": [{"path": poststop, "env": [HOST_PATH]}]
+        });
         f.write_config(&config);
         let id = unique("failhook");
         let _guard = f.guard(&id);
@@ -677,6 +683,12 @@ fn a_failing_create_hook_fails_create_and_leaves_nothing() -> TestResult {
                 .expect("JSON");
         let pid = state["pid"].as_i64().expect("the init's pid");
         assert_dead(pid);
+        // The lifecycle goes on with the container's destruction and its poststop hooks.
+        let stopped: Value =
+            serde_json::from_slice(&std::fs::read(&poststop_state).expect("the poststop hook ran"))
+                .expect("JSON");
+        assert_eq!(stopped["status"], "stopped", "{stopped}");
+        assert_eq!(stopped["id"], id.as_str());
     }
     Ok(())
 }
