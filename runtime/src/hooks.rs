@@ -70,8 +70,9 @@ pub struct HookPlan {
     pub path: PathBuf,
     /// argv, including argv[0] (the path when the config gives no args).
     pub args: Vec<String>,
-    /// The whole environment, as `KEY=value`.
-    pub env: Vec<String>,
+    /// The whole environment, as `KEY=value`; without one the hook inherits its runner's (runc
+    /// and crun do the same; the init's hooks get the container process's, as in runc).
+    pub env: Option<Vec<String>>,
     /// Kill the hook and fail after this long.
     pub timeout: Option<Duration>,
 }
@@ -190,11 +191,13 @@ pub fn run(kind: HookKind, hook: &HookPlan, state: &[u8]) -> Result<(), HookErro
     if let Some((arg0, rest)) = hook.args.split_first() {
         cmd.arg0(arg0).args(rest);
     }
-    cmd.env_clear();
-    for entry in &hook.env {
-        // Validated by the plan: every entry has a `=`.
-        if let Some((key, value)) = entry.split_once('=') {
-            cmd.env(key, value);
+    if let Some(env) = &hook.env {
+        cmd.env_clear();
+        for entry in env {
+            // Validated by the plan: every entry has a `=`.
+            if let Some((key, value)) = entry.split_once('=') {
+                cmd.env(key, value);
+            }
         }
     }
     cmd.stdin(Stdio::from(stdin))
@@ -315,7 +318,7 @@ mod tests {
     fn hook(path: PathBuf, args: &[&str], env: &[&str], timeout: Option<u64>) -> HookPlan {
         HookPlan {
             args: args.iter().map(|s| (*s).to_owned()).collect(),
-            env: env.iter().map(|s| (*s).to_owned()).collect(),
+            env: Some(env.iter().map(|s| (*s).to_owned()).collect()),
             timeout: timeout.map(Duration::from_secs),
             path,
         }
@@ -341,6 +344,18 @@ mod tests {
         assert_eq!(lines[2], "hi");
         // Only what the config gives (the shell may add PWD and the like, never our own env).
         assert!(!text.contains("CARGO"), "{text}");
+    }
+
+    #[test]
+    fn without_an_env_a_hook_inherits_its_runners() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        let path = script(dir.path(), &format!("echo \"$PATH\" > {}", out.display()));
+        let mut h = hook(path, &[], &[], None);
+        h.env = None;
+        run(HookKind::Poststop, &h, b"{}").expect("the hook succeeds");
+        let seen = std::fs::read_to_string(out).expect("hook output");
+        assert_eq!(seen.trim(), std::env::var("PATH").unwrap_or_default());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use rustix::event::{PollFd, PollFlags, poll};
 use super::inroot::RootDir;
 use super::{Message, Receiver, Sender, rootfs};
 use crate::cgroups::{CgroupError, Layout};
-use crate::hooks::{HookError, HookKind};
+use crate::hooks::{HookError, HookKind, HookPlan};
 use crate::spec::Plan;
 use crate::sys;
 use crate::syscall::{LinuxSyscall, Syscall};
@@ -424,7 +424,11 @@ pub fn run_create_hooks(
         gate.pid(),
     );
     for hook in &hooks.create_container {
-        sys.run_hook(HookKind::CreateContainer, hook, &state)?;
+        sys.run_hook(
+            HookKind::CreateContainer,
+            &with_process_env(hook, plan),
+            &state,
+        )?;
     }
     Ok(())
 }
@@ -440,9 +444,29 @@ pub fn run_start_container_hooks(
     }
     let state = hook_state(plan, oci_spec::runtime::ContainerState::Created, pid);
     for hook in &plan.hooks.start_container {
-        sys.run_hook(HookKind::StartContainer, hook, &state)?;
+        sys.run_hook(
+            HookKind::StartContainer,
+            &with_process_env(hook, plan),
+            &state,
+        )?;
     }
     Ok(())
+}
+
+/// A hook of the init without an env of its own gets the container process's (as in runc),
+/// never the environment `create` was called with.
+pub fn with_process_env(hook: &HookPlan, plan: &Plan) -> HookPlan {
+    let mut hook = hook.clone();
+    if hook.env.is_none() {
+        hook.env = Some(
+            plan.process
+                .env
+                .iter()
+                .map(|e| e.to_string_lossy().into_owned())
+                .collect(),
+        );
+    }
+    hook
 }
 
 /// Mounts everything below the rootfs, still seen from the host's path names.

@@ -181,6 +181,28 @@ fn a_failing_create_container_hook_stops_before_the_pivot() {
 }
 
 #[test]
+fn hooks_of_the_init_without_an_env_get_the_container_processs() {
+    let mut c = config();
+    c["process"]["env"] = json!(["PATH=/bin", "APP=1"]);
+    c["hooks"]["startContainer"] = json!([{"path": "/a"}, {"path": "/b", "env": ["OWN=1"]}]);
+    let b = Bundle::new(&c);
+    let envs: Vec<_> = b
+        .plan
+        .hooks
+        .start_container
+        .iter()
+        .map(|hook| init::with_process_env(hook, &b.plan).env)
+        .collect();
+    assert_eq!(
+        envs,
+        [
+            Some(vec!["PATH=/bin".to_owned(), "APP=1".to_owned()]),
+            Some(vec!["OWN=1".to_owned()])
+        ]
+    );
+}
+
+#[test]
 fn start_container_hooks_get_the_created_state() {
     let b = Bundle::new(&config());
     let sys = Recorder::new(&b.plan.rootfs);

@@ -630,7 +630,7 @@ fn table() -> Vec<Row> {
         rows.push(row(
             &format!("hooks.{name}[].env"),
             patch.clone(),
-            applied(move |p| first(p).is_some_and(|h| h.env == ["A=1"])),
+            applied(move |p| first(p).is_some_and(|h| h.env == Some(vec!["A=1".to_owned()]))),
         ));
         rows.push(row(
             &format!("hooks.{name}[].timeout"),

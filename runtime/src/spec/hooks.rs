@@ -52,8 +52,8 @@ fn one(hook: &Hook, field: &str) -> Result<HookPlan, SpecError> {
             return Err(invalid(format!("{field}.args[{j}]"), "contains a NUL byte"));
         }
     }
-    let env = hook.env().clone().unwrap_or_default();
-    for (j, entry) in env.iter().enumerate() {
+    let env = hook.env().clone();
+    for (j, entry) in env.iter().flatten().enumerate() {
         if entry.contains('\0') {
             return Err(invalid(format!("{field}.env[{j}]"), "contains a NUL byte"));
         }
@@ -97,7 +97,7 @@ mod tests {
         HookPlan {
             path: path.into(),
             args: args.iter().map(|s| (*s).to_owned()).collect(),
-            env: env.iter().map(|s| (*s).to_owned()).collect(),
+            env: (!env.is_empty()).then(|| env.iter().map(|s| (*s).to_owned()).collect()),
             timeout: timeout.map(Duration::from_secs),
         }
     }
