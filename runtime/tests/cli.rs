@@ -73,6 +73,10 @@ fn main() -> ExitCode {
             time_offsets_are_visible_in_the_new_time_namespace,
         ),
         Test::new(
+            "scheduler_io_priority_and_domainname_apply",
+            scheduler_io_priority_and_domainname_apply,
+        ),
+        Test::new(
             "personality_linux32_makes_uname_say_i686",
             personality_linux32_makes_uname_say_i686,
         ),
@@ -148,7 +152,7 @@ impl Fixture {
         std::fs::copy("/bin/busybox", bin.join("busybox")).expect("copy busybox");
         for l in [
             "sh", "true", "hostname", "cat", "sleep", "ls", "echo", "readlink", "touch", "uname",
-            "stat",
+            "stat", "ionice",
         ] {
             std::os::unix::fs::symlink("busybox", bin.join(l)).expect("symlink");
         }
@@ -883,6 +887,49 @@ fn time_offsets_are_visible_in_the_new_time_namespace() -> TestResult {
             ["monotonic", "86400", "0"].map(String::from).to_vec()
         ]
     );
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+fn scheduler_io_priority_and_domainname_apply() -> TestResult {
+    can_run_containers()?;
+    let args = [
+        "sh",
+        "-c",
+        "cat /proc/self/stat; ionice; cat /proc/sys/kernel/domainname",
+    ];
+    let f = Fixture::new(&args);
+    let mut config = f.config(&args);
+    config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 5});
+    config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+    config["domainname"] = json!("example.org");
+    f.write_config(&config);
+    let id = unique("sched");
+    let _guard = f.guard(&id);
+    let out = f
+        .cmd()
+        .args(["run", "--bundle"])
+        .arg(&f.bundle)
+        .arg(&id)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let stat = lines.next().expect("/proc/self/stat");
+    // Fields after the command name: state is field 3, nice field 19, policy field 41.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(fields.get(19 - 3), Some(&"5"), "nice: {stat}");
+    assert_eq!(
+        fields.get(41 - 3),
+        Some(&"3"),
+        "policy (SCHED_BATCH): {stat}"
+    );
+    assert_eq!(lines.next(), Some("best-effort: prio 6"), "{text}");
+    assert_eq!(lines.next(), Some("example.org"), "{text}");
     f.assert_nothing_left(&id);
     Ok(())
 }
