@@ -15,31 +15,6 @@ pub fn fork() -> nix::Result<ForkResult> {
     unsafe { nix::unistd::fork() }
 }
 
-/// Marks every descriptor from 3 upwards close-on-exec, so that descriptors leaked into `create`
-/// by its caller never reach the container process (runc does the same).
-pub fn cloexec_from(first: u32) -> nix::Result<()> {
-    const CLOSE_RANGE_CLOEXEC: nix::libc::c_uint = 1 << 2;
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on descriptors; it takes no
-    // pointers and cannot invalidate memory.
-    let res = unsafe {
-        nix::libc::syscall(
-            nix::libc::SYS_close_range,
-            first as nix::libc::c_uint,
-            u32::MAX as nix::libc::c_uint,
-            CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    Errno::result(res).map(drop)
-}
-
-/// Restores the default SIGPIPE disposition. The Rust runtime ignores SIGPIPE at startup, and an
-/// ignored signal survives execve, so without this the container process would inherit it.
-pub fn reset_sigpipe() -> nix::Result<()> {
-    use nix::sys::signal::{SigHandler, Signal, signal};
-    // SAFETY: installs SIG_DFL, not a Rust handler, so no async-signal-safety concern arises.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
-}
-
 /// setdomainname(2) (neither nix nor rustix's enabled features have it).
 pub fn setdomainname(name: &str) -> nix::Result<()> {
     // SAFETY: the pointer and length describe `name`'s bytes, which outlive the call; the kernel
@@ -107,4 +82,29 @@ pub fn sched_setattr(attr: &crate::spec::SchedAttr) -> nix::Result<()> {
         )
     };
     Errno::result(res).map(drop)
+}
+
+/// Marks every descriptor from 3 upwards close-on-exec, so that descriptors leaked into `create`
+/// by its caller never reach the container process (runc does the same).
+pub fn cloexec_from(first: u32) -> nix::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: nix::libc::c_uint = 1 << 2;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on descriptors; it takes no
+    // pointers and cannot invalidate memory.
+    let res = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_close_range,
+            first as nix::libc::c_uint,
+            u32::MAX as nix::libc::c_uint,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    Errno::result(res).map(drop)
+}
+
+/// Restores the default SIGPIPE disposition. The Rust runtime ignores SIGPIPE at startup, and an
+/// ignored signal survives execve, so without this the container process would inherit it.
+pub fn reset_sigpipe() -> nix::Result<()> {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: installs SIG_DFL, not a Rust handler, so no async-signal-safety concern arises.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
 }
