@@ -306,11 +306,7 @@ fn run_poststop_hooks(plan: &spec::Plan, warn: &dyn Fn(&str)) {
         &plan.bundle,
         &plan.annotations,
     );
-    for hook in &plan.hooks.poststop {
-        if let Err(e) = hooks::run(HookKind::Poststop, hook, &state) {
-            warn(&e.to_string());
-        }
-    }
+    hooks::run_all_warning(HookKind::Poststop, &plan.hooks.poststop, &state, warn);
 }
 
 /// prestart (deprecated, first) and createRuntime: in the runtime's namespaces, the init waiting

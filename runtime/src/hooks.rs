@@ -168,6 +168,16 @@ pub fn run_all(kind: HookKind, hooks: &[HookPlan], state: &[u8]) -> Result<(), H
     hooks.iter().try_for_each(|hook| run(kind, hook, state))
 }
 
+/// Runs every hook of `kind`, whatever fails, handing each failure to `warn`: for poststart and
+/// poststop, whose failures the spec has logged, never fatal.
+pub fn run_all_warning(kind: HookKind, hooks: &[HookPlan], state: &[u8], warn: &dyn Fn(&str)) {
+    for hook in hooks {
+        if let Err(e) = run(kind, hook, state) {
+            warn(&e.to_string());
+        }
+    }
+}
+
 /// Runs one hook with `state` on its stdin and waits for it (at most its timeout).
 pub fn run(kind: HookKind, hook: &HookPlan, state: &[u8]) -> Result<(), HookError> {
     let path = hook.path.clone();

@@ -176,12 +176,7 @@ impl ContainerState {
         if hooks.is_empty() {
             return;
         }
-        let state = self.hook_state(status);
-        for hook in hooks {
-            if let Err(e) = hooks::run(kind, hook, &state) {
-                warn(&e.to_string());
-            }
-        }
+        hooks::run_all_warning(kind, hooks, &self.hook_state(status), warn);
     }
 }
 
