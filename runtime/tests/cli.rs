@@ -90,6 +90,10 @@ fn main() -> ExitCode {
         ),
         Test::new("preserve_fds_passes_fd_3", preserve_fds_passes_fd_3),
         Test::new(
+            "sysctl_applies_with_a_read_only_proc_sys",
+            sysctl_applies_with_a_read_only_proc_sys,
+        ),
+        Test::new(
             "refused_fields_name_themselves",
             refused_fields_name_themselves,
         ),
@@ -1084,6 +1088,28 @@ fn preserve_fds_passes_fd_3() -> TestResult {
         std::fs::read_to_string(&out).expect("fd 3's file"),
         "via-fd-3\n"
     );
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+fn sysctl_applies_with_a_read_only_proc_sys() -> TestResult {
+    can_run_containers()?;
+    let args = ["cat", "/proc/sys/net/ipv4/ip_forward"];
+    let f = Fixture::new(&args);
+    let mut config = f.config(&args);
+    // The fixture, like runc's default config, has /proc/sys read-only and a new network ns.
+    assert_eq!(config["linux"]["readonlyPaths"], json!(["/proc/sys"]));
+    config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    f.write_config(&config);
+    let id = unique("sysctl");
+    let _guard = f.guard(&id);
+    f.cmd()
+        .args(["run", "--bundle"])
+        .arg(&f.bundle)
+        .arg(&id)
+        .assert()
+        .success()
+        .stdout("1\n");
     f.assert_nothing_left(&id);
     Ok(())
 }

@@ -252,12 +252,13 @@ const INIT_STEPS: &[(&str, Step)] = &[
         run_create_hooks(s.sys, s.plan, s.gate, s.tx)
     }),
     ("pivot", |s| pivot_into_rootfs(s.sys, s.plan)),
+    // Before privileges are dropped: unsharing the cgroup namespace needs CAP_SYS_ADMIN.
+    ("cgroup namespace", |s| s.gate.wait(s.sys)),
+    // Before the read-only paths: the default config makes /proc/sys read-only (as runc).
+    ("sysctl", |s| apply_sysctl(s.sys, s.plan)),
     ("masked and read-only paths", |s| {
         finish_rootfs(s.sys, s.plan)
     }),
-    // Before privileges are dropped: unsharing the cgroup namespace needs CAP_SYS_ADMIN.
-    ("cgroup namespace", |s| s.gate.wait(s.sys)),
-    ("sysctl", |s| apply_sysctl(s.sys, s.plan)),
     // Labels for the exec, written while /proc/thread-self/attr is still ours to write.
     ("LSM labels", |s| apply_lsm_labels(s.sys, s.plan)),
     ("rlimits", |s| apply_rlimits(s.sys, s.plan)),

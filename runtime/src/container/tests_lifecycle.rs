@@ -311,3 +311,27 @@ fn lsm_labels_are_written_for_the_exec_before_the_user_switch() {
     let setuid = position(&sys, |c| *c == Call::Setresuid(1000));
     assert!(apparmor < setuid && selinux < setuid);
 }
+
+#[test]
+fn sysctl_is_written_before_proc_sys_is_made_read_only() {
+    let mut c = config();
+    c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    c["linux"]["readonlyPaths"] = json!(["/proc/sys"]);
+    let b = Bundle::new(&c);
+    std::fs::create_dir_all(b.plan.rootfs.join("proc/sys")).expect("mkdir");
+    let sys = Recorder::new(&b.plan.rootfs);
+    let (result, _) = setup(
+        &b,
+        &sys,
+        &[Message::CgroupJoined { pid: 1 }, Message::RuntimeHooksDone],
+    );
+    result.expect("set up");
+    let sysctl = position(&sys, |c| {
+        *c == Call::Write("/proc/sys/net/ipv4/ip_forward".into(), "1".into())
+    });
+    let readonly = position(
+        &sys,
+        |c| matches!(c, Call::Mount { target, .. } if target.contains("proc/sys")),
+    );
+    assert!(sysctl < readonly, "{:#?}", sys.calls());
+}

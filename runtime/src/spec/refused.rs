@@ -4,6 +4,10 @@ use oci_spec::runtime::{Linux, Process, Spec};
 
 use super::SpecError;
 
+fn non_empty<T>(v: &Option<Vec<T>>) -> bool {
+    v.as_ref().is_some_and(|v| !v.is_empty())
+}
+
 fn unsupported(field: impl Into<String>, why: &str) -> SpecError {
     SpecError::Unsupported(format!("{} ({why})", field.into()))
 }
@@ -64,31 +68,49 @@ pub(super) fn linux(linux: &Linux) -> Result<(), SpecError> {
 }
 
 /// Fields of other areas of the runtime that nothing applies yet (linux.resources beyond cpu,
-/// memory limit/swap, pids and device rules; id maps): refused until they are implemented. Each
-/// entry goes away with the code that applies it.
+/// memory limit/swap, pids and device rules; id maps): refused until they are implemented, when
+/// they ask for something. A value that asks for nothing (docker writes `blockIO: {weight: 0}`
+/// and `disableOOMKiller: false` into every config; runc reads 0 as unset) has nothing to apply.
+/// Each entry goes away with the code that applies it.
 pub(super) fn not_yet_applied(spec: &Spec, linux: &Linux) -> Result<(), SpecError> {
     let mut set: Vec<String> = Vec::new();
-    if linux.uid_mappings().is_some() {
+    if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
         set.push("linux.uidMappings".into());
     }
-    if linux.gid_mappings().is_some() {
+    if linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
         set.push("linux.gidMappings".into());
     }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        if m.uid_mappings().is_some() {
+        if m.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
             set.push(format!("mounts[{i}].uidMappings"));
         }
-        if m.gid_mappings().is_some() {
+        if m.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
             set.push(format!("mounts[{i}].gidMappings"));
         }
     }
     if let Some(r) = linux.resources() {
+        let block_io = r.block_io().as_ref().is_some_and(|b| {
+            b.weight().is_some_and(|w| w > 0)
+                || b.leaf_weight().is_some_and(|w| w > 0)
+                || non_empty(b.weight_device())
+                || non_empty(b.throttle_read_bps_device())
+                || non_empty(b.throttle_write_bps_device())
+                || non_empty(b.throttle_read_iops_device())
+                || non_empty(b.throttle_write_iops_device())
+        });
+        let network = r
+            .network()
+            .as_ref()
+            .is_some_and(|n| n.class_id().is_some() || non_empty(n.priorities()));
         let r_set = [
-            ("blockIO", r.block_io().is_some()),
-            ("hugepageLimits", r.hugepage_limits().is_some()),
-            ("network", r.network().is_some()),
-            ("rdma", r.rdma().is_some()),
-            ("unified", r.unified().is_some()),
+            ("blockIO", block_io),
+            ("hugepageLimits", non_empty(r.hugepage_limits())),
+            ("network", network),
+            ("rdma", r.rdma().as_ref().is_some_and(|m| !m.is_empty())),
+            (
+                "unified",
+                r.unified().as_ref().is_some_and(|m| !m.is_empty()),
+            ),
         ];
         set.extend(
             r_set
@@ -102,9 +124,9 @@ pub(super) fn not_yet_applied(spec: &Spec, linux: &Linux) -> Result<(), SpecErro
                 ("kernel", m.kernel().is_some()),
                 ("kernelTCP", m.kernel_tcp().is_some()),
                 ("swappiness", m.swappiness().is_some()),
-                ("disableOOMKiller", m.disable_oom_killer().is_some()),
+                ("disableOOMKiller", m.disable_oom_killer() == Some(true)),
                 ("useHierarchy", m.use_hierarchy().is_some()),
-                ("checkBeforeUpdate", m.check_before_update().is_some()),
+                ("checkBeforeUpdate", m.check_before_update() == Some(true)),
             ];
             set.extend(
                 m_set
@@ -175,10 +197,12 @@ mod tests {
 
     #[rstest]
     #[case::uid_mappings(json!({"linux": {"uidMappings": [{"hostID": 1, "containerID": 0, "size": 1}]}}), "linux.uidMappings")]
-    #[case::idmapped_mount(json!({"mounts": [{"destination": "/a"}, {"destination": "/b", "gidMappings": []}]}), "mounts[1].gidMappings")]
+    #[case::idmapped_mount(json!({"mounts": [{"destination": "/a"}, {"destination": "/b", "gidMappings": [{"hostID": 1, "containerID": 0, "size": 1}]}]}), "mounts[1].gidMappings")]
     #[case::block_io(json!({"linux": {"resources": {"blockIO": {"weight": 10}}}}), "linux.resources.blockIO")]
     #[case::swappiness(json!({"linux": {"resources": {"memory": {"limit": 1, "swappiness": 0}}}}), "linux.resources.memory.swappiness")]
     #[case::realtime(json!({"linux": {"resources": {"cpu": {"shares": 2, "realtimeRuntime": 5}}}}), "linux.resources.cpu.realtimeRuntime")]
+    #[case::throttle(json!({"linux": {"resources": {"blockIO": {"weight": 0, "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1}]}}}}), "linux.resources.blockIO")]
+    #[case::oom_killer_off(json!({"linux": {"resources": {"memory": {"disableOOMKiller": true}}}}), "linux.resources.memory.disableOOMKiller")]
     fn not_yet_applied_fields_are_refused(#[case] config: Value, #[case] field: &str) {
         let s = spec(config);
         let l = s.linux().clone().unwrap_or_default();
@@ -186,5 +210,18 @@ mod tests {
             not_yet_applied(&s, &l).expect_err("refused").to_string(),
             format!("{field} (not implemented yet) is not supported by palisade-runtime")
         );
+    }
+
+    /// What docker 20.10 writes into every config asks for nothing beyond what is applied.
+    #[rstest]
+    #[case::docker_defaults(json!({"linux": {"resources": {
+        "memory": {"disableOOMKiller": false}, "cpu": {"shares": 0}, "blockIO": {"weight": 0}
+    }}}))]
+    #[case::empty_lists(json!({"linux": {"uidMappings": [], "resources": {"hugepageLimits": [], "unified": {}, "rdma": {}}},
+                               "mounts": [{"destination": "/d", "uidMappings": []}]}))]
+    fn values_that_ask_for_nothing_are_accepted(#[case] config: Value) {
+        let s = spec(config);
+        let l = s.linux().clone().unwrap_or_default();
+        not_yet_applied(&s, &l).expect("nothing to apply");
     }
 }
