@@ -17,13 +17,21 @@ use oci_spec::runtime::{
 };
 use palisade_common::annotations;
 
+mod attrs;
+#[cfg(test)]
+mod fields;
+mod hooks;
 mod options;
+mod refused;
 mod resources;
 #[cfg(test)]
 mod tests;
 
+pub use attrs::{CpuAffinity, Lsm, SchedAttr, TimeOffset};
 pub use options::{RecursiveAttr, parse_mount_options};
 pub use resources::{HostLimits, Rdma, Resources, ThrottleDevice};
+
+use crate::hooks::HooksPlan;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -131,6 +139,18 @@ pub struct ProcessPlan {
     pub rlimits: Vec<(Resource, u64, u64)>,
     pub no_new_privileges: bool,
     pub oom_score_adj: Option<i32>,
+    /// `process.user.umask`.
+    pub umask: Option<u32>,
+    /// `process.scheduler`.
+    pub scheduler: Option<SchedAttr>,
+    /// `process.ioPriority`, as the ioprio_set(2) value.
+    pub io_priority: Option<u16>,
+    /// `process.execCPUAffinity`: for `exec`'s processes, not the init (the spec says so).
+    pub exec_cpu_affinity: Option<CpuAffinity>,
+    /// `process.apparmorProfile` (only on a host with AppArmor).
+    pub apparmor_profile: Option<String>,
+    /// `process.selinuxLabel` (only on a host with SELinux).
+    pub selinux_label: Option<String>,
 }
 
 /// Mount propagation of the container's mount namespace.
@@ -162,6 +182,12 @@ pub struct Plan {
     pub chroot_only: bool,
     pub namespaces: Vec<NamespacePlan>,
     pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub hooks: HooksPlan,
+    /// `linux.timeOffsets`, written before the new time namespace's first process exists.
+    pub time_offsets: Vec<TimeOffset>,
+    /// `linux.personality`: the execution domain for personality(2).
+    pub personality: Option<u32>,
     pub mounts: Vec<MountPlan>,
     pub devices: Vec<DevicePlan>,
     pub masked_paths: Vec<PathBuf>,
@@ -182,6 +208,14 @@ impl Plan {
     /// Whether the container gets a new namespace of this type (not one joined by path).
     pub fn has_new_namespace(&self, flag: CloneFlags) -> bool {
         has_new_namespace(&self.namespaces, flag)
+    }
+
+    /// Whether the container has a mount namespace of its own (new or joined). Without one
+    /// nothing is mounted (that would be on the host) and the root is changed with chroot(2).
+    pub fn has_mount_namespace(&self) -> bool {
+        self.namespaces
+            .iter()
+            .any(|n| n.flag == CloneFlags::CLONE_NEWNS)
     }
 }
 
@@ -218,7 +252,7 @@ pub fn load(bundle: &Path, id: &str, no_pivot_flag: bool) -> Result<Plan, SpecEr
         source,
     })?;
     let spec = parse(&text, &path)?;
-    plan(&spec, bundle, id, no_pivot_flag)
+    plan(&spec, bundle, id, no_pivot_flag, Lsm::detect())
 }
 
 /// config.json's text → [`Spec`]; `path` is only named in errors.
@@ -247,7 +281,14 @@ fn parse(text: &[u8], path: &Path) -> Result<Spec, SpecError> {
 }
 
 /// The whole plan, section by section, in the order the sections are validated.
-fn plan(spec: &Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Plan, SpecError> {
+fn plan(
+    spec: &Spec,
+    bundle: PathBuf,
+    id: &str,
+    no_pivot_flag: bool,
+    lsm: Lsm,
+) -> Result<Plan, SpecError> {
+    refused::other_platforms(spec)?;
     let (rootfs, readonly_root) = root(spec, &bundle)?;
     let annotations = annotations(spec);
     let mode = pivot_mode(&annotations, no_pivot_flag);
@@ -255,13 +296,35 @@ fn plan(spec: &Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<P
     let linux = spec.linux().clone().unwrap_or_default();
     let namespaces = namespaces(&linux)?;
     seccomp(&linux)?;
-    let process = process(spec.process().as_ref().ok_or(SpecError::MissingProcess)?)?;
+    refused::linux(&linux)?;
+    refused::not_yet_applied(spec, &linux)?;
+    let process_spec = spec.process().as_ref().ok_or(SpecError::MissingProcess)?;
+    let mut process = process(process_spec)?;
+    (process.apparmor_profile, process.selinux_label) = attrs::process_labels(process_spec, lsm)?;
     let hostname = hostname(spec, &namespaces)?;
-    let mounts = mounts(spec, &bundle)?;
-    mount_label(&linux)?;
+    let domainname = attrs::domainname(spec, &namespaces)?;
+    let mut mounts = mounts(spec, &bundle)?;
+    // `linux.mountLabel` goes into the mounts' data (`context=`).
+    attrs::mount_label(&linux, lsm, &mut mounts)?;
     let devices = devices(&linux)?;
     let propagation = propagation(&linux)?;
     let cgroup_path = cgroup_path(&linux, id)?;
+    let hooks = hooks::hooks(spec)?;
+    let time_offsets = attrs::time_offsets(&linux, &namespaces)?;
+    let personality = attrs::personality(&linux)?;
+    let masked_paths = paths(linux.masked_paths());
+    let readonly_paths = paths(linux.readonly_paths());
+    if !namespaces.iter().any(|n| n.flag == CloneFlags::CLONE_NEWNS) {
+        without_mount_namespace(&WithoutMountNs {
+            mounts: &mounts,
+            devices: &devices,
+            masked_paths: &masked_paths,
+            readonly_paths: &readonly_paths,
+            readonly_root,
+            rootfs_propagation: linux.rootfs_propagation().is_some(),
+            no_pivot: mode.no_pivot,
+        })?;
+    }
     let sysctl = sysctl(&linux, &namespaces)?;
     let resources = resources::resources(&linux, &HostLimits::detect())?;
     Ok(Plan {
@@ -273,10 +336,14 @@ fn plan(spec: &Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<P
         chroot_only: mode.chroot_only,
         namespaces,
         hostname,
+        domainname,
+        hooks,
+        time_offsets,
+        personality,
         mounts,
         devices,
-        masked_paths: paths(linux.masked_paths()),
-        readonly_paths: paths(linux.readonly_paths()),
+        masked_paths,
+        readonly_paths,
         rootfs_propagation: propagation.rootfs,
         parent_propagation: propagation.parent,
         sysctl,
@@ -337,11 +404,41 @@ fn namespaces(linux: &Linux) -> Result<Vec<NamespacePlan>, SpecError> {
             path: ns.path().clone(),
         });
     }
-    // All mount work must happen in a mount namespace of the container's, never on the host's.
-    if !namespaces.iter().any(|n| n.flag == CloneFlags::CLONE_NEWNS) {
-        return Err(invalid("linux.namespaces", "a mount namespace is required"));
-    }
     Ok(namespaces)
+}
+
+/// What a config without a mount namespace must not ask for.
+struct WithoutMountNs<'a> {
+    mounts: &'a [MountPlan],
+    devices: &'a [DevicePlan],
+    masked_paths: &'a [PathBuf],
+    readonly_paths: &'a [PathBuf],
+    readonly_root: bool,
+    rootfs_propagation: bool,
+    no_pivot: bool,
+}
+
+/// Without a mount namespace of its own (as runc allows), the container only gets its root
+/// changed with chroot(2): everything that would mount something is refused, since it would be
+/// mounted on the host (runc does mount it there; this runtime never touches the host's mounts).
+fn without_mount_namespace(c: &WithoutMountNs<'_>) -> Result<(), SpecError> {
+    let needs = |field: &str, set: bool| {
+        if set {
+            Err(invalid(
+                field,
+                "requires a mount namespace (linux.namespaces has none)",
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    needs("mounts", !c.mounts.is_empty())?;
+    needs("linux.devices", !c.devices.is_empty())?;
+    needs("linux.maskedPaths", !c.masked_paths.is_empty())?;
+    needs("linux.readonlyPaths", !c.readonly_paths.is_empty())?;
+    needs("root.readonly", c.readonly_root)?;
+    needs("linux.rootfsPropagation", c.rootfs_propagation)?;
+    needs("--no-pivot", c.no_pivot)
 }
 
 /// `linux.seccomp`: refused. Failing closed: silently running without the requested filter would
@@ -355,9 +452,7 @@ fn seccomp(linux: &Linux) -> Result<(), SpecError> {
 
 /// `process`: what the init execs, as whom, with which capabilities and limits.
 fn process(process: &Process) -> Result<ProcessPlan, SpecError> {
-    if process.terminal() == Some(true) {
-        return Err(SpecError::Unsupported("process.terminal".into()));
-    }
+    refused::process(process)?;
     let args = process.args().clone().unwrap_or_default();
     if args.is_empty() {
         return Err(SpecError::EmptyArgs);
@@ -390,6 +485,13 @@ fn process(process: &Process) -> Result<ProcessPlan, SpecError> {
         rlimits,
         no_new_privileges: process.no_new_privileges().unwrap_or(false),
         oom_score_adj: process.oom_score_adj(),
+        umask: attrs::umask(process)?,
+        scheduler: attrs::scheduler(process)?,
+        io_priority: attrs::io_priority(process)?,
+        exec_cpu_affinity: attrs::exec_cpu_affinity(process)?,
+        // Filled in by `plan`, which knows the host's LSMs.
+        apparmor_profile: None,
+        selinux_label: None,
     })
 }
 
@@ -466,11 +568,16 @@ fn rlimit_resource(name: &str) -> Option<Resource> {
     })
 }
 
-/// `hostname`: only in a new uts namespace (setting it would otherwise rename the host).
+/// `hostname`: only in a uts namespace of the container's, new or joined (as runc: it is set
+/// inside the joined namespace); without one it would rename the host.
 fn hostname(spec: &Spec, namespaces: &[NamespacePlan]) -> Result<Option<String>, SpecError> {
     let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
-    if hostname.is_some() && !has_new_namespace(namespaces, CloneFlags::CLONE_NEWUTS) {
-        return Err(invalid("hostname", "requires a new uts namespace"));
+    if hostname.is_some()
+        && !namespaces
+            .iter()
+            .any(|n| n.flag == CloneFlags::CLONE_NEWUTS)
+    {
+        return Err(invalid("hostname", "requires a uts namespace"));
     }
     Ok(hostname)
 }
@@ -483,15 +590,6 @@ fn mounts(spec: &Spec, bundle: &Path) -> Result<Vec<MountPlan>, SpecError> {
         .enumerate()
         .map(|(i, m)| mount(m, bundle, &format!("mounts[{i}]")))
         .collect()
-}
-
-/// `linux.mountLabel`: an SELinux context for the container's mounts; this runtime has no SELinux
-/// support, so a label is refused rather than left off.
-fn mount_label(linux: &Linux) -> Result<(), SpecError> {
-    match linux.mount_label().as_deref() {
-        None | Some("") => Ok(()),
-        Some(_) => Err(SpecError::Unsupported("linux.mountLabel".into())),
-    }
 }
 
 /// One entry of `mounts`; `field` names it in errors.

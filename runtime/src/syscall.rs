@@ -21,6 +21,9 @@ use nix::sys::statvfs::FsFlags;
 use nix::unistd::{Gid, Uid};
 use procfs::process::MountInfo;
 
+use crate::hooks::{HookError, HookKind, HookPlan};
+use crate::spec::SchedAttr;
+
 #[cfg(test)]
 pub mod recording;
 
@@ -96,6 +99,19 @@ pub trait Syscall {
     fn setresgid(&self, gid: u32) -> nix::Result<()>;
     fn setresuid(&self, uid: u32) -> nix::Result<()>;
     fn setrlimit(&self, resource: Resource, soft: u64, hard: u64) -> nix::Result<()>;
+
+    // Process attributes.
+    fn setdomainname(&self, name: &str) -> nix::Result<()>;
+    fn umask(&self, mask: u32);
+    fn personality(&self, persona: u32) -> nix::Result<()>;
+    /// ioprio_set(2) for this process.
+    fn ioprio_set(&self, value: u16) -> nix::Result<()>;
+    /// sched_setattr(2) for this process.
+    fn sched_setattr(&self, attr: &SchedAttr) -> nix::Result<()>;
+
+    /// Runs a hook (createContainer, startContainer) from the init, in the container's
+    /// namespaces, and waits for it.
+    fn run_hook(&self, kind: HookKind, hook: &HookPlan, state: &[u8]) -> Result<(), HookError>;
 }
 
 /// The real system calls.
@@ -249,6 +265,30 @@ impl Syscall for LinuxSyscall {
 
     fn setrlimit(&self, resource: Resource, soft: u64, hard: u64) -> nix::Result<()> {
         nix::sys::resource::setrlimit(resource, soft, hard)
+    }
+
+    fn setdomainname(&self, name: &str) -> nix::Result<()> {
+        crate::sys::setdomainname(name)
+    }
+
+    fn umask(&self, mask: u32) {
+        nix::sys::stat::umask(Mode::from_bits_truncate(mask));
+    }
+
+    fn personality(&self, persona: u32) -> nix::Result<()> {
+        crate::sys::personality(persona)
+    }
+
+    fn ioprio_set(&self, value: u16) -> nix::Result<()> {
+        crate::sys::ioprio_set(value)
+    }
+
+    fn sched_setattr(&self, attr: &SchedAttr) -> nix::Result<()> {
+        crate::sys::sched_setattr(attr)
+    }
+
+    fn run_hook(&self, kind: HookKind, hook: &HookPlan, state: &[u8]) -> Result<(), HookError> {
+        crate::hooks::run(kind, hook, state)
     }
 }
 

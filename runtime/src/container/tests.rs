@@ -82,7 +82,7 @@ impl Bundle {
 fn open_gate(plan: &Plan) -> CgroupGate {
     let (rx, tx) = nix::unistd::pipe().expect("pipe");
     Sender::new(tx)
-        .send(&Message::CgroupJoined)
+        .send(&Message::CgroupJoined { pid: 4242 })
         .expect("send CgroupJoined");
     CgroupGate::new(Receiver::new(rx), plan)
 }
@@ -472,7 +472,8 @@ fn run_setup(c: &Value, sys: impl FnOnce(&Bundle) -> Recorder) -> (Bundle, Recor
     std::fs::write(b.plan.rootfs.join("proc/kcore"), "").expect("write");
     let sys = sys(&b);
     let mut gate = open_gate(&b.plan);
-    init::setup(&sys, &b.plan, &Layout::V2, &mut gate).expect("set up");
+    let (_rx, tx) = nix::unistd::pipe().expect("pipe");
+    init::setup(&sys, &b.plan, &Layout::V2, &mut gate, &mut Sender::new(tx)).expect("set up");
     (b, sys)
 }
 
