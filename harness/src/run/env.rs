@@ -100,8 +100,12 @@ impl RunEnv {
     /// handler ([`crate::run::interrupt`]) until [`crate::run::orchestrate::end_run`].
     pub fn new(probe: &Path) -> Result<Arc<RunEnv>, RunSetupError> {
         crate::run::orchestrate::sweep_dead_runs();
+        Self::new_in(&std::env::temp_dir(), probe)
+    }
+
+    /// [`RunEnv::new`] with the run directory under `tmp`, without the sweep.
+    pub fn new_in(tmp: &Path, probe: &Path) -> Result<Arc<RunEnv>, RunSetupError> {
         let id = new_run_id();
-        let tmp = std::env::temp_dir();
         let dir = tmp.join(format!("{PREFIX}{id}"));
         let staging = tmp.join(format!(".{PREFIX}{id}-starting"));
         let dir_err = |path: &Path| {
@@ -248,6 +252,30 @@ fn own_start_time() -> u64 {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[test]
+    fn a_run_that_cannot_start_leaves_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let err = RunEnv::new_in(tmp.path(), Path::new("/nonexistent/palisade-probe"))
+            .err()
+            .expect("no probe, no run");
+        assert!(err.to_string().contains("the probe binary"), "{err}");
+        let left: Vec<_> = fs::read_dir(tmp.path()).expect("tmp").flatten().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
+    #[test]
+    fn a_run_directory_appears_with_its_record() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let probe = tmp.path().join("probe");
+        fs::write(&probe, b"probe").expect("probe");
+        let run = RunEnv::new_in(tmp.path(), &probe).expect("run");
+        let record: RunRecord =
+            serde_json::from_str(&fs::read_to_string(run.dir.join(RECORD_FILE)).expect("record"))
+                .expect("a record");
+        assert_eq!(record.owner_pid, std::process::id() as i32);
+        crate::run::interrupt::unregister(&run);
+    }
 
     #[rstest]
     #[case("palisade-0a1b2c", Some("palisade-0a1b2c"))]

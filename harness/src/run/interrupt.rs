@@ -1,10 +1,10 @@
 //! Stopping is as clean as finishing: SIGINT, SIGTERM and SIGHUP end a run by stopping what it
 //! runs and removing what it made, then exiting with 128 + the signal.
 //!
-//! [`install`] blocks the three signals in the calling thread — the main thread, before any other
-//! thread exists, so every thread inherits the mask (child processes do not: `std::process`
-//! resets it) — and starts a watcher that reads them from a signalfd. On the first signal the
-//! watcher:
+//! [`install`] starts a watcher thread that receives the three signals through `signal-hook`'s
+//! self-pipe (a real handler, not a blocked mask: a blocked mask would be inherited by every
+//! runtime and container the run starts, since `std::process` does not reset it, while handlers
+//! revert to the default across execve). On the first signal the watcher:
 //! 1. marks the process interrupted, so no trial starts and no container or lab is made any more;
 //! 2. kills the runtime commands in flight (a `create` half done is finished off by step 4);
 //! 3. kills and force-deletes every live container through its runtime (burners included);
@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::Signal;
+use signal_hook::iterator::Signals;
 
 use crate::run::cleanup::{Removed, cleanup_run};
 use crate::run::env::RunEnv;
@@ -44,20 +44,13 @@ pub fn wait_if_interrupted() {
     }
 }
 
-/// Takes over SIGINT, SIGTERM and SIGHUP for the rest of the process. Call it first thing in
-/// `main`, before any thread starts. An error (no signalfd) leaves the default handling, which
-/// is still correct, only not clean: the caller may report it.
-pub fn install() -> nix::Result<()> {
-    let mut mask = SigSet::empty();
-    for signal in SIGNALS {
-        mask.add(signal);
-    }
-    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)?;
-    let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)?;
+/// Takes over SIGINT, SIGTERM and SIGHUP for the rest of the process. An error leaves the
+/// default handling, which is still correct, only not clean: the caller may report it.
+pub fn install() -> std::io::Result<()> {
+    let signals = Signals::new(SIGNALS.map(|s| s as i32))?;
     std::thread::Builder::new()
         .name("palisade-signals".into())
-        .spawn(move || watch(&fd))
-        .map_err(|_| nix::errno::Errno::EAGAIN)?;
+        .spawn(move || watch(signals))?;
     Ok(())
 }
 
@@ -85,8 +78,9 @@ fn phase() -> &'static str {
     PHASE.lock().map(|p| *p).unwrap_or("running")
 }
 
-fn watch(fd: &SignalFd) {
-    let Some(first) = next_signal(fd) else { return };
+fn watch(mut signals: Signals) {
+    let mut arriving = signals.forever().filter_map(|n| Signal::try_from(n).ok());
+    let Some(first) = arriving.next() else { return };
     INTERRUPTED.store(true, Ordering::SeqCst);
     let started = Instant::now();
     // The cleanup runs beside this thread, which keeps listening for a second signal.
@@ -103,7 +97,7 @@ fn watch(fd: &SignalFd) {
     }
     std::thread::scope(|scope| {
         scope.spawn(|| {
-            if let Some(second) = next_signal(fd) {
+            if let Some(second) = arriving.next() {
                 let runs: Vec<String> = ACTIVE
                     .lock()
                     .map(|a| a.iter().map(|r| r.name("")).collect())
@@ -125,20 +119,6 @@ fn watch(fd: &SignalFd) {
             finish(first, &summary, started);
         }
     });
-}
-
-fn next_signal(fd: &SignalFd) -> Option<Signal> {
-    loop {
-        match fd.read_signal() {
-            Ok(Some(info)) => {
-                if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
-                    return Some(signal);
-                }
-            }
-            Ok(None) | Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return None,
-        }
-    }
 }
 
 /// What an interrupt stopped and removed.
