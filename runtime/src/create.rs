@@ -22,6 +22,8 @@ use crate::sys;
 pub enum CreateError {
     #[error(transparent)]
     Spec(#[from] SpecError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("container {0:?} already exists")]
     AlreadyExists(String),
     #[error("cannot create {path}: {source}")]
@@ -109,6 +111,15 @@ pub fn create_container(
     reserve_preserved_fds(preserve_fds).map_err(|e| CreateError::PreserveFds(preserve_fds, e))?;
     // Everything is loaded and validated before the first side effect.
     let plan = spec::load(&args.bundle, id, no_pivot)?;
+    if let Some(seccomp) = &plan.seccomp
+        && !seccomp.skipped_syscalls().is_empty()
+    {
+        // As runc and crun do: a name no architecture of the filter knows gets no rule.
+        warn(&format!(
+            "linux.seccomp: syscalls unknown to the filter's architectures, skipped: {}",
+            seccomp.skipped_syscalls().join(", ")
+        ));
+    }
     let layout = cgroups::detect()?;
 
     std::fs::DirBuilder::new()
@@ -196,6 +207,13 @@ fn spawn(
             path: start_error_path,
             source,
         })?;
+    // listenerPath is a host path: connected here, before any namespace is entered.
+    let seccomp_listener = plan
+        .seccomp
+        .as_ref()
+        .map(crate::seccomp::connect_listener)
+        .transpose()?
+        .flatten();
     // init → create (reports) and create → init (cgroup placement done).
     let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(CreateError::Pipe)?;
     let (gate_rx, gate_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(CreateError::Pipe)?;
@@ -210,6 +228,7 @@ fn spawn(
                 fifo,
                 start_error,
                 preserve_fds,
+                seccomp_listener,
             };
             let gate = CgroupGate::new(Receiver::new(gate_rx), plan);
             init::intermediate(ctx, Sender::new(tx), gate)

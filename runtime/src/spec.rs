@@ -74,6 +74,9 @@ pub enum SpecError {
     /// A field whose value this runtime cannot apply; `field` is its path in config.json.
     #[error("invalid config: {field}: {reason}")]
     Invalid { field: String, reason: String },
+    /// `linux.seccomp` that cannot be compiled (the error names the field).
+    #[error("invalid config: {0}")]
+    Seccomp(#[from] crate::seccomp::SeccompError),
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
@@ -173,6 +176,8 @@ pub struct PivotMode {
 
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The compiled `linux.seccomp` filter.
+    pub seccomp: Option<crate::seccomp::SeccompPlan>,
     pub id: String,
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
@@ -295,7 +300,7 @@ fn plan(
     // A config without `linux` gets oci-spec's defaults (namespaces, masked and read-only paths).
     let linux = spec.linux().clone().unwrap_or_default();
     let namespaces = namespaces(&linux)?;
-    seccomp(&linux)?;
+    let seccomp = seccomp(&linux)?;
     refused::linux(&linux)?;
     refused::not_yet_applied(spec, &linux)?;
     let process_spec = spec.process().as_ref().ok_or(SpecError::MissingProcess)?;
@@ -328,6 +333,7 @@ fn plan(
     let sysctl = sysctl(&linux, &namespaces)?;
     let resources = resources::resources(&linux, &HostLimits::detect())?;
     Ok(Plan {
+        seccomp,
         id: id.to_owned(),
         bundle,
         rootfs,
@@ -443,11 +449,13 @@ fn without_mount_namespace(c: &WithoutMountNs<'_>) -> Result<(), SpecError> {
 
 /// `linux.seccomp`: refused. Failing closed: silently running without the requested filter would
 /// overstate isolation.
-fn seccomp(linux: &Linux) -> Result<(), SpecError> {
-    match linux.seccomp() {
-        Some(_) => Err(SpecError::Unsupported("linux.seccomp".into())),
-        None => Ok(()),
-    }
+/// `linux.seccomp`: validated and compiled to a BPF filter now, loaded by the init.
+fn seccomp(linux: &Linux) -> Result<Option<crate::seccomp::SeccompPlan>, SpecError> {
+    linux
+        .seccomp()
+        .as_ref()
+        .map(|profile| crate::seccomp::plan(profile).map_err(SpecError::from))
+        .transpose()
 }
 
 /// `process`: what the init execs, as whom, with which capabilities and limits.

@@ -112,6 +112,12 @@ pub trait Syscall {
     /// Runs a hook (createContainer, startContainer) from the init, in the container's
     /// namespaces, and waits for it.
     fn run_hook(&self, kind: HookKind, hook: &HookPlan, state: &[u8]) -> Result<(), HookError>;
+
+    /// Loads a seccomp filter on the calling thread; the notify listener when it has one.
+    fn seccomp_load(
+        &self,
+        plan: &crate::seccomp::SeccompPlan,
+    ) -> Result<Option<std::os::fd::OwnedFd>, crate::seccomp::SeccompError>;
 }
 
 /// The real system calls.
@@ -289,6 +295,13 @@ impl Syscall for LinuxSyscall {
 
     fn run_hook(&self, kind: HookKind, hook: &HookPlan, state: &[u8]) -> Result<(), HookError> {
         crate::hooks::run(kind, hook, state)
+    }
+
+    fn seccomp_load(
+        &self,
+        plan: &crate::seccomp::SeccompPlan,
+    ) -> Result<Option<std::os::fd::OwnedFd>, crate::seccomp::SeccompError> {
+        crate::seccomp::load(plan)
     }
 }
 

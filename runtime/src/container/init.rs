@@ -61,6 +61,8 @@ pub enum InitError {
     StartAborted,
     #[error(transparent)]
     Hook(#[from] HookError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("palisade-runtime create did not run the prestart and createRuntime hooks")]
     RuntimeHooksNotRun,
     #[error("reporting to palisade-runtime create: {0}")]
@@ -87,6 +89,8 @@ pub struct InitContext<'a> {
     pub start_error: File,
     /// Descriptors 3..3+n are passed on to the container process (`--preserve-fds n`).
     pub preserve_fds: u32,
+    /// The seccomp agent's socket (`listenerPath`), connected by `create` on the host side.
+    pub seccomp_listener: Option<crate::seccomp::ListenerConnection>,
 }
 
 /// Waits (once) until `create` has moved the init into its cgroups, then unshares the cgroup
@@ -193,7 +197,12 @@ fn init_steps(
     gate: &mut CgroupGate,
 ) -> Result<Infallible, InitError> {
     let plan = ctx.plan;
-    setup(sys, plan, ctx.layout, gate, tx)?;
+    let listener = ctx
+        .seccomp_listener
+        .as_ref()
+        .map(crate::seccomp::ListenerConnection::try_clone)
+        .transpose()?;
+    setup(sys, plan, ctx.layout, gate, tx, listener)?;
     let exe = find_executable(plan)?;
     // Descriptors leaked into `create` by its caller must not reach the container process; the
     // first `--preserve-fds` ones above stdio are meant for it (`create` keeps its own above them).
@@ -238,6 +247,8 @@ pub struct Setup<'a> {
     pub gate: &'a mut CgroupGate,
     /// To `create` (the runtime's hooks).
     pub tx: &'a mut Sender,
+    /// Where the seccomp notify listener goes, taken when the filter is loaded.
+    pub seccomp_listener: Option<crate::seccomp::ListenerConnection>,
 }
 
 type Step = fn(&mut Setup<'_>) -> Result<(), InitError>;
@@ -269,6 +280,9 @@ const INIT_STEPS: &[(&str, Step)] = &[
     ("scheduler and I/O priority", |s| {
         apply_scheduling(s.sys, s.plan)
     }),
+    // Without no_new_privs the kernel loads a filter only for CAP_SYS_ADMIN: load it now, while
+    // the init still has it (runc does the same); the rest of the steps then run under it.
+    ("seccomp, without no_new_privs", |s| load_seccomp(s, false)),
     ("user", |s| switch_user(s.sys, s.plan)),
     ("capabilities", |s| apply_capabilities(s.sys, s.plan)),
     ("no_new_privs", |s| set_no_new_privs(s.sys, s.plan)),
@@ -293,6 +307,8 @@ const INIT_STEPS: &[(&str, Step)] = &[
             .map_err(sys_err(format!("personality {p:#x} (linux.personality)"))),
         None => Ok(()),
     }),
+    // As late as the spec says: after the capabilities and no_new_privs, right before the exec.
+    ("seccomp", |s| load_seccomp(s, true)),
 ];
 
 /// Runs [`INIT_STEPS`].
@@ -302,6 +318,7 @@ pub fn setup(
     layout: &Layout,
     gate: &mut CgroupGate,
     tx: &mut Sender,
+    seccomp_listener: Option<crate::seccomp::ListenerConnection>,
 ) -> Result<(), InitError> {
     let mut s = Setup {
         sys,
@@ -309,9 +326,46 @@ pub fn setup(
         layout,
         gate,
         tx,
+        seccomp_listener,
     };
     for (_, step) in INIT_STEPS {
         step(&mut s)?;
+    }
+    Ok(())
+}
+
+/// Loads `linux.seccomp` at the one point that fits the process: last with no_new_privs (as late
+/// as the spec says), or before the capabilities are dropped without it. A notify listener goes to
+/// the agent with the container process state.
+fn load_seccomp(s: &mut Setup<'_>, with_no_new_privs: bool) -> Result<(), InitError> {
+    let Some(plan) = &s.plan.seccomp else {
+        return Ok(());
+    };
+    if s.plan.process.no_new_privileges != with_no_new_privs {
+        return Ok(());
+    }
+    let listener = s.sys.seccomp_load(plan)?;
+    if let (Some(fd), Some(connection)) = (listener, s.seccomp_listener.take()) {
+        use std::os::fd::AsFd;
+        let pid = s.gate.pid().unwrap_or_else(|| std::process::id() as i32);
+        let state = oci_spec::runtime::StateBuilder::default()
+            .version(s.plan.oci_version.clone())
+            .id(s.plan.id.clone())
+            .status(oci_spec::runtime::ContainerState::Creating)
+            .pid(pid)
+            .bundle(s.plan.bundle.clone())
+            .annotations(
+                s.plan
+                    .annotations
+                    .clone()
+                    .into_iter()
+                    .collect::<std::collections::HashMap<_, _>>(),
+            )
+            .build()
+            .map_err(|e| {
+                InitError::Refused(format!("the container state for the seccomp agent: {e}"))
+            })?;
+        crate::seccomp::send_listener_fd(connection, plan, fd.as_fd(), pid, &state)?;
     }
     Ok(())
 }

@@ -473,7 +473,15 @@ fn run_setup(c: &Value, sys: impl FnOnce(&Bundle) -> Recorder) -> (Bundle, Recor
     let sys = sys(&b);
     let mut gate = open_gate(&b.plan);
     let (_rx, tx) = nix::unistd::pipe().expect("pipe");
-    init::setup(&sys, &b.plan, &Layout::V2, &mut gate, &mut Sender::new(tx)).expect("set up");
+    init::setup(
+        &sys,
+        &b.plan,
+        &Layout::V2,
+        &mut gate,
+        &mut Sender::new(tx),
+        None,
+    )
+    .expect("set up");
     (b, sys)
 }
 
@@ -849,4 +857,35 @@ fn safe_destinations_are_mounted(#[case] made: &[Made], #[case] entry: Value) {
     let sys = b.recorder();
     let mut gate = open_gate(&b.plan);
     init::prepare_rootfs(&sys, &b.plan, &Layout::V2, &mut gate).expect("mounted");
+}
+
+/// With no_new_privs the filter is loaded last, after the capabilities; without it, before the
+/// user and capabilities change (the kernel wants CAP_SYS_ADMIN then), as runc does.
+#[rstest::rstest]
+#[case::with_no_new_privs(true)]
+#[case::without(false)]
+fn seccomp_is_loaded_where_the_kernel_allows_it(#[case] no_new_privs: bool) {
+    let mut c = config();
+    c["process"]["noNewPrivileges"] = json!(no_new_privs);
+    c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]});
+    let (_b, sys) = run_setup(&c, Bundle::recorder);
+    let calls = sys.calls();
+    let at = |wanted: &dyn Fn(&Call) -> bool| calls.iter().position(wanted);
+    let seccomp = at(&|c| matches!(c, Call::Seccomp(_))).expect("the filter is loaded");
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| matches!(c, Call::Seccomp(_)))
+            .count(),
+        1,
+        "loaded once"
+    );
+    let setuid = at(&|c| matches!(c, Call::Setresuid(_))).expect("setresuid");
+    if no_new_privs {
+        let nnp = at(&|c| matches!(c, Call::NoNewPrivs)).expect("no_new_privs");
+        assert!(seccomp > nnp && seccomp > setuid, "{calls:#?}");
+    } else {
+        assert!(seccomp < setuid, "{calls:#?}");
+    }
 }

@@ -72,7 +72,7 @@ fn channels(messages: &[Message]) -> (Receiver, std::fs::File, Sender) {
 fn setup(b: &Bundle, sys: &Recorder, messages: &[Message]) -> (Result<(), InitError>, String) {
     let (rx, mut sent, mut tx) = channels(messages);
     let mut gate = CgroupGate::new(rx, &b.plan);
-    let result = init::setup(sys, &b.plan, &Layout::V2, &mut gate, &mut tx);
+    let result = init::setup(sys, &b.plan, &Layout::V2, &mut gate, &mut tx, None);
     drop(tx);
     let mut text = String::new();
     sent.read_to_string(&mut text)

@@ -76,12 +76,6 @@
 //! - Unlike runc, no `-ENOSYS` stub is prepended for syscalls newer than the profile: the default
 //!   action applies to every syscall not named, as the spec says (crun does the same).
 
-// Until container::init loads the filter, the API has no caller outside the tests.
-#![cfg_attr(
-    not(test),
-    expect(dead_code, unused_imports, reason = "the init integration comes next")
-)]
-
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -175,11 +169,13 @@ pub struct SeccompPlan {
 
 impl SeccompPlan {
     /// The BPF program.
+    #[cfg(test)]
     pub fn instructions(&self) -> &[SockFilter] {
         &self.filter
     }
 
     /// `SECCOMP_FILTER_FLAG_*` for seccomp(2).
+    #[cfg(test)]
     pub fn flags(&self) -> libc::c_ulong {
         self.flags
     }

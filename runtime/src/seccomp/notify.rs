@@ -48,6 +48,19 @@ pub fn connect_listener(plan: &SeccompPlan) -> Result<Option<ListenerConnection>
     }))
 }
 
+impl ListenerConnection {
+    /// Another handle on the same connection (the init takes one from `create`'s context).
+    pub fn try_clone(&self) -> Result<ListenerConnection, SeccompError> {
+        Ok(ListenerConnection {
+            stream: self
+                .stream
+                .try_clone()
+                .map_err(listener_err(&self.path, "duplicate the connection"))?,
+            path: self.path.clone(),
+        })
+    }
+}
+
 /// The container process state sent to the agent.
 pub fn process_state(plan: &SeccompPlan, pid: i32, state: &State) -> ContainerProcessState {
     let mut cps = ContainerProcessState::default();

@@ -542,11 +542,10 @@ fn table() -> Vec<Row> {
                          "namespaces": [{"type": "mount"}, {"type": "network"}]})),
             applied(|p| p.sysctl == [("net.ipv4.ip_forward".to_owned(), "1".to_owned())]),
         ),
-        // Until the seccomp module is merged.
         row(
             "linux.seccomp",
             linux(json!({"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}})),
-            Refused,
+            applied(|p| p.seccomp.is_some()),
         ),
         row(
             "linux.rootfsPropagation",

@@ -94,13 +94,19 @@ fn without_a_linux_section_the_default_namespaces_apply() {
 }
 
 #[test]
-fn seccomp_is_refused() {
+fn seccomp_is_compiled_or_refused_by_field() {
     let l = linux(json!({"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}));
-    assert_eq!(
-        message(seccomp(&l)),
-        "linux.seccomp is not supported by palisade-runtime"
+    assert!(seccomp(&l).expect("compiles").is_some());
+    assert!(seccomp(&Linux::default()).expect("none").is_none());
+    let bad = linux(json!({"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO",
+                      "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}}));
+    assert!(
+        message(seccomp(&bad))
+            .starts_with("invalid config: linux.seccomp.syscalls[0].args[0].index"),
+        "{}",
+        message(seccomp(&bad))
     );
-    assert!(seccomp(&Linux::default()).is_ok());
 }
 
 // --- process ----------------------------------------------------------------------------------
