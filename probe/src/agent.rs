@@ -113,6 +113,9 @@ fn run(request: &Request) -> Result<Reply, String> {
         Request::WriteFile { path, contents } => Ok(Reply::Syscall(outcome(
             std::fs::write(path, contents).map_err(io_errno),
         ))),
+        Request::RemoveFile { path } => Ok(Reply::Syscall(outcome(
+            std::fs::remove_file(path).map_err(io_errno),
+        ))),
         Request::ChrootEscape { depth, paths } => Ok(Reply::Escape(chroot_escape(*depth, paths))),
         Request::Chroot { path } => Ok(Reply::Syscall(outcome(nix::unistd::chroot(path.as_str())))),
         Request::MountTmpfs { target, source } => {
@@ -442,7 +445,9 @@ fn chroot_escape(depth: u32, paths: &[String]) -> EscapeReport {
         .flat_map(|base| paths.iter().map(move |p| format!("{base}{p}")))
         .map(|p| read_file(&p))
         .collect();
-    let cell = "/palisade-escape";
+    // In /tmp (1777 in every rootfs Palisade makes): an image's `/` may be read-only to a root
+    // without CAP_DAC_OVERRIDE (podman builds scratch images with a 0555 root).
+    let cell = "/tmp/palisade-escape";
     // An existing directory is fine: only the chroot into it matters.
     let _ = nix::unistd::mkdir(cell, Mode::from_bits_truncate(0o755));
     let first = nix::unistd::chroot(cell);

@@ -29,6 +29,8 @@ pub enum Request {
     ReadFiles { paths: Vec<String> },
     /// Create or truncate `path` and write `contents` to it.
     WriteFile { path: String, contents: String },
+    /// unlink(2) `path` and report the outcome (an image's file deleted in a container).
+    RemoveFile { path: String },
     /// The classic chroot escape: `mkdir x; chroot x; chdir("..")` `depth` times, `chroot(".")`;
     /// then read `paths` from wherever that landed. It changes the probe's root: one-shot only.
     ChrootEscape { depth: u32, paths: Vec<String> },

@@ -71,7 +71,7 @@ const TEETH: f64 = 1.5;
 fn cgroups_here(cx: &Ctx) -> Result<Box<dyn CgroupVersion>, Failure> {
     let cgroups = cgroups::for_host(cx.host())?;
     // Host load must not starve the burners: the run's parent cgroup gets the top CPU weight.
-    cgroups.favour(&cx.run.cgroup_parent())?;
+    cgroups.favour(&cx.containers_cgroup_parent())?;
     Ok(cgroups)
 }
 
@@ -196,7 +196,7 @@ fn placement(cx: &Ctx) -> Outcome {
     // Setup: a container told to live at `asked`.
     let mut container = cx.launch(cx.spec("placement")?.cgroups_path(&asked))?;
     container.ask(&Request::Facts)?;
-    let pid = container.host_pid();
+    let pid = container.host_pid()?;
 
     // Assert: /proc/<pid>/cgroup and each hierarchy's cgroup.procs agree it is at `asked`.
     for controller in cgroups.placement_controllers() {

@@ -102,7 +102,7 @@ fn joins_the_cgroup(cx: &Ctx) -> Outcome {
     let (container, _) = container(cx, "exec-cgroup")?;
     let mut execed = exec_default(&container)?;
     let pid = execed.host_pid()?;
-    let init = container.host_pid();
+    let init = container.host_pid()?;
     for controller in cgroups.placement_controllers() {
         let expected = cgroups.cgroup_of(init, &controller)?;
         let seen = cgroups.cgroup_of(pid, &controller)?;

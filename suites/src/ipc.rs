@@ -50,12 +50,14 @@ pub const SCENARIOS: &[Scenario] = &[
     },
 ];
 
-/// A SysV key and a queue name unique to this run and role.
+/// A SysV key and a queue name unique to this run, role and half (scenario or control): under
+/// an engine the host side is its lab host, shared by every trial of the run.
 fn objects(cx: &Ctx, role: u32) -> (i32, String) {
+    let role = if cx.under_control() { role + 8 } else { role };
     let run = i32::from_str_radix(&cx.run.id, 16).unwrap_or(0x5a5a5a) & 0x00ff_ffff;
     (
         (0x5a << 24) | run ^ (role as i32),
-        format!("/{}-mq{role}", cx.run.name("ipc")),
+        format!("/{}-mq{role}", cx.run.name(&format!("ipc-{}", cx.trial()))),
     )
 }
 

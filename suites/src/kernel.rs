@@ -25,11 +25,10 @@ fn shared_kernel_own_userland(cx: &Ctx) -> Outcome {
     );
     let host_os = std::fs::read_to_string("/etc/os-release").ok();
     check!(
-        facts.os_release.as_deref()
-            == Some(palisade_harness::bundle::os_release(&cx.run.id).as_str())
+        facts.os_release.as_deref() == Some(cx.own_os_release().as_str())
             && facts.os_release != host_os,
-        "expected /etc/os-release inside to be the rootfs's (ID=palisade), saw {:?}: the container \
-         sees the host's files",
+        "expected /etc/os-release inside to be the rootfs's (the bundle's or the image's, \
+         ID=palisade…), saw {:?}: the container sees the host's files",
         facts.os_release.as_deref().and_then(|t| t.lines().next())
     );
     Ok(())

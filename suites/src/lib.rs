@@ -5,8 +5,10 @@ pub mod bench;
 pub mod capabilities;
 pub mod cgroups;
 pub mod devices;
+pub mod engine_net;
 pub mod entry;
 pub mod exec;
+pub mod image;
 pub mod ipc;
 pub mod kernel;
 pub mod mounts;
@@ -45,6 +47,8 @@ pub fn all() -> Vec<&'static Scenario> {
         network::SCENARIOS,
         nat::SCENARIOS,
         cgroups::SCENARIOS,
+        image::SCENARIOS,
+        engine_net::SCENARIOS,
     ]
     .into_iter()
     .flatten()

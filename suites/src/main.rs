@@ -136,11 +136,33 @@ enum Bench {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// The runtime under test: a name looked up on PATH, or a path. Default: the bundled runtime.
+    /// The runtime under test: a name looked up on PATH, or a path. Default: the bundled runtime
+    /// (none when an engine is named).
     #[arg(long, env = "PALISADE_RUNTIME", value_delimiter = ',')]
     runtime: Vec<String>,
     #[command(flatten)]
+    engines: EngineArgs,
+    #[command(flatten)]
     select: SelectArgs,
+}
+
+/// Container engines under test, beside (or instead of) the runtimes.
+#[derive(clap::Args)]
+struct EngineArgs {
+    /// Run the scenarios through a container engine: `docker` or `podman`, optionally with the
+    /// runtime it knows by that name (`docker:crun`, `podman:runc`, `docker:palisade-runtime`).
+    /// Palisade starts its own dockerd or podman in a lab host, unless --engine-socket (or
+    /// DOCKER_HOST) names an operator's dockerd.
+    #[arg(
+        long = "engine",
+        value_delimiter = ',',
+        value_name = "ENGINE[:RUNTIME]"
+    )]
+    engines: Vec<String>,
+    /// An operator's dockerd to test instead of starting one (`/var/run/docker.sock`): Palisade
+    /// only creates and removes its own containers, networks, volumes and image there.
+    #[arg(long, value_name = "PATH")]
+    engine_socket: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -153,6 +175,12 @@ struct MatrixArgs {
         default_value = "palisade-runtime,runc,crun,youki"
     )]
     runtimes: Vec<String>,
+    /// Engines, one column each: `docker:runc,docker:crun,podman:crun`.
+    #[arg(long, value_delimiter = ',', value_name = "ENGINE[:RUNTIME]")]
+    engines: Vec<String>,
+    /// An operator's dockerd for the docker columns (see `run --engine-socket`).
+    #[arg(long, value_name = "PATH")]
+    engine_socket: Option<std::path::PathBuf>,
     /// Also run the negative controls (`selftest::` rows).
     #[arg(long)]
     with_controls: bool,
@@ -343,14 +371,19 @@ fn main() -> ExitCode {
 }
 
 fn suite(args: RunArgs, mode: Mode) -> ExitCode {
-    let explicit = !args.runtime.is_empty();
-    let runtimes = if explicit {
+    let engines = args.engines.engines;
+    let explicit = !args.runtime.is_empty() || !engines.is_empty();
+    let runtimes = if !args.runtime.is_empty() {
         args.runtime
-    } else {
+    } else if engines.is_empty() {
         default_runtime()
+    } else {
+        Vec::new()
     };
     entry::run(SuiteRun {
         explicit,
+        engines,
+        engine_socket: args.engines.engine_socket,
         ..args.select.suite_run(runtimes, mode)
     })
 }
@@ -498,6 +531,8 @@ fn matrix(args: MatrixArgs) -> ExitCode {
     };
     entry::run(SuiteRun {
         matrix: true,
+        engines: args.engines,
+        engine_socket: args.engine_socket,
         ..args.select.suite_run(runtimes, mode)
     })
 }

@@ -334,7 +334,7 @@ fn host_mount_stays_outside(cx: &Ctx) -> Outcome {
         .as_ref()
         .and_then(|l| l.rootfs_propagation().clone())
         .unwrap_or_default();
-    let seen = root_propagation(container.host_pid())?;
+    let seen = root_propagation(container.host_pid()?)?;
     check!(
         configured.trim_start_matches('r') == seen,
         "expected the container's `/` to be {configured} as `rootfsPropagation` says, its mountinfo \

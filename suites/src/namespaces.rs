@@ -5,7 +5,7 @@ use oci_spec::runtime::LinuxNamespaceType::{
 };
 use palisade_common::namespaces::{ALL, proc_name};
 use palisade_harness::driver::RuntimeError;
-use palisade_harness::lab::host::{process_namespaces, thread_namespaces};
+use palisade_harness::lab::host::process_namespaces;
 use palisade_harness::run::control::{Control, Edit};
 use palisade_harness::run::scenario::Schedule;
 use palisade_harness::{Ctx, Failure, HarnessError, Outcome, Requirement, Scenario, check};
@@ -87,14 +87,15 @@ fn time_is_new(cx: &Ctx) -> Outcome {
 /// with the host's, for every namespace type the kernel offers.
 fn compare(cx: &Ctx, label: &str, requested: &[LinuxNamespaceType]) -> Outcome {
     let broken = |what: &str, e: std::io::Error| Failure::Broken(format!("{what}: {e}"));
-    let host = thread_namespaces().map_err(|e| broken("reading the host's namespaces", e))?;
+    // The host: this thread for an OCI runtime, the engine's host (its lab host) for an engine.
+    let host = cx.host_namespaces()?;
     let mut spec = cx.spec(label)?.only_namespaces(requested);
     if requested.contains(&User) {
         spec = spec.user_namespace(100_000, 65_536);
     }
     let mut container = cx.launch(spec)?;
     container.ask(&palisade_harness::Request::Facts)?;
-    let pid = container.host_pid();
+    let pid = container.host_pid()?;
     let inside = process_namespaces(pid)
         .map_err(|e| broken("reading the container init's namespaces", e))?;
     container.close_stdin();

@@ -18,6 +18,7 @@ const NEEDS: &[Requirement] = &[
     Requirement::Privileged,
     Requirement::Program("ip"),
     Requirement::Program("nft"),
+    Requirement::DirectRuntime,
 ];
 
 pub const SCENARIOS: &[Scenario] = &[

@@ -18,7 +18,11 @@ use palisade_harness::{
     Container, Ctx, Failure, HarnessError, Outcome, Request, Requirement, Scenario, check, require,
 };
 
-const NEEDS: &[Requirement] = &[Requirement::Privileged, Requirement::Program("ip")];
+const NEEDS: &[Requirement] = &[
+    Requirement::Privileged,
+    Requirement::Program("ip"),
+    Requirement::DirectRuntime,
+];
 
 const CONTAINER_PORT: u16 = 7001;
 const HOST_PORT: u16 = 7002;

@@ -55,7 +55,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         area: "pid",
         name: "children_die_with_init",
-        checks: "When the init exits, a background child it started is killed too: nothing leaks to the host.",
+        checks: "A background child the init starts is in the container's pid namespace (its NSpid nests), and is killed when the init exits: nothing leaks to the host.",
         control: NO_PID_NAMESPACE,
         means: "Processes started in a container survive it on the host, out of the runtime's sight.",
         requires: PRIVILEGED,
@@ -79,7 +79,7 @@ fn init_is_pid_1(cx: &Ctx) -> Outcome {
 fn host_sees_an_ordinary_process(cx: &Ctx) -> Outcome {
     let mut container = cx.launch(cx.spec("pid-host-view")?)?;
     container.ask(&Request::Facts)?;
-    let host_pid = container.host_pid();
+    let host_pid = container.host_pid()?;
     let state_pid = container.state()?.pid().unwrap_or(0);
     check!(
         state_pid == host_pid,
@@ -121,7 +121,7 @@ fn proc_lists_only_the_container(cx: &Ctx) -> Outcome {
 fn only_sigkill_stops_init(cx: &Ctx) -> Outcome {
     let mut container = cx.launch(cx.spec("pid-kill")?)?;
     container.ask(&Request::Facts)?;
-    let host_pid = nix::unistd::Pid::from_raw(container.host_pid());
+    let host_pid = nix::unistd::Pid::from_raw(container.host_pid()?);
 
     // SIGTERM from the host: an init without a handler for it is protected by the kernel.
     nix::sys::signal::kill(host_pid, nix::sys::signal::SIGTERM)
@@ -155,12 +155,31 @@ fn children_die_with_init(cx: &Ctx) -> Outcome {
         )));
     };
     // The child's host pid: the process whose parent is the init.
-    let child = child_of(container.host_pid()).ok_or_else(|| {
+    let init = container.host_pid()?;
+    let child = child_of(init).ok_or_else(|| {
         Failure::Broken(format!(
-            "the probe reported a child (pid {inner_pid} inside) but the host sees no child of {}",
-            container.host_pid()
+            "the probe reported a child (pid {inner_pid} inside) but the host sees no child of {init}"
         ))
     })?;
+    // The kernel kills the rest of a pid namespace with its init; outside one, only a runtime's
+    // or an engine's own cleanup might (docker kills the container's cgroup), which is no
+    // namespace's promise.
+    let nspid = procfs::process::Process::new(child.pid())
+        .and_then(|p| p.status())
+        .ok()
+        .and_then(|s| s.nspid);
+    let nested = nspid
+        .as_ref()
+        .is_some_and(|n| n.len() >= 2 && n.last() == Some(&inner_pid));
+    if !nested {
+        child.kill();
+    }
+    check!(
+        nested,
+        "expected the init's child (host pid {}) to be pid {inner_pid} of the container's own pid \
+         namespace, whose end kills it, saw NSpid {nspid:?}: it lives in the host's pid namespace",
+        child.pid()
+    );
     container.ask(&Request::Exit { code: 0 })?;
     container.wait_exit()?;
     let gone = child

@@ -5,7 +5,6 @@
 //! without touching the real machine.
 
 use oci_spec::runtime::{Capability, LinuxNamespaceType::Uts};
-use palisade_harness::lab::host::current_hostname;
 use palisade_harness::run::control::{Control, Edit};
 use palisade_harness::run::scenario::{Schedule, expect_facts};
 use palisade_harness::{Ctx, Outcome, Reply, Request, Requirement, Scenario, check, require};
@@ -60,7 +59,7 @@ fn hostname_is_the_configured_one(cx: &Ctx) -> Outcome {
         "expected the hostname inside to be the configured {wanted:?}, saw {:?}",
         facts.hostname
     );
-    let after = current_hostname();
+    let after = cx.host_hostname()?;
     check!(
         after == host_name,
         "expected the host's hostname to stay {host_name:?}, saw {after:?}"
@@ -84,7 +83,7 @@ fn sethostname_stays_inside(cx: &Ctx) -> Outcome {
         inside == renamed,
         "expected the container to see its new hostname {renamed:?}, saw {inside:?}"
     );
-    let host_now = current_hostname();
+    let host_now = cx.host_hostname()?;
     check!(
         host_now == host_name,
         "expected the host's hostname to stay {host_name:?} after the container renamed itself, saw \

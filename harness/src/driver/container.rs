@@ -12,7 +12,6 @@ use palisade_probe::{Reply, Request, Response};
 use super::bundle::ContainerSpec;
 use super::{ContainerStdio, Driver, RuntimeError};
 use crate::error::HarnessError;
-use crate::exec;
 
 /// A created container. Dropping it kills and deletes it and removes its directory, whatever
 /// happened.
@@ -22,7 +21,8 @@ pub struct Container {
     dir: PathBuf,
     rootfs: Option<PathBuf>,
     runtime: Arc<dyn Driver>,
-    host_pid: i32,
+    /// Known after `create` (OCI runtimes) or after `start` (engines).
+    host_pid: std::sync::Mutex<Option<i32>>,
     stdin: Option<PipeWriter>,
     stdout: Receiver<String>,
     deadline: Instant,
@@ -71,7 +71,7 @@ impl Container {
             dir: dir.to_owned(),
             rootfs: None,
             runtime,
-            host_pid: 0,
+            host_pid: std::sync::Mutex::new(None),
             stdin: Some(stdin_writer),
             stdout,
             deadline,
@@ -86,7 +86,7 @@ impl Container {
             execs: std::sync::atomic::AtomicU32::new(0),
         };
         let created = container.runtime.create(id, spec, dir, stdio)?;
-        container.host_pid = created.host_pid;
+        container.set_host_pid(created.host_pid);
         container.rootfs = created.rootfs;
         Ok(container)
     }
@@ -106,22 +106,45 @@ impl Container {
         &self.id
     }
 
-    /// The init's pid on the host, as the runtime wrote it to `--pid-file`.
-    pub fn host_pid(&self) -> i32 {
-        self.host_pid
+    /// The init's pid on the host, as the runtime wrote it to `--pid-file` (or the engine
+    /// reported and the driver checked, once started). Never a made-up value: a pid that is not
+    /// known is an error, so nothing is ever signalled by mistake.
+    pub fn host_pid(&self) -> Result<i32, HarnessError> {
+        self.known_pid().ok_or_else(|| HarnessError::Unsupported {
+            what: format!(
+                "the host pid of `{}` is not known (`{}` reports it only while the container runs)",
+                self.id,
+                self.runtime.info().name
+            ),
+        })
+    }
+
+    fn known_pid(&self) -> Option<i32> {
+        self.host_pid.lock().ok().and_then(|pid| *pid)
+    }
+
+    fn set_host_pid(&self, pid: Option<i32>) {
+        if let (Ok(mut slot), Some(pid)) = (self.host_pid.lock(), pid) {
+            *slot = Some(pid);
+        }
     }
 
     /// The container's root filesystem as the host sees it; a driver that cannot show it is an
     /// error for scenarios that need it.
     pub fn rootfs(&self) -> Result<&Path, HarnessError> {
-        self.rootfs
-            .as_deref()
-            .ok_or_else(|| HarnessError::Unsupported {
-                what: format!(
+        self.rootfs.as_deref().ok_or_else(|| HarnessError::Unsupported {
+            what: if self.runtime.engine().is_some() {
+                format!(
+                    "`{}` keeps no bundle: the container's `/` is an overlay of its image (the image:: scenarios check it)",
+                    self.runtime.info().name
+                )
+            } else {
+                format!(
                     "`{}` does not show the container's rootfs on the host",
                     self.runtime.info().name
-                ),
-            })
+                )
+            },
+        })
     }
 
     /// Starts `process` in this running container through the runtime's `exec`, its probe
@@ -140,12 +163,16 @@ impl Container {
         )?;
         let execed = self
             .runtime
-            .exec(&self.id, self.host_pid, &process, &self.dir, stdio)?;
+            .exec(&self.id, self.host_pid()?, &process, &self.dir, stdio)?;
         Ok(super::exec::ExecProcess::new(channel, execed, process))
     }
 
     pub fn start(&self) -> Result<(), HarnessError> {
-        Ok(self.runtime.start(&self.id)?)
+        self.runtime.start(&self.id)?;
+        if self.known_pid().is_none() {
+            self.set_host_pid(self.runtime.started_pid(&self.id)?);
+        }
+        Ok(())
     }
 
     pub fn state(&self) -> Result<State, HarnessError> {
@@ -211,19 +238,18 @@ impl Container {
     /// Waits for the container's init to exit, at most until the scenario's deadline.
     pub fn wait_exit(&self) -> Result<(), HarnessError> {
         let left = self.deadline.saturating_duration_since(Instant::now());
-        match exec::wait_for_exit(self.host_pid, left) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(HarnessError::Timeout {
+        let pid = self.known_pid();
+        if self.runtime.wait_stopped(&self.id, pid, left)? {
+            Ok(())
+        } else {
+            Err(HarnessError::Timeout {
                 what: format!(
                     "container `{}` (host pid {}) to exit",
-                    self.id, self.host_pid
+                    self.id,
+                    pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
                 ),
                 after: left,
-            }),
-            Err(source) => Err(HarnessError::Io {
-                what: "waiting for the container's init",
-                source,
-            }),
+            })
         }
     }
 
@@ -249,7 +275,9 @@ impl Drop for Container {
             let _ = self.runtime.kill(&self.id, "KILL");
             if let Err(RuntimeError::Failed { .. }) = self.runtime.delete(&self.id, true) {
                 // Some runtimes refuse --force on a container that is still dying; wait and retry once.
-                let _ = exec::wait_for_exit(self.host_pid, Duration::from_secs(5));
+                let _ =
+                    self.runtime
+                        .wait_stopped(&self.id, self.known_pid(), Duration::from_secs(5));
                 let _ = self.runtime.delete(&self.id, true);
             }
         }

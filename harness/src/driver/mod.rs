@@ -42,8 +42,9 @@ pub struct ContainerStdio {
 /// A container the driver has created: its init waits for `start`.
 #[derive(Debug, Clone)]
 pub struct Created {
-    /// The init's pid on the host, as the runtime reported it.
-    pub host_pid: i32,
+    /// The init's pid on the host, as the runtime reported it; `None` where the driver only
+    /// learns it at `start` (an engine creates the runtime's container then).
+    pub host_pid: Option<i32>,
     /// The container's root filesystem as the host sees it, where the driver knows it.
     pub rootfs: Option<PathBuf>,
 }
@@ -82,6 +83,42 @@ pub trait Driver: Send + Sync {
                 self.info().name
             ),
         })
+    }
+
+    /// The init's host pid once the container has started, for drivers whose `create` could not
+    /// say it ([`Created::host_pid`] `None`); `None` if the container is not running.
+    fn started_pid(&self, id: &str) -> Result<Option<i32>, HarnessError> {
+        let _ = id;
+        Ok(None)
+    }
+
+    /// Waits until the container has stopped; `Ok(false)` if it still runs after `timeout`. The
+    /// default waits on the init's pid (a pidfd); a driver that knows better overrides it.
+    fn wait_stopped(
+        &self,
+        id: &str,
+        host_pid: Option<i32>,
+        timeout: Duration,
+    ) -> Result<bool, HarnessError> {
+        let pid = host_pid.ok_or_else(|| HarnessError::Unsupported {
+            what: format!("waiting for `{id}`: its host pid is unknown"),
+        })?;
+        crate::exec::wait_for_exit(pid, timeout).map_err(|source| HarnessError::Io {
+            what: "waiting for the container's init",
+            source,
+        })
+    }
+
+    /// The reference container adapted to what this driver runs by default (an engine's own
+    /// masked and read-only paths); OCI runtimes take it as it is.
+    fn reference(&self, spec: ContainerSpec) -> ContainerSpec {
+        spec
+    }
+
+    /// The container engine behind this driver, if it is one (image and engine-network scenarios
+    /// need it; the host side of a scenario is its lab host).
+    fn engine(&self) -> Option<&crate::engine::driver::EngineDriver> {
+        None
     }
 
     /// The same driver with a defect switched on, for negative controls; `None` if this driver

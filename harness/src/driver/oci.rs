@@ -180,7 +180,7 @@ impl Driver for OciCli {
         let pid_file = dir.join("init.pid");
         self.create_bundle(id, &bundle.dir, &pid_file, stdio)?;
         Ok(Created {
-            host_pid: read_pid_file(&pid_file)?,
+            host_pid: Some(read_pid_file(&pid_file)?),
             rootfs: Some(bundle.rootfs()),
         })
     }

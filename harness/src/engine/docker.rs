@@ -21,7 +21,7 @@
 //! in the data root), `--ip6tables` (off), `--live-restore` (off: stopping the daemon stops its
 //! containers), `--group docker` (the socket is `root:docker 0660`, as people have it).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -149,10 +149,11 @@ pub fn dockerd_args(
     args
 }
 
-/// The `docker` client pointed at one socket, run inside a lab host.
+/// The `docker` client pointed at one socket, run inside a lab host (or, for an operator's own
+/// daemon, where palisade runs).
 #[derive(Clone)]
 pub struct DockerClient {
-    lab: Arc<LabHost>,
+    lab: Option<Arc<LabHost>>,
     program: PathBuf,
     socket: PathBuf,
     config_dir: PathBuf,
@@ -167,7 +168,19 @@ impl DockerClient {
         config_dir: &Path,
     ) -> DockerClient {
         DockerClient {
-            lab,
+            lab: Some(lab),
+            program: program.to_owned(),
+            socket: socket.to_owned(),
+            config_dir: config_dir.to_owned(),
+            user: None,
+        }
+    }
+
+    /// A client of an operator's daemon at `socket`, run in palisade's own namespaces: the
+    /// daemon is not Palisade's, and neither is the machine it runs containers on.
+    pub fn direct(program: &Path, socket: &Path, config_dir: &Path) -> DockerClient {
+        DockerClient {
+            lab: None,
             program: program.to_owned(),
             socket: socket.to_owned(),
             config_dir: config_dir.to_owned(),
@@ -194,9 +207,13 @@ impl Engine for DockerClient {
     }
 
     fn cli(&self) -> Command {
+        let enter = |program: &OsStr| match &self.lab {
+            Some(lab) => lab.command(program),
+            None => Command::new(program),
+        };
         let mut command = match self.user {
             Some((uid, gid)) => {
-                let mut command = self.lab.command("setpriv");
+                let mut command = enter(OsStr::new("setpriv"));
                 command
                     .arg(format!("--reuid={uid}"))
                     .arg(format!("--regid={gid}"))
@@ -204,7 +221,7 @@ impl Engine for DockerClient {
                     .arg(&self.program);
                 command
             }
-            None => self.lab.command(&self.program),
+            None => enter(self.program.as_os_str()),
         };
         command
             .arg("-H")

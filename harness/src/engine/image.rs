@@ -1,6 +1,8 @@
 //! The probe image, built offline by the engine under test: `FROM scratch`, one layer with the
-//! (static) probe, one with an `/etc/os-release` of its own, so a container that reports that
-//! os-release is certainly running the image and not looking at the host.
+//! (static) probe and a `/tmp` (1777, as in every bundle's rootfs: podman gives a scratch image
+//! a `/` only root with CAP_DAC_OVERRIDE may write to), one with an `/etc/os-release` of its own,
+//! so a container that reports that os-release is certainly running the image and not looking
+//! at the host.
 //!
 //! It is tagged `palisade-probe:<palisade version>-<run id>` and labelled with the run id, so
 //! `palisade cleanup` can tell it from any other image (and from another run's).
@@ -35,7 +37,7 @@ pub fn os_release() -> String {
 pub fn dockerfile(run_id: &str) -> String {
     format!(
         "FROM scratch\n\
-         COPY palisade-probe {PROBE_PATH}\n\
+         COPY rootfs/ /\n\
          COPY os-release /etc/os-release\n\
          LABEL {RUN_LABEL}=\"{run_id}\"\n\
          ENTRYPOINT [\"{PROBE_PATH}\"]\n"
@@ -52,8 +54,12 @@ pub struct ProbeImage {
 
 /// Writes the build context into `context` (the probe hard-linked when it can be).
 pub fn write_context(context: &Path, probe: &Path, run_id: &str) -> Result<(), EngineError> {
-    fs::create_dir_all(context).map_err(io_err(format!("creating {}", context.display())))?;
-    let target = context.join("palisade-probe");
+    let rootfs = context.join("rootfs");
+    let tmp = rootfs.join("tmp");
+    fs::create_dir_all(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
+    fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777))
+        .map_err(io_err(format!("making {} world-writable", tmp.display())))?;
+    let target = rootfs.join(PROBE_PATH.trim_start_matches('/'));
     if fs::hard_link(probe, &target).is_err() {
         fs::copy(probe, &target).map_err(io_err(format!(
             "copying the probe {} into the image context",
@@ -155,6 +161,7 @@ mod tests {
         let file = dockerfile("0a1b2c");
         assert!(file.starts_with("FROM scratch\n"), "{file}");
         assert_eq!(file.matches("\nCOPY ").count(), 2, "{file}");
+        assert!(file.contains("\nCOPY rootfs/ /\n"), "{file}");
         assert!(file.contains("LABEL io.palisade.run=\"0a1b2c\""), "{file}");
     }
 
@@ -165,7 +172,7 @@ mod tests {
         fs::write(&probe, b"\x7fELF").expect("probe");
         let context = dir.path().join("context");
         write_context(&context, &probe, "0a1b2c").expect("context");
-        for file in ["palisade-probe", "os-release", "Dockerfile"] {
+        for file in ["rootfs/palisade-probe", "os-release", "Dockerfile"] {
             assert!(context.join(file).is_file(), "{file}");
         }
         assert_eq!(

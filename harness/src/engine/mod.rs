@@ -15,12 +15,16 @@
 //! - [`podman`]: podman with its own storage and configuration, in a lab host.
 //! - [`image`]: the probe image, built offline from scratch.
 //! - [`cleanup`]: what a killed engine run leaves, and how it is removed.
+//! - [`driver`]: the engine as a [`crate::Driver`]: the suite's containers through `docker` or
+//!   `podman`, their config as the engine's own flags ([`translate`]).
 
 pub mod cleanup;
 pub mod docker;
+pub mod driver;
 pub mod image;
 pub mod labhost;
 pub mod podman;
+pub mod translate;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -38,6 +38,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct PodmanConfig {
     pub podman: PathBuf,
+    /// OCI runtimes registered by name in `containers.conf` (`[engine.runtimes]`).
+    pub runtimes: Vec<(String, PathBuf)>,
 }
 
 impl PodmanConfig {
@@ -46,7 +48,13 @@ impl PodmanConfig {
         Ok(PodmanConfig {
             podman: exec::find_program("podman")
                 .ok_or_else(|| EngineError::Missing("podman".into()))?,
+            runtimes: Vec::new(),
         })
+    }
+
+    pub fn with_runtime(mut self, name: &str, path: &Path) -> PodmanConfig {
+        self.runtimes.push((name.to_owned(), path.to_owned()));
+        self
     }
 }
 
@@ -82,8 +90,12 @@ pub fn ulimits_needed() -> Option<(u64, u64)> {
     Some((nofile, nproc))
 }
 
-/// The `containers.conf` of a podman whose files are all in `dir`.
-pub fn containers_conf(dir: &Path, ulimits: Option<(u64, u64)>) -> String {
+/// The `containers.conf` of a podman whose files are all in `dir`, knowing `runtimes` by name.
+pub fn containers_conf(
+    dir: &Path,
+    ulimits: Option<(u64, u64)>,
+    runtimes: &[(String, PathBuf)],
+) -> String {
     let mut conf = String::from("[containers]\n");
     if let Some((nofile, nproc)) = ulimits {
         conf.push_str(&format!(
@@ -98,6 +110,12 @@ pub fn containers_conf(dir: &Path, ulimits: Option<(u64, u64)>) -> String {
         tmp = dir.join("tmp").display(),
         net = dir.join("networks").display(),
     ));
+    if !runtimes.is_empty() {
+        conf.push_str("\n[engine.runtimes]\n");
+        for (name, path) in runtimes {
+            conf.push_str(&format!("{name:?} = [{:?}]\n", path.display().to_string()));
+        }
+    }
     conf
 }
 
@@ -113,7 +131,10 @@ impl Podman {
             let path = dir.join(name);
             fs::write(&path, text).map_err(io_err(format!("writing {}", path.display())))
         };
-        write("containers.conf", containers_conf(&dir, ulimits_needed()))?;
+        write(
+            "containers.conf",
+            containers_conf(&dir, ulimits_needed(), &config.runtimes),
+        )?;
         write(
             "storage.conf",
             format!(
@@ -247,7 +268,15 @@ mod tests {
 
     #[test]
     fn containers_conf_keeps_everything_in_the_lab_directory() {
-        let conf = containers_conf(Path::new("/tmp/palisade-0a1b2c/eng0/podman"), None);
+        let conf = containers_conf(
+            Path::new("/tmp/palisade-0a1b2c/eng0/podman"),
+            None,
+            &[("palisade-runtime".into(), "/bin/rt".into())],
+        );
+        assert!(
+            conf.contains("[engine.runtimes]\n\"palisade-runtime\" = [\"/bin/rt\"]"),
+            "{conf}"
+        );
         assert!(conf.contains("cgroup_manager = \"cgroupfs\""), "{conf}");
         assert!(
             conf.contains("default_subnet = \"10.203.0.0/24\""),
@@ -258,7 +287,7 @@ mod tests {
             "{conf}"
         );
         assert!(!conf.contains("default_ulimits"), "{conf}");
-        let limited = containers_conf(Path::new("/x"), Some((20000, 32768)));
+        let limited = containers_conf(Path::new("/x"), Some((20000, 32768)), &[]);
         assert!(
             limited.contains(r#"default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]"#),
             "{limited}"

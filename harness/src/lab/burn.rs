@@ -35,7 +35,7 @@ pub fn start_burners(
     let mut launched = Vec::with_capacity(specs.len());
     for spec in specs {
         let container = cx.launch(spec)?;
-        let counters = cgroups.cpu_counters(container.host_pid())?;
+        let counters = cgroups.cpu_counters(container.host_pid()?)?;
         launched.push(Burner {
             container,
             counters,

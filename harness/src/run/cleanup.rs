@@ -37,7 +37,14 @@ pub fn cleanup_run(dir: &Path, removed: &mut Removed) {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // Engine lab hosts first, all at once: a dockerd restarts the containerd killed before it.
+    kill_labs(&run_tag, removed);
     if let Some(record) = &record {
+        for engine in &record.engines {
+            if let Some(socket) = &engine.socket {
+                remove_from_operators_engine(dir, &record.run_id, socket, &engine.image, removed);
+            }
+        }
         for runtime in &record.runtimes {
             delete_containers(&runtime.path, &runtime.root, removed);
         }
@@ -80,9 +87,77 @@ pub fn cleanup_all(include_live: bool) -> Removed {
     }
     let orphan =
         |name: &str| run_tag_of(name).is_some_and(|tag| !live_tags.iter().any(|live| live == tag));
+    // Lab hosts whose run directory is gone: killed first, as in `cleanup_run`.
+    let mut orphan_labs: Vec<String> = crate::cgroups::mount_points()
+        .iter()
+        .flat_map(|mount| fs::read_dir(mount).into_iter().flatten().flatten())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let tag = run_tag_of(&name)?.to_owned();
+            (orphan(&name) && crate::engine::cleanup::is_lab_cgroup(&name, &tag)).then_some(tag)
+        })
+        .collect();
+    orphan_labs.sort();
+    orphan_labs.dedup();
+    for tag in orphan_labs {
+        kill_labs(&tag, &mut removed);
+    }
     remove_cgroups(&orphan, &mut removed);
     remove_netns(&orphan, &mut removed);
     removed
+}
+
+/// Kills every process of run `run_tag`'s engine lab hosts (daemons, shims, containers).
+fn kill_labs(run_tag: &str, removed: &mut Removed) {
+    let labs: usize = crate::cgroups::mount_points()
+        .iter()
+        .flat_map(|mount| fs::read_dir(mount).into_iter().flatten().flatten())
+        .filter(|e| {
+            crate::engine::cleanup::is_lab_cgroup(&e.file_name().to_string_lossy(), run_tag)
+        })
+        .map(|e| crate::engine::cleanup::cgroup_pids(&e.path()).len())
+        .sum();
+    if labs == 0 {
+        return;
+    }
+    let problems = crate::engine::cleanup::kill_lab_processes(run_tag, Duration::from_secs(30));
+    if problems.is_empty() {
+        removed.note(format!("{labs} engine lab processes of {run_tag}"));
+    }
+    for problem in problems {
+        removed.problem(problem);
+    }
+}
+
+/// What a run made in an operator's dockerd: its containers, networks, volumes and image, found
+/// by the run's label and names. Nothing else of the operator's is touched.
+fn remove_from_operators_engine(
+    dir: &Path,
+    run_id: &str,
+    socket: &Path,
+    image: &str,
+    removed: &mut Removed,
+) {
+    let Some(docker) = exec::find_program("docker") else {
+        removed.problem(format!(
+            "cannot clean up run {run_id} in the dockerd at {}: no `docker` client on PATH",
+            socket.display()
+        ));
+        return;
+    };
+    let config = dir.join("docker-client");
+    let _ = fs::create_dir_all(&config);
+    let client = crate::engine::docker::DockerClient::direct(&docker, socket, &config);
+    let problems = crate::engine::driver::remove_run_objects(&client, run_id, image);
+    if problems.is_empty() {
+        removed.note(format!(
+            "containers, networks, volumes and image {image} of run {run_id} in the dockerd at {}",
+            socket.display()
+        ));
+    }
+    for problem in problems {
+        removed.problem(problem);
+    }
 }
 
 fn palisade_entries(dir: &Path) -> Vec<PathBuf> {

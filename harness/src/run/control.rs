@@ -166,6 +166,14 @@ pub enum Edit {
     NoPidsLimit,
     /// The cgroupsPath names a sibling: the configured path with this suffix.
     CgroupsPathSuffix(&'static str),
+    /// The container is put on the trial's engine network `role` instead (engines only).
+    OnNetwork(&'static str),
+    /// One named volume at this path, shared by every container of the trial: a writable layer
+    /// they all share instead of one each (engines only).
+    SharedVolume(&'static str),
+    /// The image's own layer holding this directory, bound read-write at it: the container
+    /// writes into the image (engines only).
+    BindImageLayer(&'static str),
 }
 
 /// What an edit needs to know about the run and the scenario so far.
@@ -174,6 +182,20 @@ pub trait EditEnv {
     /// The init's host pid of the container labelled `label`, if one was made.
     fn pid_of(&self, label: &str) -> Option<i32>;
     fn lab_host_network(&self) -> Option<PathBuf>;
+    /// The host's namespace of this kind (`ipc`), as a path a config can join: the namespace
+    /// the runtime itself runs in (for an engine, its host's).
+    fn host_namespace_path(&self, kind: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/{kind}", std::process::id()))
+    }
+    /// A name of this trial's own (an engine network or volume): `palisade-<run>-<trial>-<what>`.
+    fn trial_name(&self, what: &str) -> String {
+        format!("palisade-{what}")
+    }
+    /// The image layer (a host directory) that holds `path` of the image, for an engine.
+    fn image_layer_holding(&self, path: &Path) -> Option<PathBuf> {
+        let _ = path;
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,8 +217,8 @@ impl Edit {
         Ok(match *self {
             Edit::WithoutNamespace(kind) => spec.without_namespace(kind),
             Edit::JoinHostNamespace(kind) => {
-                let path = format!("/proc/{}/ns/{}", std::process::id(), proc_name(kind));
-                spec.join_namespace(kind, Path::new(&path))
+                let path = env.host_namespace_path(proc_name(kind));
+                spec.join_namespace(kind, &path)
             }
             Edit::JoinNamespaceOf { kind, of } => {
                 let pid = env
@@ -430,6 +452,34 @@ impl Edit {
                 let sibling = format!("{}{suffix}", path.display());
                 spec.cgroups_path(&sibling)
             }
+            Edit::OnNetwork(role) => {
+                let name = env.trial_name(role);
+                spec.edit(|s| {
+                    let mut map = s.annotations().clone().unwrap_or_default();
+                    map.insert(
+                        crate::engine::translate::NETWORK_ANNOTATION.to_owned(),
+                        name,
+                    );
+                    s.set_annotations(Some(map));
+                })
+            }
+            Edit::SharedVolume(destination) => spec.mount(
+                MountBuilder::default()
+                    .destination(destination)
+                    .typ(crate::engine::translate::VOLUME_TYPE)
+                    .source(env.trial_name("shared"))
+                    .build()
+                    .unwrap_or_default(),
+            ),
+            Edit::BindImageLayer(destination) => {
+                let layer = env
+                    .image_layer_holding(Path::new(destination))
+                    .ok_or_else(|| {
+                        EditError::Missing(format!("an image layer holding {destination}"))
+                    })?;
+                let source = layer.join(destination.trim_start_matches('/'));
+                spec.mount(bind(&source, Path::new(destination), &["rbind"]))
+            }
         })
     }
 }
@@ -528,6 +578,18 @@ impl fmt::Display for Edit {
                 f,
                 "cgroupsPath names a sibling (`…{suffix}`), as a runtime that ignores or rewrites it would"
             ),
+            Edit::OnNetwork(role) => write!(
+                f,
+                "the container is put on another engine network (`--network <{role}>`)"
+            ),
+            Edit::SharedVolume(path) => write!(
+                f,
+                "one volume at {path} shared by the scenario's containers (`-v <volume>:{path}`): a writable layer they share"
+            ),
+            Edit::BindImageLayer(path) => write!(
+                f,
+                "the image's own layer bound read-write at {path} (`-v <image layer>{path}:{path}`): writes go into the image"
+            ),
         }
     }
 }
@@ -588,6 +650,8 @@ impl fmt::Display for Defect {
 pub enum LabChange {
     /// The lab host's bridge keeps its address when the scenario takes it away.
     BridgeKeepsAddress,
+    /// `ip_forward=0` in the engine daemon's network namespace (the lab host's).
+    NoForwarding,
 }
 
 impl fmt::Display for LabChange {
@@ -596,6 +660,10 @@ impl fmt::Display for LabChange {
             LabChange::BridgeKeepsAddress => {
                 write!(f, "lab: the bridge keeps its address throughout")
             }
+            LabChange::NoForwarding => write!(
+                f,
+                "lab: `ip_forward=0` in the engine daemon's network namespace"
+            ),
         }
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::driver::Driver;
 use crate::driver::oci::{FindRuntimeError, Materials, OciCli};
+use crate::engine::driver::{Endpoint, EngineDriver, EngineOptions};
 use crate::lab::host::HostFacts;
 
 /// Every file, cgroup, namespace and container id of a run starts with this, then the run id.
@@ -41,6 +42,20 @@ pub struct RunRecord {
     pub owner_start: u64,
     /// Each runtime used, with its `--root` state directory.
     pub runtimes: Vec<RuntimeRecord>,
+    /// Each engine used. A Palisade-owned one lives in the run directory and its lab host;
+    /// an operator's is reached through its socket to remove what the run made there.
+    #[serde(default)]
+    pub engines: Vec<EngineRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EngineRecord {
+    /// `docker` or `podman`.
+    pub engine: String,
+    /// The operator's daemon socket; `None` for an engine Palisade started.
+    pub socket: Option<PathBuf>,
+    /// The probe image's reference.
+    pub image: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +88,8 @@ pub struct RunEnv {
     /// Every container that exists right now.
     pub live: Arc<crate::run::live::Live>,
     record: std::sync::Mutex<RunRecord>,
+    /// The engines set up for this run, stopped at its end.
+    engines: std::sync::Mutex<Vec<Arc<EngineDriver>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +106,11 @@ pub enum RunSetupError {
     },
     #[error(transparent)]
     Runtime(#[from] FindRuntimeError),
+    #[error("engine `{name}`: {source}")]
+    Engine {
+        name: String,
+        source: Box<crate::engine::EngineError>,
+    },
 }
 
 impl RunEnv {
@@ -118,6 +140,7 @@ impl RunEnv {
             owner_pid: std::process::id() as i32,
             owner_start: own_start_time(),
             runtimes: Vec::new(),
+            engines: Vec::new(),
         };
         let staged = link_or_copy(probe, &staging.join("palisade-probe"))
             .map_err(|source| RunSetupError::Probe {
@@ -142,6 +165,7 @@ impl RunEnv {
             host: HostFacts::detect(),
             live: Arc::default(),
             record: record.into(),
+            engines: Default::default(),
         });
         crate::run::interrupt::register(&env);
         Ok(env)
@@ -185,6 +209,59 @@ impl RunEnv {
         }
         self.save_record();
         Ok(Arc::new(driver))
+    }
+
+    /// Sets up an engine (its daemon, lab host and the probe image) as a driver of this run. It
+    /// is recorded first, so `palisade cleanup` finds what a run killed during setup made.
+    pub fn engine(&self, options: &EngineOptions) -> Result<Arc<dyn Driver>, RunSetupError> {
+        if let Ok(mut record) = self.record.lock() {
+            record.engines.push(EngineRecord {
+                engine: options.choice.kind.name().to_owned(),
+                socket: match &options.endpoint {
+                    Endpoint::Socket(path) => Some(path.clone()),
+                    Endpoint::Owned => None,
+                },
+                image: crate::engine::image::reference(&self.id),
+            });
+        }
+        self.save_record();
+        let name = match &options.choice.runtime {
+            Some(runtime) => format!("{}:{runtime}", options.choice.kind.name()),
+            None => options.choice.kind.name().to_owned(),
+        };
+        let driver =
+            EngineDriver::setup(self, options).map_err(|source| RunSetupError::Engine {
+                name,
+                source: Box::new(source),
+            })?;
+        let driver = Arc::new(driver);
+        if let Ok(mut engines) = self.engines.lock() {
+            engines.push(driver.clone());
+        }
+        Ok(driver)
+    }
+
+    /// What the run's scenarios left in its engines (containers, networks).
+    pub fn engine_leftovers(&self) -> Vec<String> {
+        let engines = self.engines.lock().map(|e| e.clone()).unwrap_or_default();
+        engines.iter().flat_map(|e| e.leftovers()).collect()
+    }
+
+    /// Stops every engine of the run (removing what the run made in it); returns the problems.
+    pub fn stop_engines(&self) -> Vec<String> {
+        let engines = self
+            .engines
+            .lock()
+            .map(|mut e| std::mem::take(&mut *e))
+            .unwrap_or_default();
+        engines
+            .iter()
+            .flat_map(|e| {
+                e.shutdown()
+                    .into_iter()
+                    .map(move |p| format!("{}: {p}", e.info().name))
+            })
+            .collect()
     }
 
     pub fn record(&self) -> Option<RunRecord> {

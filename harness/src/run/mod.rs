@@ -12,6 +12,6 @@ pub mod runner;
 pub mod scenario;
 
 pub use env::{
-    PREFIX, RECORD_FILE, RUN_ID_LEN, RunEnv, RunRecord, RunSetupError, RuntimeRecord, new_run_id,
-    run_tag_of, runtime_timeout, scenario_timeout, start_time,
+    EngineRecord, PREFIX, RECORD_FILE, RUN_ID_LEN, RunEnv, RunRecord, RunSetupError, RuntimeRecord,
+    new_run_id, run_tag_of, runtime_timeout, scenario_timeout, start_time,
 };

@@ -20,6 +20,11 @@ pub struct SuiteRun {
     pub scenarios: Vec<&'static Scenario>,
     /// Runtime names (looked up on PATH) or paths.
     pub runtimes: Vec<String>,
+    /// Engines, each a column next to the runtimes: `docker`, `docker:crun`, `podman:runc`.
+    pub engines: Vec<String>,
+    /// An operator's dockerd socket for the docker engines (`--engine-socket`); without it,
+    /// `DOCKER_HOST` if set, else Palisade starts its own dockerd in a lab host.
+    pub engine_socket: Option<PathBuf>,
     pub mode: Mode,
     /// The probe binary to place in every rootfs.
     pub probe: PathBuf,
@@ -52,6 +57,8 @@ impl SuiteRun {
         SuiteRun {
             scenarios,
             runtimes,
+            engines: Vec::new(),
+            engine_socket: None,
             mode,
             probe,
             bundled_runtime: None,
@@ -80,8 +87,19 @@ pub fn run(suite: SuiteRun) -> ExitCode {
     }
     let mut code = run_in(&run, &suite);
     crate::run::interrupt::wait_if_interrupted();
+    // The engines go first: their containers and lab hosts are the run's too.
+    let engine_leaks = if suite.args.list {
+        Vec::new()
+    } else {
+        run.engine_leftovers()
+    };
+    for problem in run.stop_engines() {
+        eprintln!("palisade: stopping the engines: {problem}");
+        code = ExitCode::FAILURE;
+    }
     if !suite.args.list {
-        let leaks = leftovers(&run);
+        let mut leaks = leftovers(&run);
+        leaks.extend(engine_leaks);
         for leak in &leaks {
             eprintln!("palisade: leak check: left behind: {leak}");
         }
@@ -164,6 +182,16 @@ fn run_in(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun) -> ExitCode {
         }
         targets.push(Target { label, driver });
     }
+    for text in &suite.engines {
+        let target = engine_target(run, suite, text);
+        if let Err(e) = &target.driver
+            && suite.explicit
+            && !suite.matrix
+        {
+            return setup_error(e);
+        }
+        targets.push(target);
+    }
 
     let mut preflight_errors = BTreeMap::new();
     crate::run::interrupt::set_phase("the preflight");
@@ -242,6 +270,76 @@ fn run_in(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun) -> ExitCode {
         ExitCode::from(EXIT_SETUP)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// One engine column: its engine set up (daemon, lab host, image), or the reason it cannot be.
+fn engine_target(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun, text: &str) -> Target {
+    use crate::engine::driver::{Endpoint, EngineChoice, EngineOptions};
+    let choice = match text.parse::<EngineChoice>() {
+        Ok(choice) => choice,
+        Err(e) => {
+            return Target {
+                label: text.to_owned(),
+                driver: Err(e),
+            };
+        }
+    };
+    if suite.args.list {
+        // Listing needs no engine: the column is named as given.
+        return Target {
+            label: text.to_owned(),
+            driver: Err("not set up for --list".into()),
+        };
+    }
+    let docker = choice.kind == crate::engine::translate::EngineKind::Docker;
+    let endpoint = match (&suite.engine_socket, std::env::var("DOCKER_HOST").ok()) {
+        (Some(socket), _) => Ok(Endpoint::Socket(socket.clone())),
+        (None, Some(host)) if docker && !host.is_empty() => match host.strip_prefix("unix://") {
+            Some(path) => Ok(Endpoint::Socket(PathBuf::from(path))),
+            None => Err(format!(
+                "DOCKER_HOST={host}: Palisade looks at containers from the machine they run on, so the daemon must be local (unix://…)"
+            )),
+        },
+        _ => Ok(Endpoint::Owned),
+    };
+    let started = Instant::now();
+    let driver = endpoint.and_then(|endpoint| {
+        let options = EngineOptions {
+            choice: choice.clone(),
+            endpoint: endpoint.clone(),
+            // The run's own copy, which answers to the name `palisade-runtime`.
+            bundled_runtime: Some(run.dir.join(crate::run::env::BUNDLED_RUNTIME))
+                .filter(|p| p.is_file()),
+        };
+        let driver = run.engine(&options).map_err(|e| e.to_string())?;
+        let whose = match &endpoint {
+            Endpoint::Owned => format!(
+                "Palisade's own {} in a lab host",
+                if docker { "dockerd" } else { "podman" }
+            ),
+            Endpoint::Socket(path) => format!("the operator's dockerd at {}", path.display()),
+        };
+        println!(
+            "palisade: engine {}: {} ({whose}, ready in {:.1} s)",
+            driver.info().name,
+            driver.info().version,
+            started.elapsed().as_secs_f64()
+        );
+        Ok(driver)
+    });
+    match driver {
+        Ok(driver) => Target {
+            label: driver.info().name.clone(),
+            driver: Ok(driver),
+        },
+        Err(e) => {
+            println!("palisade: engine {text}: unavailable: {e}");
+            Target {
+                label: text.to_owned(),
+                driver: Err(e),
+            }
+        }
     }
 }
 

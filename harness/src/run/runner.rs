@@ -206,7 +206,15 @@ fn trial(
     } else {
         scenario.full_name()
     };
-    let skip = blocked.or_else(|| scenario.requires.iter().find_map(|r| r.unmet(&run.host)));
+    let skip = blocked
+        .or_else(|| scenario.requires.iter().find_map(|r| r.unmet(&run.host)))
+        .or_else(|| {
+            let driver = target.driver.as_ref().ok()?;
+            scenario
+                .requires
+                .iter()
+                .find_map(|r| r.unmet_on(driver.as_ref()))
+        });
     let (run, driver, label) = (
         run.clone(),
         target.driver.clone().ok(),
@@ -270,6 +278,8 @@ fn judge(outcome: Result<(), Failure>, control: bool, scenario: &Scenario) -> Ve
 /// Trials that measure CPU take turns; the turn is taken here, before the trial's deadline
 /// starts, and given back when the runner is done with the trial, even if its thread hangs.
 static CPU_TURN: Mutex<()> = Mutex::new(());
+/// The same for trials that route through an engine host's uplink or change its forwarding.
+static UPLINK_TURN: Mutex<()> = Mutex::new(());
 
 /// Runs the scenario on its own thread, so a panic or a hang is a verdict, not a crash. Containers
 /// clean themselves up on drop, panics included; those of a thread that hangs past its deadline
@@ -281,9 +291,13 @@ fn execute(
     trial_name: &str,
     control: bool,
 ) -> Result<(), Failure> {
-    let _turn = (scenario.schedule == Schedule::CpuAlone).then(|| {
-        CPU_TURN
-            .lock()
+    let lane = match scenario.schedule {
+        Schedule::Parallel => None,
+        Schedule::CpuAlone => Some(&CPU_TURN),
+        Schedule::UplinkAlone => Some(&UPLINK_TURN),
+    };
+    let _turn = lane.map(|lane| {
+        lane.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     });
     let timeout = scenario_timeout();

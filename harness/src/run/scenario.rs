@@ -41,6 +41,9 @@ pub enum Schedule {
     /// Measures CPU time: never at the same time as another such trial, whose burners would
     /// compete for the same CPUs.
     CpuAlone,
+    /// Routes through, or changes, the engine host's forwarding (its control sets
+    /// `ip_forward=0` there): never at the same time as another such trial.
+    UplinkAlone,
 }
 
 impl Scenario {
@@ -122,6 +125,14 @@ pub enum Requirement {
     Namespace(&'static str),
     /// A program that must be on PATH (`nft`).
     Program(&'static str),
+    /// A container engine (`--engine`): image layers and engine networks exist only there.
+    Engine,
+    /// A Palisade-owned engine in a lab host: the host side of the scenario is that lab host's
+    /// network, which an operator's engine does not have.
+    EngineLab,
+    /// An OCI runtime driven directly: the scenario builds the container's world itself (a
+    /// network namespace Palisade made), which an engine makes its own way.
+    DirectRuntime,
 }
 
 impl Requirement {
@@ -145,6 +156,26 @@ impl Requirement {
             _ => None,
         }
     }
+
+    /// What keeps the scenario from running on `driver`, if anything.
+    pub fn unmet_on(&self, driver: &dyn Driver) -> Option<String> {
+        let engine = driver.engine();
+        match (*self, engine) {
+            (Requirement::Engine | Requirement::EngineLab, None) => Some(format!(
+                "needs a container engine (`--engine docker`): `{}` is an OCI runtime driven directly, with no images or engine networks",
+                driver.info().name
+            )),
+            (Requirement::EngineLab, Some(engine)) if engine.is_operators() => Some(format!(
+                "needs a Palisade-owned engine in a lab host: against the operator's `{}`, the host side would be the real machine's network",
+                driver.info().name
+            )),
+            (Requirement::DirectRuntime, Some(_)) => Some(format!(
+                "builds the container's network namespace itself, which `{}` cannot join (the engine_net:: scenarios check the engine's own networking)",
+                driver.info().name
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// What a scenario gets: the runtime under test, the host facts, a way to make containers, and
@@ -161,6 +192,8 @@ pub struct Ctx {
     pids: Mutex<BTreeMap<String, i32>>,
     /// The lab host's network namespace, once the scenario made a lab.
     lab_host: Mutex<Option<PathBuf>>,
+    /// Under an engine: the trial's exclusive use of the engine host's hostname, if it took it.
+    host_uts: Mutex<Option<crate::engine::driver::HostLease>>,
 }
 
 impl Ctx {
@@ -180,6 +213,57 @@ impl Ctx {
             containers_made: AtomicU32::new(0),
             pids: Mutex::new(BTreeMap::new()),
             lab_host: Mutex::new(None),
+            host_uts: Mutex::new(None),
+        }
+    }
+
+    /// The engine under test, if the runtime is one.
+    pub fn engine(&self) -> Option<&crate::engine::driver::EngineDriver> {
+        self.runtime.engine()
+    }
+
+    /// The engine under test, or a skip for a scenario that needs one.
+    pub fn require_engine(&self) -> Result<&crate::engine::driver::EngineDriver, HarnessError> {
+        self.engine().ok_or_else(|| HarnessError::Unsupported {
+            what: format!("`{}` is not a container engine", self.runtime.info().name),
+        })
+    }
+
+    /// The `/etc/os-release` a container of this runtime should see: its rootfs's (the bundle's,
+    /// or the probe image's).
+    pub fn own_os_release(&self) -> String {
+        match self.engine() {
+            Some(_) => crate::engine::image::os_release(),
+            None => crate::driver::bundle::os_release(&self.run.id),
+        }
+    }
+
+    /// The cgroup the containers of this runtime live under.
+    pub fn containers_cgroup_parent(&self) -> String {
+        match self.engine().and_then(|e| e.lab()) {
+            Some(lab) => lab.cgroup_parent(self.engine().map_or("docker", |e| e.kind().name())),
+            None => self.run.cgroup_parent(),
+        }
+    }
+
+    /// The namespaces of "the host" the containers are compared with: the engine's host (its lab
+    /// host, or an operator's machine), or this scenario's thread for an OCI runtime.
+    pub fn host_namespaces(&self) -> Result<BTreeMap<String, u64>, HarnessError> {
+        let io = |source| HarnessError::Io {
+            what: "reading the host's namespaces",
+            source,
+        };
+        match self.engine() {
+            Some(engine) => crate::lab::host::process_namespaces(engine.host_pid()).map_err(io),
+            None => crate::lab::host::thread_namespaces().map_err(io),
+        }
+    }
+
+    /// The hostname of "the host": the engine's host, or this scenario's thread's.
+    pub fn host_hostname(&self) -> Result<String, HarnessError> {
+        match self.engine() {
+            Some(engine) => engine.host_hostname(),
+            None => Ok(crate::lab::host::current_hostname()),
         }
     }
 
@@ -219,7 +303,17 @@ impl Ctx {
     /// Gives this scenario's thread, and so every runtime command it starts, a throwaway UTS
     /// namespace with a known hostname. It plays the host in hostname scenarios, so a negative
     /// control that lets the container change "the host's" hostname never touches the real one.
+    ///
+    /// Under an engine, the host is the engine's lab host (throwaway too): the trial takes it
+    /// for itself until it ends, and its hostname is restored then.
     pub fn isolate_host_uts(&self) -> Result<String, HarnessError> {
+        if let Some(engine) = self.engine() {
+            let lease = engine.lease_host_uts(self.deadline)?;
+            if let Ok(mut slot) = self.host_uts.lock() {
+                *slot = Some(lease);
+            }
+            return engine.host_hostname();
+        }
         let io = |source: nix::Error| HarnessError::Io {
             what: "isolating the host's UTS namespace",
             source: source.into(),
@@ -232,7 +326,13 @@ impl Ctx {
 
     /// Gives this scenario's thread, and so every runtime command it starts, a throwaway IPC
     /// namespace that plays the host: objects made there vanish with the thread, whatever happens.
+    ///
+    /// Under an engine, the host's IPC namespace is the engine's host's (the lab host's, which
+    /// dies with the run): nothing to isolate.
     pub fn isolate_host_ipc(&self) -> Result<(), HarnessError> {
+        if self.engine().is_some() {
+            return Ok(());
+        }
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC).map_err(|source| {
             HarnessError::Io {
                 what: "isolating the host's IPC namespace",
@@ -246,6 +346,14 @@ impl Ctx {
     /// shares its own mounts with the containers it starts. Mounts made there die with the thread.
     pub fn isolate_host_mounts(&self) -> Result<(), HarnessError> {
         use nix::mount::{MsFlags, mount};
+        if let Some(engine) = self.engine() {
+            return Err(HarnessError::Unsupported {
+                what: format!(
+                    "the host side of this scenario is palisade's own mount namespace; `{}` makes its mounts in its host's",
+                    engine.info().name
+                ),
+            });
+        }
         let io = |source: nix::Error| HarnessError::Io {
             what: "isolating the host's mount namespace",
             source: source.into(),
@@ -264,16 +372,27 @@ impl Ctx {
         Ok(())
     }
 
-    /// Runs the probe on the host side (this thread's namespaces) with `request`, one-shot.
+    /// Runs the probe on the host side (this thread's namespaces, or the engine's host) with
+    /// `request`, one-shot. Against an operator's engine the host is the real machine, where
+    /// the probe only looks.
     pub fn host_probe(&self, request: &Request) -> Result<Reply, HarnessError> {
         let left = self.deadline.saturating_duration_since(Instant::now());
-        let done = crate::exec::run(
-            std::process::Command::new(&self.run.probe).arg(request.to_arg()),
-            left,
-        )
-        .map_err(|e| HarnessError::Io {
-            what: "running the probe on the host",
-            source: std::io::Error::other(e),
+        let mut command = match self.engine() {
+            Some(engine) => {
+                if engine.is_operators() && matches!(request, Request::CreateIpc { .. }) {
+                    return Err(HarnessError::Unsupported {
+                        what: "creating IPC objects in the real machine's namespace (the host of an operator's engine)".into(),
+                    });
+                }
+                engine.host_command(&self.run.probe)
+            }
+            None => std::process::Command::new(&self.run.probe),
+        };
+        let done = crate::exec::run(command.arg(request.to_arg()), left).map_err(|e| {
+            HarnessError::Io {
+                what: "running the probe on the host",
+                source: std::io::Error::other(e),
+            }
         })?;
         let line = done.stdout.lines().next().unwrap_or_default().to_owned();
         let response: palisade_probe::Response =
@@ -293,7 +412,7 @@ impl Ctx {
     /// ([`ContainerSpec::one_shot`] gives it a single request instead). `label` names it in
     /// container ids, and is what a control's target matches.
     pub fn spec(&self, label: &str) -> Result<ContainerSpec, HarnessError> {
-        Ok(ContainerSpec::new(label)?)
+        Ok(self.runtime.reference(ContainerSpec::new(label)?))
     }
 
     /// Applies the control (under `selftest`), then creates the container; the probe waits for
@@ -322,11 +441,12 @@ impl Ctx {
         let n = self.containers_made.fetch_add(1, Ordering::Relaxed);
         let suffix = if self.under_control() { "-ctl" } else { "" };
         let id = self.run.name(&format!("{}{suffix}-{n}", self.trial));
+        // An engine places its containers itself (under its cgroup parent).
         if let Some(linux) = spec
             .spec
             .linux_mut()
             .as_mut()
-            .filter(|l| l.cgroups_path().is_none())
+            .filter(|l| l.cgroups_path().is_none() && self.runtime.engine().is_none())
         {
             linux.set_cgroups_path(Some(format!("{}/{id}", self.run.cgroup_parent()).into()));
         }
@@ -336,14 +456,18 @@ impl Ctx {
         let container = Container::create(&id, &spec, &dir, runtime, self.deadline)
             .map(|c| c.registered(self.run.live.clone()));
         match &container {
-            Ok(c) => {
-                if let Ok(mut pids) = self.pids.lock() {
-                    pids.insert(spec.name.clone(), c.host_pid());
-                }
-            }
+            Ok(c) => self.record_pid(c),
             Err(_) => self.run.live.remove(&id),
         }
         container
+    }
+
+    /// Remembers the container's init pid by label, once it is known (controls join its
+    /// namespaces).
+    fn record_pid(&self, container: &Container) {
+        if let (Ok(mut pids), Ok(pid)) = (self.pids.lock(), container.host_pid()) {
+            pids.insert(container.spec().name.clone(), pid);
+        }
     }
 
     /// The runtime with the control's defect, and the spec as that defect needs it.
@@ -429,6 +553,7 @@ impl Ctx {
     pub fn launch(&self, spec: ContainerSpec) -> Result<Container, HarnessError> {
         let container = self.create(spec)?;
         container.start()?;
+        self.record_pid(&container);
         Ok(container)
     }
 
@@ -459,6 +584,26 @@ impl EditEnv for Ctx {
 
     fn lab_host_network(&self) -> Option<PathBuf> {
         self.lab_host.lock().ok()?.clone()
+    }
+
+    fn host_namespace_path(&self, kind: &str) -> PathBuf {
+        let pid = match self.engine() {
+            Some(engine) => engine.host_pid(),
+            None => std::process::id() as i32,
+        };
+        PathBuf::from(format!("/proc/{pid}/ns/{kind}"))
+    }
+
+    fn trial_name(&self, what: &str) -> String {
+        self.run.name(&format!("{}-{what}", self.trial))
+    }
+
+    fn image_layer_holding(&self, path: &Path) -> Option<PathBuf> {
+        let layers = self.engine()?.image_layers().ok()?;
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        std::iter::once(layers.upper)
+            .chain(layers.lower)
+            .find(|layer| layer.join(relative).exists())
     }
 }
 

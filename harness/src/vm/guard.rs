@@ -130,6 +130,7 @@ fn write_record(dir: &Path, run_id: &str) -> std::io::Result<()> {
         owner_pid: pid,
         owner_start: start_time(pid).unwrap_or(0),
         runtimes: Vec::new(),
+        engines: Vec::new(),
     };
     let json = serde_json::to_string_pretty(&record).map_err(std::io::Error::other)?;
     fs::write(dir.join(RECORD_FILE), json)
