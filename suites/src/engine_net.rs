@@ -269,6 +269,10 @@ impl Drop for Forwarding<'_> {
 fn egress_is_masqueraded(cx: &Ctx) -> Outcome {
     let engine = engine_of(cx)?;
     let (outside, uplink) = engine.outside()?;
+    // Counted while the container exists: podman's rules for it go with it.
+    let mut container = cx.launch(cx.spec("net-egress")?)?;
+    // After the container's network is up: podman's CNI bridge plugin turns forwarding on for
+    // every container it plugs in.
     let _restore = match cx.lab_change() {
         Some(LabChange::NoForwarding) => {
             let guard = Forwarding(engine);
@@ -277,8 +281,6 @@ fn egress_is_masqueraded(cx: &Ctx) -> Outcome {
         }
         _ => None,
     };
-    // Counted while the container exists: podman's rules for it go with it.
-    let mut container = cx.launch(cx.spec("net-egress")?)?;
     let before = engine.masqueraded_packets()?;
     let seen = connect(&mut container, outside)?;
     let after = engine.masqueraded_packets()?;

@@ -29,6 +29,7 @@ use palisade_harness::run::PREFIX;
 use palisade_harness::{Reply, Request, Response, RunEnv};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_palisade-probe");
+const PALISADE: &str = env!("CARGO_BIN_EXE_palisade");
 const RUNTIME: &str = env!("CARGO_BIN_EXE_palisade-runtime");
 /// Set in the environment of the child that plays a palisade killed mid-run.
 const CHILD: &str = "PALISADE_ENGINE_TEST_CHILD";
@@ -59,6 +60,14 @@ fn main() -> ExitCode {
         Test::serial(
             "a_killed_engine_run_is_cleaned_up",
             a_killed_engine_run_is_cleaned_up,
+        ),
+        Test::serial(
+            "palisade_run_names_a_bad_engine_within_seconds",
+            palisade_run_names_a_bad_engine_within_seconds,
+        ),
+        Test::serial(
+            "an_operators_dockerd_keeps_everything_but_palisades_own",
+            an_operators_dockerd_keeps_everything_but_palisades_own,
         ),
     ])
 }
@@ -786,4 +795,201 @@ fn start_engines(run: &RunEnv) -> Result<Held, EngineError> {
         Err(_) => None,
     };
     Ok((lab, dockerd, podman))
+}
+
+// ---------------------------------------------------------------------------------------------
+// `palisade run --engine …`
+
+/// Runs palisade with `args` (through `wrapper`, a program that runs it somewhere: setpriv, the
+/// lab host), and returns its exit code, output and how long it took.
+fn palisade(mut command: Command, args: &[&str]) -> (Option<i32>, String, String, Duration) {
+    command.arg(PALISADE).args(args);
+    let started = Instant::now();
+    let out = command.output().expect("palisade runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        started.elapsed(),
+    )
+}
+
+/// `palisade run` refuses a bad engine with exit code 2 and `message` on stderr, fast.
+fn assert_refused(what: &str, command: Command, args: &[&str], message: &str) {
+    let (code, stdout, stderr, took) = palisade(command, args);
+    eprintln!(
+        "measure: palisade run with {what}: exit {code:?} after {}: {}",
+        secs(took),
+        stderr.trim()
+    );
+    assert_eq!(code, Some(2), "{what}: {stdout}\n{stderr}");
+    assert!(stderr.contains(message), "{what}: {stderr}");
+    assert!(took < FAST, "{what}: the error took {}", secs(took));
+}
+
+/// A command that runs its arguments as they are (`env` with nothing to change).
+fn plain() -> Command {
+    Command::new("env")
+}
+
+fn palisade_run_names_a_bad_engine_within_seconds() -> TestResult {
+    require_lab()?;
+    let config = require_docker()?;
+    let before = NetSnapshot::take().expect("snapshot of the root network namespace");
+    let run = TestRun::new();
+    {
+        let nowhere = run.env.dir.join("no-daemon.sock");
+        let nowhere = nowhere.to_string_lossy();
+        assert_refused(
+            "a socket no daemon listens on",
+            plain(),
+            &["run", "--engine", "docker", "--engine-socket", &nowhere],
+            "no docker daemon is listening",
+        );
+        assert_refused(
+            "an unknown runtime for Palisade's dockerd",
+            plain(),
+            &["run", "--engine", "docker:nosuch"],
+            "does not know the runtime `nosuch`",
+        );
+        if require_podman().is_ok() {
+            assert_refused(
+                "an unknown runtime for podman",
+                plain(),
+                &["run", "--engine", "podman:nosuch"],
+                "does not know the runtime `nosuch`",
+            );
+        }
+        let lab = Arc::new(LabHost::new(&run.env).expect("lab host"));
+        let dockerd = Dockerd::start(lab.clone(), config).expect("dockerd starts");
+        let socket = dockerd.client().socket().to_string_lossy().into_owned();
+        assert_refused(
+            "an unknown runtime for an operator's dockerd",
+            plain(),
+            &[
+                "run",
+                "--engine",
+                "docker:nosuch",
+                "--engine-socket",
+                &socket,
+            ],
+            "does not know the runtime `nosuch`",
+        );
+        let mut nobody = Command::new("setpriv");
+        nobody.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        assert_refused(
+            "a socket without permission",
+            nobody,
+            &["run", "--engine", "docker", "--engine-socket", &socket],
+            "no permission to use the docker socket",
+        );
+        dockerd.stop().expect("dockerd stops");
+    }
+    run.assert_nothing_left("after the bad engines");
+    drop(run);
+    assert_unchanged(&before, "after the bad engines");
+    Ok(())
+}
+
+/// `docker <args>` on the operator's daemon, one name per line.
+fn names(dockerd: &Dockerd, args: &[&str]) -> Vec<String> {
+    let done = engine::cli(dockerd, args, FAST).expect("docker lists");
+    let mut names: Vec<String> = done.stdout.lines().map(str::to_owned).collect();
+    names.sort();
+    names
+}
+
+fn inventory(dockerd: &Dockerd) -> Vec<Vec<String>> {
+    vec![
+        names(dockerd, &["ps", "--all", "--format", "{{.Names}}"]),
+        names(
+            dockerd,
+            &["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
+        ),
+        names(dockerd, &["network", "ls", "--format", "{{.Name}}"]),
+        names(dockerd, &["volume", "ls", "--format", "{{.Name}}"]),
+    ]
+}
+
+/// Against an operator's dockerd (here one of Palisade's, standing in, with palisade run on its
+/// host: the lab host), `palisade run` and `selftest` create and remove only their own
+/// containers, networks, volumes and image: the operator's are all there after, and nothing of
+/// Palisade's is. Controls that would change the real host are skipped with their reason.
+fn an_operators_dockerd_keeps_everything_but_palisades_own() -> TestResult {
+    require_lab()?;
+    let config = require_docker()?;
+    let before = NetSnapshot::take().expect("snapshot of the root network namespace");
+    let run = TestRun::new();
+    {
+        let lab = Arc::new(LabHost::new(&run.env).expect("lab host"));
+        let dockerd = Dockerd::start(lab.clone(), config).expect("dockerd starts");
+        // The operator's own things: an image, a container of it, a network, a volume.
+        let theirs = image::build(
+            &dockerd,
+            &lab.dir().join("operator-image"),
+            &run.env.probe,
+            "operator",
+        )
+        .expect("the operator's image");
+        for args in [
+            vec!["tag", theirs.reference.as_str(), "operator/app:1"],
+            vec!["image", "rm", theirs.reference.as_str()],
+            vec![
+                "create",
+                "--name",
+                "operator-app",
+                "operator/app:1",
+                "serve",
+            ],
+            vec!["network", "create", "operator-net"],
+            vec!["volume", "create", "operator-data"],
+        ] {
+            engine::cli(&dockerd, &args, FAST).expect("the operator's objects");
+        }
+        let theirs = inventory(&dockerd);
+        let socket = dockerd.client().socket().to_string_lossy().into_owned();
+        for verb in ["run", "selftest"] {
+            let started = Instant::now();
+            let (code, stdout, stderr, _) = palisade(
+                lab.command("env"),
+                &[
+                    verb,
+                    "--engine",
+                    "docker",
+                    "--engine-socket",
+                    &socket,
+                    "pid::",
+                    "uts::",
+                    "ipc::",
+                    "capabilities::",
+                    "image::",
+                    "engine_net::",
+                ],
+            );
+            eprintln!(
+                "measure: palisade {verb} against an operator's dockerd: {}",
+                secs(started.elapsed())
+            );
+            assert_eq!(code, Some(0), "palisade {verb}:\n{stdout}\n{stderr}");
+            for skipped in [
+                "operator's engine: the container would share the real machine's uts namespace",
+                "needs a Palisade-owned engine in a lab host",
+            ] {
+                assert!(
+                    stdout.contains(skipped) || verb == "run",
+                    "palisade {verb} should skip with `{skipped}`:\n{stdout}"
+                );
+            }
+            assert_eq!(
+                inventory(&dockerd),
+                theirs,
+                "palisade {verb} changed the operator's dockerd"
+            );
+        }
+        dockerd.stop().expect("dockerd stops");
+    }
+    run.assert_nothing_left("after runs against an operator's dockerd");
+    drop(run);
+    assert_unchanged(&before, "after runs against an operator's dockerd");
+    Ok(())
 }

@@ -1,7 +1,10 @@
 //! The network scenarios never change the real host's root network namespace: its links,
 //! addresses, routes, nftables ruleset and `ip_forward` are the same before and after a run, and
-//! after a run that was SIGKILLed mid-scenario and then `palisade cleanup`. These tests run the
-//! `palisade` binary; without root or `ip` they are reported as ignored, with the reason.
+//! after a run that was SIGKILLed mid-scenario and then `palisade cleanup`. The same holds for
+//! engine runs (a Palisade-owned dockerd in a lab host, its bridges, veths and NAT), which also
+//! leave nothing named after the run: no container, image, network, daemon process or mount.
+//! These tests run the `palisade` binary; without root, `ip` (or docker, for the engine tests)
+//! they are reported as ignored, with the reason.
 
 use std::io::{BufRead, BufReader};
 use std::mem::MaybeUninit;
@@ -23,6 +26,27 @@ fn requirements() -> TestResult {
     require_root()?;
     require_program("ip")?;
     Ok(())
+}
+
+fn engine_requirements() -> TestResult {
+    requirements()?;
+    for program in ["dockerd", "docker", "nsenter", "unshare"] {
+        require_program(program)?;
+    }
+    Ok(())
+}
+
+/// Nothing named after run `id` is left: processes, cgroups, namespaces, mounts, lab directories.
+fn assert_nothing_of(id: &str, when: &str) {
+    let tag = format!("palisade-{id}");
+    let dir = std::env::temp_dir().join(&tag);
+    let left = palisade_harness::engine::cleanup::leftovers(&tag, &dir);
+    assert!(
+        left.is_empty(),
+        "{when}, run {id} left:\n{}",
+        left.join("\n")
+    );
+    assert!(!dir.exists(), "{when}, {} is still there", dir.display());
 }
 
 /// The run id from palisade's first line: `palisade: run <id> on kernel ...`.
@@ -200,6 +224,108 @@ fn children_of(pid: i32) -> Vec<ProcessHandle> {
         .collect()
 }
 
+fn engine_runs_leave_the_root_namespace_unchanged() -> TestResult {
+    engine_requirements()?;
+    let before = NetSnapshot::take().expect("snapshot of the root network namespace");
+    // The engine's bridges, veths, NAT (and its `ip_forward=0` control) live in the lab host.
+    for verb in ["run", "selftest"] {
+        let out = Command::new(PALISADE)
+            .args([
+                verb,
+                "--engine",
+                "docker",
+                "engine_net::",
+                "image::",
+                "pid::",
+            ])
+            .output()
+            .expect("palisade runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "`palisade {verb} --engine docker` failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = stdout
+            .lines()
+            .find_map(run_id)
+            .expect("palisade prints its run id");
+        assert_eq!(
+            netns_of(&id),
+            Vec::<String>::new(),
+            "run {id} left namespaces"
+        );
+        assert_nothing_of(&id, &format!("after `palisade {verb} --engine docker`"));
+    }
+    assert_unchanged(&before, "after engine runs");
+    Ok(())
+}
+
+fn a_killed_engine_run_is_cleaned_up() -> TestResult {
+    engine_requirements()?;
+    let before = NetSnapshot::take().expect("snapshot of the root network namespace");
+    let mut child = Command::new(PALISADE)
+        .args([
+            "run",
+            "--engine",
+            "docker",
+            "--test-threads",
+            "1",
+            "engine_net::",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("palisade starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut stdout = BufReader::new(stdout);
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("palisade prints");
+    let id = run_id(&line).expect("palisade prints its run id");
+    // Its engine is up and its first scenario has finished: the next one is building networks
+    // and containers.
+    let mut finished_one = false;
+    while !finished_one {
+        line.clear();
+        let read = stdout.read_line(&mut line).expect("palisade prints");
+        assert!(read > 0, "palisade ended before running a scenario");
+        finished_one = line.starts_with("test ") && line.trim_end().ends_with("ok");
+    }
+    // Keep reading: a closed pipe would make palisade's next println! panic.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let children = children_of(child.id() as i32);
+    child.kill().expect("SIGKILL palisade");
+    let _ = child.wait();
+    for handle in children {
+        let _ = handle.wait(Duration::from_secs(10));
+    }
+    let tag = format!("palisade-{id}");
+    let dir = std::env::temp_dir().join(&tag);
+    let left = palisade_harness::engine::cleanup::leftovers(&tag, &dir);
+    assert!(
+        left.iter().any(|l| l.contains("dockerd")),
+        "the killed run should have left its dockerd running: {left:#?}"
+    );
+
+    let out = Command::new(PALISADE)
+        .arg("cleanup")
+        .output()
+        .expect("palisade cleanup runs");
+    assert!(
+        out.status.success(),
+        "`palisade cleanup` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        netns_of(&id),
+        Vec::<String>::new(),
+        "cleanup left namespaces"
+    );
+    assert_nothing_of(&id, "after a killed engine run and `palisade cleanup`");
+    assert_unchanged(&before, "after a killed engine run and `palisade cleanup`");
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     palisade_common::testkit::main(&[
         Test::serial(
@@ -207,5 +333,13 @@ fn main() -> std::process::ExitCode {
             network_scenarios_leave_the_root_namespace_unchanged,
         ),
         Test::serial("a_killed_run_is_cleaned_up", a_killed_run_is_cleaned_up),
+        Test::serial(
+            "engine_runs_leave_the_root_namespace_unchanged",
+            engine_runs_leave_the_root_namespace_unchanged,
+        ),
+        Test::serial(
+            "a_killed_engine_run_is_cleaned_up",
+            a_killed_engine_run_is_cleaned_up,
+        ),
     ])
 }

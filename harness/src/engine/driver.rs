@@ -553,11 +553,11 @@ impl EngineDriver {
     }
 
     /// The process whose namespaces are the engine's host: the lab host's holder, or (for an
-    /// operator's engine) the machine's init.
+    /// operator's engine, which runs on the machine palisade runs on) palisade itself.
     pub fn host_pid(&self) -> i32 {
         self.lab()
             .and_then(|lab| lab.holder_pid().ok())
-            .unwrap_or(1)
+            .unwrap_or(std::process::id() as i32)
     }
 
     /// What `path`, a namespace of type `kind`, is to the engine: its host's, or a container's.
@@ -980,7 +980,10 @@ fn resolve_runtime(
             name: name.to_owned(),
             message: format!(
                 "no program `{name}` on PATH, so Palisade cannot register it with its {} by that name",
-                kind.name()
+                match kind {
+                    EngineKind::Docker => "dockerd",
+                    EngineKind::Podman => "podman",
+                }
             ),
         })
 }
