@@ -273,7 +273,13 @@ impl RunEnv {
             .record()
             .and_then(|r| serde_json::to_string_pretty(&r).ok())
         {
-            let _ = fs::write(self.dir.join(RECORD_FILE), json);
+            // Written aside and renamed over: a `palisade cleanup` (or another run's sweep)
+            // reading it meanwhile must never see a half-written record and take this live run
+            // for a dead one.
+            let staged = self.dir.join(format!(".{RECORD_FILE}.new"));
+            if fs::write(&staged, json).is_ok() {
+                let _ = fs::rename(&staged, self.dir.join(RECORD_FILE));
+            }
         }
     }
 
