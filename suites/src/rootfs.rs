@@ -31,7 +31,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         area: "rootfs",
         name: "writes_land_in_the_bundle",
-        checks: "A file the container writes under `/` appears in the bundle's rootfs on the host.",
+        checks: "A file the container writes under `/` appears in the bundle's rootfs on the host (under an engine: in the container's own writable layer).",
         control: Control::config(Edit::Tmpfs("/palisade-out")),
         means: "The container's `/` is not the rootfs you gave it.",
         requires: PRIVILEGED,
@@ -87,7 +87,7 @@ fn writes_land_in_the_bundle(cx: &Ctx) -> Outcome {
         contents: token.clone(),
     });
     let container = cx.create(spec)?;
-    std::fs::create_dir_all(container.rootfs()?.join("palisade-out"))
+    std::fs::create_dir_all(container.write_layer()?.join("palisade-out"))
         .map_err(|e| Failure::Broken(format!("making /palisade-out in the rootfs: {e}")))?;
     container.start()?;
     let reply = container.reply()?;
@@ -96,7 +96,7 @@ fn writes_land_in_the_bundle(cx: &Ctx) -> Outcome {
         "expected the container to write {path}, saw {reply:?}"
     );
     container.wait_exit()?;
-    let on_host = container.rootfs()?.join("palisade-out/written");
+    let on_host = container.write_layer()?.join("palisade-out/written");
     let seen = std::fs::read_to_string(&on_host).ok();
     check!(
         seen.as_deref() == Some(token.as_str()),

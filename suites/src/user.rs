@@ -87,15 +87,16 @@ fn root_inside_is_unprivileged_outside(cx: &Ctx) -> Outcome {
         "expected /proc/self/uid_map to read `0 100000 65536`, saw {map:?}: root in the container \
          is not mapped to an unprivileged host user"
     );
+    // In /tmp (1777 in every rootfs): an image's `/` may be writable only with CAP_DAC_OVERRIDE.
     let written = container.ask(&Request::WriteFile {
-        path: "/palisade-owned-by".into(),
+        path: "/tmp/palisade-owned-by".into(),
         contents: "x".into(),
     })?;
     require!(
         matches!(&written, Reply::Syscall(o) if o.succeeded()),
         "expected the container's root to write its own rootfs, saw {written:?}"
     );
-    let on_host = container.rootfs()?.join("palisade-owned-by");
+    let on_host = container.write_layer()?.join("tmp/palisade-owned-by");
     let owner = std::fs::metadata(&on_host)
         .map_err(|e| Failure::Broken(format!("stat {} on the host: {e}", on_host.display())))?
         .uid();

@@ -20,6 +20,7 @@ pub struct Container {
     /// The container's own directory (the bundle, for an OCI runtime; its stderr log).
     dir: PathBuf,
     rootfs: Option<PathBuf>,
+    write_layer: Option<PathBuf>,
     runtime: Arc<dyn Driver>,
     /// Known after `create` (OCI runtimes) or after `start` (engines).
     host_pid: std::sync::Mutex<Option<i32>>,
@@ -70,6 +71,7 @@ impl Container {
             id: id.to_owned(),
             dir: dir.to_owned(),
             rootfs: None,
+            write_layer: None,
             runtime,
             host_pid: std::sync::Mutex::new(None),
             stdin: Some(stdin_writer),
@@ -88,6 +90,7 @@ impl Container {
         let created = container.runtime.create(id, spec, dir, stdio)?;
         container.set_host_pid(created.host_pid);
         container.rootfs = created.rootfs;
+        container.write_layer = created.write_layer;
         Ok(container)
     }
 
@@ -165,6 +168,19 @@ impl Container {
             .runtime
             .exec(&self.id, self.host_pid()?, &process, &self.dir, stdio)?;
         Ok(super::exec::ExecProcess::new(channel, execed, process))
+    }
+
+    /// Where a file the container writes under `/` lands, as the host sees it: the bundle's
+    /// rootfs, or an engine's writable layer of this container (its overlay's upper directory).
+    pub fn write_layer(&self) -> Result<&Path, HarnessError> {
+        self.write_layer
+            .as_deref()
+            .ok_or_else(|| HarnessError::Unsupported {
+                what: format!(
+                    "`{}` does not show where the container's writes land on the host",
+                    self.runtime.info().name
+                ),
+            })
     }
 
     pub fn start(&self) -> Result<(), HarnessError> {

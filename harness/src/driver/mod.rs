@@ -47,6 +47,9 @@ pub struct Created {
     pub host_pid: Option<i32>,
     /// The container's root filesystem as the host sees it, where the driver knows it.
     pub rootfs: Option<PathBuf>,
+    /// Where a file the container writes under `/` lands on the host: the rootfs, or an
+    /// engine's writable layer of the container.
+    pub write_layer: Option<PathBuf>,
 }
 
 /// The lifecycle verbs, whatever runs the container.

@@ -182,6 +182,7 @@ impl Driver for OciCli {
         Ok(Created {
             host_pid: Some(read_pid_file(&pid_file)?),
             rootfs: Some(bundle.rootfs()),
+            write_layer: Some(bundle.rootfs()),
         })
     }
 

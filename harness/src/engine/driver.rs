@@ -397,11 +397,19 @@ impl EngineDriver {
                 path: self.info.path.clone(),
                 source,
             }),
+            // Engines say what went wrong in a few lines, the cause often last and without the
+            // word "error": all of it, on one line.
             Err(other) => Err(RuntimeError::Failed {
                 runtime: self.info.name.clone(),
                 verb,
                 status: "failed".into(),
-                stderr: error_summary(&other.to_string(), 5),
+                stderr: other
+                    .to_string()
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" "),
             }),
         }
     }
@@ -421,6 +429,7 @@ impl EngineDriver {
                 masked_paths: oci_spec::runtime::get_default_maskedpaths(),
                 readonly_paths: oci_spec::runtime::get_default_readonly_paths(),
                 ulimits: Vec::new(),
+                seccomp: None,
             },
             EngineKind::Podman => EngineDefaults {
                 masked_paths: [
@@ -449,6 +458,7 @@ impl EngineDriver {
                 .map(str::to_owned)
                 .to_vec(),
                 ulimits: Vec::new(),
+                seccomp: None,
             },
         };
         let name = run.name("defaults");
@@ -484,10 +494,17 @@ impl EngineDriver {
                     .filter_map(|v| v.as_str().map(str::to_owned))
                     .collect()
             };
+            // Kept only if oci-spec reads it: it is compared in that form.
+            let seccomp = serde_json::from_value::<oci_spec::runtime::LinuxSeccomp>(
+                config["linux"]["seccomp"].clone(),
+            )
+            .ok()
+            .and_then(|s| serde_json::to_value(s).ok());
             Some(EngineDefaults {
                 masked_paths: list("maskedPaths"),
                 readonly_paths: list("readonlyPaths"),
                 ulimits: ulimits.clone(),
+                seccomp,
             })
         });
         let _ = self.remove(&name, true);
@@ -1135,7 +1152,7 @@ impl Driver for EngineDriver {
         &self,
         id: &str,
         spec: &ContainerSpec,
-        _dir: &Path,
+        dir: &Path,
         stdio: ContainerStdio,
     ) -> Result<Created, HarnessError> {
         let translation = self
@@ -1148,6 +1165,23 @@ impl Driver for EngineDriver {
         let mut args: Vec<&str> = vec!["create", "--name", id, "--interactive", "--label", &label];
         args.extend(options.iter().map(String::as_str));
         args.extend(translation.flags.iter().map(String::as_str));
+        // The client reads the profile and sends it with the request.
+        let profile_flag = match &translation.seccomp_profile {
+            Some(profile) => {
+                let path = dir.join("seccomp.json");
+                std::fs::create_dir_all(dir)
+                    .and_then(|()| std::fs::write(&path, profile))
+                    .map_err(|source| HarnessError::Io {
+                        what: "writing the container's seccomp profile",
+                        source,
+                    })?;
+                Some(format!("seccomp={}", path.display()))
+            }
+            None => None,
+        };
+        if let Some(flag) = &profile_flag {
+            args.extend(["--security-opt", flag.as_str()]);
+        }
         args.push(&self.image);
         args.extend(translation.command.iter().map(String::as_str));
         let mut log = stdio.stderr.try_clone().map_err(RuntimeError::Stdio)?;
@@ -1162,9 +1196,12 @@ impl Driver for EngineDriver {
                 ..Slot::default()
             },
         );
+        // The container's own layer exists from `create` on (inspect: GraphDriver.Data).
+        let write_layer = self.container_layers(id).ok().map(|l| l.upper);
         Ok(Created {
             host_pid: None,
             rootfs: None,
+            write_layer,
         })
     }
 
@@ -1348,7 +1385,22 @@ impl Driver for EngineDriver {
     }
 
     fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
-        let outcome = self.remove(id, force);
+        let mut outcome = self.remove(id, force);
+        if outcome.is_err() && self.kind == EngineKind::Podman {
+            // Podman unmounts a stopped container's storage in a cleanup process conmon starts
+            // when the container exits; `rm` right after `wait` can find it still mounted
+            // ("device or resource busy"). Doing that cleanup here first is what `rm` needs.
+            let _ = self.call("container cleanup", &["container", "cleanup", id]);
+            outcome = match self.remove(id, force) {
+                // The first `rm` removed the container and only failed on its storage.
+                Err(RuntimeError::Failed { stderr, .. })
+                    if stderr.contains("no such container") =>
+                {
+                    Ok(())
+                }
+                other => other,
+            };
+        }
         if outcome.is_ok() || force {
             let slot = self.slots().remove(id);
             if let Some(mut attach) = slot.and_then(|mut s| s.attach.take()) {
@@ -1385,9 +1437,15 @@ impl Driver for EngineDriver {
 
     /// The engine's own masked and read-only paths: the reference every container starts from.
     fn reference(&self, mut spec: ContainerSpec) -> ContainerSpec {
+        let seccomp = self
+            .defaults
+            .seccomp
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok());
         if let Some(linux) = spec.spec.linux_mut() {
             linux.set_masked_paths(Some(self.defaults.masked_paths.clone()));
             linux.set_readonly_paths(Some(self.defaults.readonly_paths.clone()));
+            linux.set_seccomp(seccomp);
         }
         spec
     }

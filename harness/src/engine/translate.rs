@@ -5,8 +5,11 @@
 //!
 //! The translation is exact or refused: a field the engine's command line cannot express as the
 //! config says is an [`Untranslatable`] naming it, and the scenario is skipped with that reason,
-//! never run with something else. What the config leaves to the runtime, the engine fills in with
-//! its own defaults (its seccomp profile, its pids limit where it has one): that is the engine as
+//! never run with something else. What the engine does by default and a config can change (its
+//! masked and read-only paths, its seccomp profile) is part of the reference config under an
+//! engine ([`EngineDefaults`]): a config without it asks for the engine's unsafe flag
+//! (`systempaths=unconfined`, `seccomp=unconfined`), one with another asks for that one. What the
+//! config leaves to the runtime, the engine fills in (podman's pids limit): that is the engine as
 //! people run it.
 //!
 //! Against an operator's engine, the flags that would let a container change the real machine
@@ -50,6 +53,9 @@ pub struct EngineDefaults {
     /// runtime may not be allowed to set: so a config that sets some gets the others
     /// explicitly, as the engine would have given them.
     pub ulimits: Vec<(String, u64, u64)>,
+    /// Its default seccomp profile, as it hands it to the runtime (`None` if it could not be
+    /// read: a config's lack of one then means the engine's default, not none).
+    pub seccomp: Option<serde_json::Value>,
 }
 
 /// A namespace the config joins by path, as the engine can name it.
@@ -78,6 +84,9 @@ pub struct TranslateEnv<'a> {
 pub struct Translation {
     pub flags: Vec<String>,
     pub command: Vec<String>,
+    /// A seccomp profile (JSON) the driver writes to a file and passes as
+    /// `--security-opt seccomp=<file>` (engines read the OCI profile's own field names).
+    pub seccomp_profile: Option<String>,
 }
 
 /// A part of the config the engine's command line cannot express.
@@ -106,6 +115,7 @@ pub fn translate(spec: &ContainerSpec, env: &TranslateEnv) -> Result<Translation
         flags: Vec::new(),
     };
     let command = t.process(&spec.spec)?;
+    let seccomp_profile = t.seccomp(&spec.spec)?;
     t.root(&spec.spec)?;
     let namespaces = t.namespaces(&spec.spec)?;
     t.hostname(&spec.spec, &namespaces)?;
@@ -118,6 +128,7 @@ pub fn translate(spec: &ContainerSpec, env: &TranslateEnv) -> Result<Translation
     Ok(Translation {
         flags: t.flags,
         command,
+        seccomp_profile,
     })
 }
 
@@ -230,6 +241,29 @@ impl Translator<'_> {
         Ok(())
     }
 
+    /// No profile: `seccomp=unconfined`; the engine's own: nothing; another: that one.
+    fn seccomp(&mut self, spec: &Spec) -> Result<Option<String>, Untranslatable> {
+        let wanted = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+        match (wanted, &self.env.defaults.seccomp) {
+            (None, Some(_)) => {
+                self.flag("--security-opt", "seccomp=unconfined");
+                Ok(None)
+            }
+            // The engine's default could not be read: a config without a profile is taken as
+            // the reference (the engine's default), as it was before one could tell them apart.
+            (None, None) => Ok(None),
+            (Some(profile), default) => {
+                let value = serde_json::to_value(&profile)
+                    .map_err(|e| self.refuse(format!("a seccomp profile it cannot encode: {e}")))?;
+                if default.as_ref() == Some(&value) {
+                    Ok(None)
+                } else {
+                    Ok(Some(value.to_string()))
+                }
+            }
+        }
+    }
+
     fn root(&mut self, spec: &Spec) -> Result<(), Untranslatable> {
         let root = spec.root().clone().unwrap_or_default();
         if root.readonly() == Some(true) {
@@ -269,8 +303,34 @@ impl Translator<'_> {
         if state("mnt") != Ns::New {
             return Err(self.refuse("a container without a mount namespace of its own"));
         }
-        if found.contains_key("user") {
-            return Err(self.refuse("a user namespace per container"));
+        match (found.get("user"), self.env.kind) {
+            (None, _) => {}
+            (Some(Ns::New), EngineKind::Podman) => {
+                // `--uidmap`/`--gidmap` give the container a user namespace with these maps.
+                let linux = spec.linux().clone().unwrap_or_default();
+                for (flag, maps) in [
+                    ("--uidmap", linux.uid_mappings().clone().unwrap_or_default()),
+                    ("--gidmap", linux.gid_mappings().clone().unwrap_or_default()),
+                ] {
+                    if maps.is_empty() {
+                        return Err(self.refuse("a user namespace without id mappings"));
+                    }
+                    for map in maps {
+                        self.flag(
+                            flag,
+                            format!("{}:{}:{}", map.container_id(), map.host_id(), map.size()),
+                        );
+                    }
+                }
+            }
+            (Some(_), EngineKind::Podman) => {
+                return Err(self.refuse("joining an existing user namespace"));
+            }
+            (Some(_), EngineKind::Docker) => {
+                return Err(self.refuse(
+                    "a user namespace per container (dockerd remaps users daemon-wide, with --userns-remap)",
+                ));
+            }
         }
         if found.contains_key("time") {
             return Err(self.refuse("a time namespace (no flag for one)"));
@@ -425,13 +485,16 @@ impl Translator<'_> {
         let Some(linux) = spec.linux() else {
             return Err(self.refuse("a config without a `linux` section"));
         };
-        if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-            || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        let user_ns = linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == LinuxNamespaceType::User);
+        if !user_ns
+            && (linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+                || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()))
         {
-            return Err(self.refuse("uid/gid mappings"));
-        }
-        if linux.seccomp().is_some() {
-            return Err(self.refuse("a seccomp profile of the config (it applies its own)"));
+            return Err(self.refuse("uid/gid mappings without a user namespace"));
         }
         if linux.cgroups_path().is_some() {
             return Err(self.refuse(
@@ -591,8 +654,13 @@ impl Translator<'_> {
             self.flag("--security-opt", "systempaths=unconfined");
             return Ok(());
         }
-        if self.env.kind == EngineKind::Podman && readonly == default_readonly {
-            for path in default_masked.difference(&masked) {
+        // podman's `unmask` takes a path off either list, `mask` adds a masked one; nothing adds
+        // a read-only one.
+        if self.env.kind == EngineKind::Podman && readonly.is_subset(&default_readonly) {
+            let unmasked = default_masked
+                .difference(&masked)
+                .chain(default_readonly.difference(&readonly));
+            for path in unmasked {
                 self.flag("--security-opt", format!("unmask={path}"));
             }
             for path in masked.difference(&default_masked) {
@@ -679,6 +747,7 @@ mod tests {
             masked_paths: oci_spec::runtime::get_default_maskedpaths(),
             readonly_paths: oci_spec::runtime::get_default_readonly_paths(),
             ulimits: Vec::new(),
+            seccomp: None,
         }
     }
 
