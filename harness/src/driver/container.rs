@@ -136,10 +136,10 @@ impl Container {
     /// error for scenarios that need it.
     pub fn rootfs(&self) -> Result<&Path, HarnessError> {
         self.rootfs.as_deref().ok_or_else(|| HarnessError::Unsupported {
-            what: if self.runtime.engine().is_some() {
+            what: if let Some(engine) = self.runtime.engine() {
                 format!(
-                    "`{}` keeps no bundle: the container's `/` is an overlay of its image (the image:: scenarios check it)",
-                    self.runtime.info().name
+                    "{} keeps no bundle: the container's `/` is an overlay of its image (the image:: scenarios check it)",
+                    engine.kind().name()
                 )
             } else {
                 format!(

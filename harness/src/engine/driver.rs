@@ -33,7 +33,7 @@ use super::labhost::LabHost;
 use super::podman::{Podman, PodmanConfig};
 use super::translate::{EngineDefaults, EngineKind, Joined, TranslateEnv, Untranslatable};
 use super::{Engine, EngineError, cli, image};
-use crate::driver::bundle::{ContainerSpec, PROBE_PATH};
+use crate::driver::bundle::ContainerSpec;
 use crate::driver::{ContainerStdio, Created, Driver, RuntimeError, RuntimeInfo, error_summary};
 use crate::error::HarnessError;
 use crate::exec::{self, ExecError, Finished};
@@ -1323,31 +1323,34 @@ impl Driver for EngineDriver {
         outcome
     }
 
-    /// The init's pid from `inspect`, checked on the host: a process whose command line is the
-    /// probe's. `None` once the container has stopped.
+    /// The init's pid from `inspect`, checked on the host: a process in the container's own
+    /// cgroup (its path names the container's full id). `None` once the container has stopped.
+    /// (Its command line is no check: the runtime's init may not have exec'd the probe yet when
+    /// the engine reports the start.)
     fn started_pid(&self, id: &str) -> Result<Option<i32>, HarnessError> {
-        let text = self.inspect("{{json .State}}", id)?;
+        let text = self.inspect("{{.Id}} {{json .State}}", id)?;
+        let (full_id, state) = text.split_once(' ').unwrap_or((text.as_str(), ""));
         let state: InspectState =
-            serde_json::from_str(&text).map_err(|e| self.bad(id, &text, e))?;
+            serde_json::from_str(state).map_err(|e| self.bad(id, &text, e))?;
         if !state.running || state.pid <= 0 {
             return Ok(None);
         }
         let pid = i32::try_from(state.pid).map_err(|e| self.bad(id, &text, e))?;
-        let cmdline = procfs::process::Process::new(pid).and_then(|p| p.cmdline());
-        match cmdline {
-            Ok(args) if args.first().map(String::as_str) == Some(PROBE_PATH) => {
+        match std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
+            Ok(cgroups) if !full_id.is_empty() && cgroups.contains(full_id) => {
                 if let Some(slot) = self.slots().get_mut(id) {
                     slot.pid = Some(pid);
                 }
                 Ok(Some(pid))
             }
             // Gone between inspect and now: it ran and ended.
-            Err(_) if !Path::new("/proc").join(pid.to_string()).exists() => Ok(None),
-            other => Err(self.bad(
+            Err(_) => Ok(None),
+            Ok(cgroups) => Err(self.bad(
                 id,
                 &text,
                 format!(
-                    "the engine says the init is pid {pid}, but that process is {other:?}, not the probe"
+                    "the engine says the init is pid {pid}, but that process is not in the container's cgroup ({})",
+                    cgroups.lines().last().unwrap_or_default()
                 ),
             )),
         }
@@ -1452,6 +1455,22 @@ impl Driver for EngineDriver {
 
     fn engine(&self) -> Option<&EngineDriver> {
         Some(self)
+    }
+
+    fn exec(
+        &self,
+        _id: &str,
+        _init_pid: i32,
+        _process: &oci_spec::runtime::Process,
+        _dir: &Path,
+        _stdio: ContainerStdio,
+    ) -> Result<crate::driver::exec::Execed, HarnessError> {
+        Err(HarnessError::Unsupported {
+            what: format!(
+                "Palisade does not drive `{} exec` yet: it says neither the host pid of the process nor lets the process's capabilities be set",
+                self.kind.name()
+            ),
+        })
     }
 }
 

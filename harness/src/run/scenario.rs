@@ -169,9 +169,9 @@ impl Requirement {
                 "needs a Palisade-owned engine in a lab host: against the operator's `{}`, the host side would be the real machine's network",
                 driver.info().name
             )),
-            (Requirement::DirectRuntime, Some(_)) => Some(format!(
-                "builds the container's network namespace itself, which `{}` cannot join (the engine_net:: scenarios check the engine's own networking)",
-                driver.info().name
+            (Requirement::DirectRuntime, Some(engine)) => Some(format!(
+                "builds the container's network namespace itself, which {} cannot join (the engine_net:: scenarios check the engine's own networking)",
+                engine.kind().name()
             )),
             _ => None,
         }
@@ -349,8 +349,8 @@ impl Ctx {
         if let Some(engine) = self.engine() {
             return Err(HarnessError::Unsupported {
                 what: format!(
-                    "the host side of this scenario is palisade's own mount namespace; `{}` makes its mounts in its host's",
-                    engine.info().name
+                    "the host side of this scenario is palisade's own mount namespace; {} makes its mounts in its host's",
+                    engine.kind().name()
                 ),
             });
         }
