@@ -9,6 +9,8 @@
 //!   trials, the orchestration from preflight to exit code, and cleanup.
 //! - [`report`]: JUnit, TAP, JSON and Markdown reports of a run.
 //! - [`vm`]: the suite in a throwaway QEMU guest.
+//! - [`engine`]: container engines (Docker, Podman) in lab hosts Palisade owns, and the engine
+//!   driver that runs the suite through them.
 
 pub mod driver;
 pub mod engine;
