@@ -107,22 +107,29 @@ pub fn cleanup_all(include_live: bool) -> Removed {
     removed
 }
 
-/// Kills every process of run `run_tag`'s engine lab hosts (daemons, shims, containers).
+/// Kills every process of run `run_tag`'s engine lab hosts (daemons, shims, containers); one
+/// item per lab host (`lab host <name>: <n> processes killed`).
 fn kill_labs(run_tag: &str, removed: &mut Removed) {
-    let labs: usize = crate::cgroups::mount_points()
+    let mut labs: Vec<(String, usize)> = crate::cgroups::mount_points()
         .iter()
         .flat_map(|mount| fs::read_dir(mount).into_iter().flatten().flatten())
-        .filter(|e| {
-            crate::engine::cleanup::is_lab_cgroup(&e.file_name().to_string_lossy(), run_tag)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            crate::engine::cleanup::is_lab_cgroup(&name, run_tag)
+                .then(|| (name, crate::engine::cleanup::cgroup_pids(&e.path()).len()))
         })
-        .map(|e| crate::engine::cleanup::cgroup_pids(&e.path()).len())
-        .sum();
-    if labs == 0 {
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    if labs.is_empty() {
         return;
     }
+    labs.sort();
+    labs.dedup_by(|a, b| a.0 == b.0);
     let problems = crate::engine::cleanup::kill_lab_processes(run_tag, Duration::from_secs(30));
     if problems.is_empty() {
-        removed.note(format!("{labs} engine lab processes of {run_tag}"));
+        for (name, n) in labs {
+            removed.note(format!("lab host {name}: {n} processes killed"));
+        }
     }
     for problem in problems {
         removed.problem(problem);
