@@ -351,7 +351,7 @@ fn main() -> ExitCode {
             ExitCode::from(entry::EXIT_SETUP)
         }
         Command::Cleanup { all } => {
-            let removed = palisade_harness::cleanup::cleanup_all(all);
+            let removed = palisade_harness::cleanup::cleanup_all(all, true);
             for item in &removed.items {
                 println!("removed {item}");
             }

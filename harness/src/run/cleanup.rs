@@ -61,7 +61,12 @@ pub fn cleanup_run(dir: &Path, removed: &mut Removed) {
 
 /// Removes the leftovers of every Palisade run that is no longer alive (or of all runs, with
 /// `include_live`), and palisade cgroups and namespaces no run directory accounts for.
-pub fn cleanup_all(include_live: bool) -> Removed {
+///
+/// `orphans` also removes cgroups, network namespaces and lab hosts named `palisade-<run id>`
+/// whose run directory is not in this temp dir: what a run whose directory was deleted left. Only
+/// `palisade cleanup` does that, on request: a run started with another `TMPDIR` is alive but
+/// has no directory here, and the automatic sweep at every run's start must never touch it.
+pub fn cleanup_all(include_live: bool, orphans: bool) -> Removed {
     let mut removed = Removed::default();
     let tmp = std::env::temp_dir();
     let mut live_tags = Vec::new();
@@ -84,6 +89,9 @@ pub fn cleanup_all(include_live: bool) -> Removed {
             continue;
         }
         cleanup_run(&dir, &mut removed);
+    }
+    if !orphans {
+        return removed;
     }
     let orphan =
         |name: &str| run_tag_of(name).is_some_and(|tag| !live_tags.iter().any(|live| live == tag));

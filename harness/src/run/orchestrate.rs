@@ -113,7 +113,8 @@ pub fn run(suite: SuiteRun) -> ExitCode {
 /// Removes what runs whose palisade is dead left behind (a SIGKILL leaves everything), and says
 /// what it removed. Runs that are alive are never touched.
 pub fn sweep_dead_runs() {
-    let removed = cleanup::cleanup_all(false);
+    // Only runs whose record shows a dead owner: never names without a directory here.
+    let removed = cleanup::cleanup_all(false, false);
     if !removed.items.is_empty() {
         println!(
             "palisade: removed what dead runs left behind: {}",

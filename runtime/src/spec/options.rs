@@ -126,6 +126,11 @@ fn kind(option: &str) -> Kind {
         "rstrictatime" => RecursiveAtime(attr::STRICTATIME),
         // Back to the kernel's default atime mode.
         "ratime" | "rnorelatime" | "rnostrictatime" => RecursiveAtime(attr::RELATIME),
+        // runc's extension (podman's --read-only asks for it); passing it on as data would make
+        // the kernel fail the mount with a bare EINVAL.
+        "tmpcopyup" => Kind::Refused(
+            "runc's copy-up of the directory into the tmpfs is not implemented by palisade-runtime",
+        ),
         "idmap" | "ridmap" => Kind::Refused(
             "id-mapped mounts need user namespaces, which palisade-runtime does not support yet",
         ),

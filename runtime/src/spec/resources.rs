@@ -316,9 +316,11 @@ fn device_number(value: i64, max: i64, field: &str) -> Result<u32, SpecError> {
     }
 }
 
-/// A blkio weight, 10..=1000 (the spec's range).
+/// A blkio weight, 10..=1000 (the spec's range); 0 means unset, as runc reads it (docker writes
+/// `blockIO: {weight: 0}` into every config).
 fn weight(value: Option<u16>, field: &str) -> Result<Option<u16>, SpecError> {
     match value {
+        Some(0) => Ok(None),
         Some(w) if !(10..=1000).contains(&w) => {
             Err(invalid(field, format!("{w} is not in 10..=1000")))
         }
