@@ -47,6 +47,8 @@ pub enum CreateError {
     Channel(std::io::Error),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error("cannot write the id maps of the user namespace of pid {pid}: {source}")]
+    IdMaps { pid: i32, source: std::io::Error },
     #[error("cannot write pid file {path}: {source}")]
     PidFile {
         path: PathBuf,
@@ -193,7 +195,25 @@ fn spawn(
                 }
             }
             Ok(Some(Message::Ready)) => ready = true,
-            Ok(Some(Message::CgroupJoined)) => {
+            Ok(Some(Message::UserNs)) => {
+                let maps = plan.id_maps.as_ref().ok_or(CreateError::IdMaps {
+                    pid: child.as_raw(),
+                    source: std::io::Error::other("the config has no id maps"),
+                });
+                let written = maps.and_then(|maps| {
+                    write_id_maps(child.as_raw(), maps).map_err(|source| CreateError::IdMaps {
+                        pid: child.as_raw(),
+                        source,
+                    })
+                });
+                if let Err(e) = written {
+                    break Err(e);
+                }
+                if let Err(e) = gate_tx.send(&Message::IdMapsWritten) {
+                    break Err(CreateError::Channel(e));
+                }
+            }
+            Ok(Some(Message::CgroupJoined | Message::IdMapsWritten | Message::ExecPid { .. })) => {
                 break Err(CreateError::Channel(std::io::Error::other(
                     "unexpected message",
                 )));
@@ -229,8 +249,36 @@ fn spawn(
     Ok(st)
 }
 
+/// Writes the uid and gid maps of the user namespace `pid` has just unshared. Each map is one
+/// write(2), as the kernel requires. setgroups(2) stays allowed: the kernel requires "deny" only
+/// from a writer without CAP_SETGID over the parent namespace (runc denies it only when rootless),
+/// and this runtime refuses to run without it.
+fn write_id_maps(pid: i32, maps: &spec::IdMaps) -> std::io::Result<()> {
+    use std::io::Write;
+    if !caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SETGID)
+        .map_err(std::io::Error::other)?
+    {
+        return Err(std::io::Error::other(
+            "writing a gid map needs CAP_SETGID (rootless operation is not supported)",
+        ));
+    }
+    for (file, list) in [("uid_map", &maps.uid), ("gid_map", &maps.gid)] {
+        let path = format!("/proc/{pid}/{file}");
+        let text = spec::idmap::format(list);
+        let mut f = OpenOptions::new().write(true).open(&path)?;
+        let n = f.write(text.as_bytes())?;
+        if n != text.len() {
+            return Err(std::io::Error::other(format!(
+                "{path}: short write ({n} of {} bytes)",
+                text.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Written via rename so a watcher never reads a partial pid.
-fn write_pid_file(path: &Path, pid: i32) -> std::io::Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> std::io::Result<()> {
     let path = std::path::absolute(path)?;
     let mut tmp = path.clone().into_os_string();
     tmp.push(".tmp");

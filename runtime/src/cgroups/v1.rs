@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{CgroupError, CgroupManager, CgroupRecord, Hierarchy, mkdir_p, write};
+use super::{CgroupError, CgroupManager, CgroupRecord, Freezer, Hierarchy, mkdir_p, write};
 use crate::spec::Resources;
 
 pub struct V1Manager {
@@ -54,6 +54,9 @@ impl CgroupManager for V1Manager {
                 ensure_cpuset(&h.mountpoint, &dir)?;
             }
             self.record.paths.push(dir.clone());
+            if h.has("freezer") {
+                self.record.freezer = Some(Freezer::V1(dir.clone()));
+            }
             if h.has("cpu") {
                 // Period before quota: the kernel validates quota against the current period.
                 if let Some(p) = r.cpu_period {
@@ -95,6 +98,11 @@ impl CgroupManager for V1Manager {
         if let Some(unified) = &self.unified {
             // Placement only: controllers stay on v1 (enabling any here would break crun/runc).
             let dir = mkdir_p(unified, &self.rel, &mut self.record.created)?;
+            // Without a v1 freezer hierarchy, cgroup v2's own freezer does (its core files
+            // exist with no controller enabled).
+            if self.record.freezer.is_none() {
+                self.record.freezer = Some(Freezer::V2(dir.clone()));
+            }
             self.record.paths.push(dir);
         }
         Ok(())

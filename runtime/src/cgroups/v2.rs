@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{CgroupError, CgroupManager, CgroupRecord, write};
+use super::{CgroupError, CgroupManager, CgroupRecord, Freezer, write};
 use crate::spec::Resources;
 
 pub struct V2Manager {
@@ -67,6 +67,7 @@ impl CgroupManager for V2Manager {
             }
         }
         self.record.paths.push(dir.clone());
+        self.record.freezer = Some(Freezer::V2(dir.clone()));
         if r.cpu_quota.is_some() || r.cpu_period.is_some() {
             let period = r.cpu_period.unwrap_or(100_000);
             let quota = match r.cpu_quota {

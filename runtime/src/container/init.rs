@@ -24,9 +24,10 @@ use nix::unistd::ForkResult;
 use rustix::event::{PollFd, PollFlags, poll};
 
 use super::inroot::RootDir;
+use super::nsjoin::{self, NsFile};
 use super::{Message, Receiver, Sender, rootfs};
 use crate::cgroups::{CgroupError, Layout};
-use crate::spec::Plan;
+use crate::spec::{Plan, ProcessPlan, idmap};
 use crate::sys;
 use crate::syscall::{LinuxSyscall, Syscall};
 
@@ -52,6 +53,10 @@ pub enum InitError {
     ExecutableNotFound(String),
     #[error("palisade-runtime create did not place the init in its cgroup")]
     CgroupNotJoined,
+    #[error("palisade-runtime create did not write the user namespace's id maps")]
+    IdMapsNotWritten,
+    #[error("{field}: {reason}")]
+    UserNamespace { field: String, reason: String },
     #[error("exec fifo closed without a start signal")]
     StartAborted,
     #[error("reporting to palisade-runtime create: {0}")]
@@ -93,6 +98,14 @@ impl CgroupGate {
             rx,
             new_cgroup_ns: plan.has_new_namespace(CloneFlags::CLONE_NEWCGROUP),
             done: false,
+        }
+    }
+
+    /// Waits until `create` has written the id maps of the new user namespace.
+    pub fn id_maps_written(&mut self) -> Result<(), InitError> {
+        match self.rx.recv().map_err(InitError::Channel)? {
+            Some(Message::IdMapsWritten) => Ok(()),
+            _ => Err(InitError::IdMapsNotWritten),
         }
     }
 
@@ -141,7 +154,15 @@ fn intermediate_steps(
 ) -> Result<(), InitError> {
     let sys = LinuxSyscall;
     set_oom_score_adj(&sys, ctx.plan)?;
-    join_namespaces(&sys, ctx.plan)?;
+    // A new user namespace is mapped by `create`, from outside it.
+    let mut handshake = || -> Result<(), InitError> {
+        tx.send(&Message::UserNs).map_err(InitError::Channel)?;
+        gate.id_maps_written()
+    };
+    join_namespaces(&sys, ctx.plan, &mut handshake)?;
+    if ctx.plan.user_namespace().is_some() {
+        check_rootfs_reachable(ctx.plan)?;
+    }
     // A new pid (and time) namespace only applies to children: fork so the init is pid 1.
     match sys::fork().map_err(sys_err("fork container init"))? {
         ForkResult::Parent { child } => tx
@@ -167,7 +188,7 @@ fn init_steps(
 ) -> Result<Infallible, InitError> {
     let plan = ctx.plan;
     setup(sys, plan, ctx.layout, gate)?;
-    let exe = find_executable(plan)?;
+    let exe = find_executable(&plan.process)?;
     // Descriptors leaked into `create` by its caller must not reach the container process.
     sys::cloexec_from(3).map_err(sys_err("close_range"))?;
     sys::reset_sigpipe().map_err(sys_err("reset SIGPIPE"))?;
@@ -205,16 +226,30 @@ const INIT_STEPS: &[(&str, Step)] = &[
     // Before privileges are dropped: unsharing the cgroup namespace needs CAP_SYS_ADMIN.
     ("cgroup namespace", |s| s.gate.wait(s.sys)),
     ("sysctl", |s| apply_sysctl(s.sys, s.plan)),
-    ("rlimits", |s| apply_rlimits(s.sys, s.plan)),
-    ("user", |s| switch_user(s.sys, s.plan)),
-    ("capabilities", |s| apply_capabilities(s.sys, s.plan)),
-    ("no_new_privs", |s| set_no_new_privs(s.sys, s.plan)),
+    // These four are the process's own: `exec` applies them too, through PROCESS_STEPS.
+    ("rlimits", |s| apply_rlimits(s.sys, &s.plan.process)),
+    ("user", |s| switch_user(s.sys, &s.plan.process)),
+    ("capabilities", |s| {
+        apply_capabilities(s.sys, &s.plan.process)
+    }),
+    ("no_new_privs", |s| set_no_new_privs(s.sys, &s.plan.process)),
     ("cwd", |s| {
         let cwd = &s.plan.process.cwd;
         s.sys
             .chdir(cwd)
             .map_err(sys_err(format!("chdir {}", cwd.display())))
     }),
+];
+
+/// A step of the process's own set-up, shared by the init and `exec`.
+type ProcessStep = fn(&dyn Syscall, &ProcessPlan) -> Result<(), InitError>;
+
+/// What `exec` applies of its process, in the init's order (see [`INIT_STEPS`]).
+pub const PROCESS_STEPS: &[(&str, ProcessStep)] = &[
+    ("rlimits", apply_rlimits),
+    ("user", switch_user),
+    ("capabilities", apply_capabilities),
+    ("no_new_privs", set_no_new_privs),
 ];
 
 /// Runs [`INIT_STEPS`].
@@ -247,31 +282,116 @@ fn set_oom_score_adj(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
         })
 }
 
-/// setns(2) into the namespaces given by path, unshare(2) the new ones.
-pub fn join_namespaces(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
+/// setns(2) into the namespaces given by path, enter the user namespace (joined, or unshared and
+/// mapped through `map_ids`) and become its root, then unshare(2) the other new ones, which the
+/// user namespace then owns.
+pub fn join_namespaces(
+    sys: &dyn Syscall,
+    plan: &Plan,
+    map_ids: &mut dyn FnMut() -> Result<(), InitError>,
+) -> Result<(), InitError> {
     // Open every path before joining anything: a joined mount namespace changes path lookup.
-    let mut joins = Vec::new();
-    for ns in &plan.namespaces {
-        if let Some(path) = &ns.path {
-            let f = File::open(path).map_err(|source| InitError::Io {
-                what: format!("open namespace {}", path.display()),
-                source,
-            })?;
-            joins.push((f, ns.flag, path));
+    let files = plan
+        .namespaces
+        .iter()
+        .filter_map(|ns| ns.path.as_ref().map(|p| NsFile::open(ns.flag, p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let user = plan.user_namespace();
+    if user.is_some() {
+        // The host's supplementary groups must not follow into the container: drop them while
+        // still privileged, which also works when the user namespace denies setgroups(2).
+        sys.setgroups(&[]).map_err(sys_err("setgroups"))?;
+    }
+    let mut at_user = || -> Result<(), InitError> {
+        let Some(user) = user else {
+            return Ok(());
+        };
+        if user.path.is_none() {
+            sys.unshare(CloneFlags::CLONE_NEWUSER)
+                .map_err(sys_err("unshare user namespace"))?;
+            map_ids()?;
+        } else if let Some(maps) = &plan.id_maps {
+            check_joined_id_maps(maps, user.path.as_deref().unwrap_or(Path::new("")))?;
         }
-    }
-    for (f, flag, path) in joins {
-        sys.setns(f.as_fd(), flag)
-            .map_err(sys_err(format!("setns {}", path.display())))?;
-    }
+        become_root(sys)
+    };
+    nsjoin::join(sys, &files, &mut at_user)?;
     // A new cgroup namespace is unshared later, by the init, once it is in its cgroup.
     let new = plan
         .namespaces
         .iter()
-        .filter(|n| n.path.is_none() && n.flag != CloneFlags::CLONE_NEWCGROUP)
+        .filter(|n| {
+            n.path.is_none()
+                && n.flag != CloneFlags::CLONE_NEWCGROUP
+                && n.flag != CloneFlags::CLONE_NEWUSER
+        })
         .fold(CloneFlags::empty(), |acc, n| acc | n.flag);
     sys.unshare(new)
         .map_err(sys_err(format!("unshare {new:?}")))
+}
+
+/// Root of the user namespace just entered, as runc's nsexec: files the init creates (mount
+/// points in the rootfs) need an owner that is mapped there, which the host's root is not.
+fn become_root(sys: &dyn Syscall) -> Result<(), InitError> {
+    sys.setresgid(0)
+        .map_err(|source| InitError::UserNamespace {
+            field: "linux.gidMappings".into(),
+            reason: format!("cannot become gid 0 of the container's user namespace: {source}"),
+        })?;
+    sys.setresuid(0).map_err(|source| InitError::UserNamespace {
+        field: "linux.uidMappings".into(),
+        reason: format!("cannot become uid 0 of the container's user namespace: {source}"),
+    })
+}
+
+/// A user namespace joined by path together with mappings in the config must map exactly those.
+fn check_joined_id_maps(maps: &crate::spec::IdMaps, path: &Path) -> Result<(), InitError> {
+    for (file, want, field) in [
+        ("uid_map", &maps.uid, "linux.uidMappings"),
+        ("gid_map", &maps.gid, "linux.gidMappings"),
+    ] {
+        let proc = Path::new("/proc/self").join(file);
+        let text = std::fs::read_to_string(&proc).map_err(|source| InitError::Io {
+            what: format!("read {}", proc.display()),
+            source,
+        })?;
+        let have = idmap::parse_proc(&text);
+        if !have.as_deref().is_some_and(|h| idmap::same(h, want)) {
+            return Err(InitError::UserNamespace {
+                field: field.into(),
+                reason: format!(
+                    "the user namespace {} maps {:?}, not {:?}",
+                    path.display(),
+                    text.split_whitespace().collect::<Vec<_>>().join(" "),
+                    idmap::format(want)
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The init reaches the rootfs by its host path, now as root of the user namespace, which has no
+/// privilege over the host's root-owned directories: like runc, this runtime changes no owner or
+/// mode for it, so a rootfs below a directory that uid cannot search fails here, clearly.
+fn check_rootfs_reachable(plan: &Plan) -> Result<(), InitError> {
+    nix::unistd::access(&plan.rootfs, nix::unistd::AccessFlags::X_OK).map_err(|source| {
+        InitError::Syscall {
+            what: format!(
+                "rootfs {} is not reachable by root of the container's user namespace (host \
+                 uid {}): every directory above it must be searchable by that uid",
+                plan.rootfs.display(),
+                plan.id_maps
+                    .as_ref()
+                    .and_then(|m| m.uid_to_host(0))
+                    .map_or_else(|| "unknown".into(), |u| u.to_string())
+            ),
+            source,
+        }
+    })
 }
 
 fn set_hostname(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
@@ -404,8 +524,8 @@ fn apply_sysctl(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
     Ok(())
 }
 
-fn apply_rlimits(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
-    for (res, soft, hard) in &plan.process.rlimits {
+fn apply_rlimits(sys: &dyn Syscall, p: &ProcessPlan) -> Result<(), InitError> {
+    for (res, soft, hard) in &p.rlimits {
         sys.setrlimit(*res, *soft, *hard)
             .map_err(sys_err(format!("setrlimit {res:?}")))?;
     }
@@ -413,8 +533,7 @@ fn apply_rlimits(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
 }
 
 /// Bounding set, then uid/gid/groups (keeping permitted capabilities across setuid).
-pub fn switch_user(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
-    let p = &plan.process;
+pub fn switch_user(sys: &dyn Syscall, p: &ProcessPlan) -> Result<(), InitError> {
     // The bounding set first: dropping from it needs CAP_SETPCAP, which may be gone later.
     let bounding = sys
         .read_caps(CapSet::Bounding)
@@ -438,8 +557,8 @@ pub fn switch_user(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
 
 /// The four remaining capability sets, in an order the kernel accepts: inheritable while
 /// permitted is still full, effective before permitted shrinks, ambient last.
-pub fn apply_capabilities(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
-    let c = &plan.process.caps;
+pub fn apply_capabilities(sys: &dyn Syscall, p: &ProcessPlan) -> Result<(), InitError> {
+    let c = &p.caps;
     sys.set_caps(CapSet::Inheritable, &c.inheritable)
         .map_err(caps_err("set inheritable capabilities"))?;
     sys.set_caps(CapSet::Effective, &c.effective)
@@ -467,8 +586,8 @@ pub fn apply_capabilities(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitErro
 
 /// After the capabilities: no_new_privs does not stop this process from dropping them, but it
 /// is the last thing that changes what the exec may gain.
-fn set_no_new_privs(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
-    if plan.process.no_new_privileges {
+fn set_no_new_privs(sys: &dyn Syscall, p: &ProcessPlan) -> Result<(), InitError> {
+    if p.no_new_privileges {
         sys.set_no_new_privs()
             .map_err(sys_err("set no_new_privs"))?;
     }
@@ -476,13 +595,8 @@ fn set_no_new_privs(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
 }
 
 /// Looks args[0] up in the process's PATH, so a missing binary fails `create`, not `start`.
-fn find_executable(plan: &Plan) -> Result<CString, InitError> {
-    let arg0 = plan
-        .process
-        .args
-        .first()
-        .map(|a| a.as_bytes())
-        .unwrap_or_default();
+pub fn find_executable(p: &ProcessPlan) -> Result<CString, InitError> {
+    let arg0 = p.args.first().map(|a| a.as_bytes()).unwrap_or_default();
     let name = Path::new(std::ffi::OsStr::from_bytes(arg0));
     let executable = |p: &Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -490,8 +604,7 @@ fn find_executable(plan: &Plan) -> Result<CString, InitError> {
     let found = if arg0.contains(&b'/') {
         executable(name).then(|| name.to_path_buf())
     } else {
-        plan.process
-            .path_env
+        p.path_env
             .split(':')
             .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(name))
             .find(|p| executable(p))

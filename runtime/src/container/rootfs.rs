@@ -95,12 +95,18 @@ pub fn mount_entry(
         // ro/nosuid/... are ignored on the initial bind; they only take effect on a remount.
         let extra = m.flags - MsFlags::MS_REC;
         if !extra.is_empty() {
-            remount(
-                sys,
-                root,
-                dest,
-                extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
-            )?;
+            let flags = extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+            match remount(sys, root, dest, flags) {
+                // In a user namespace the flags of a mount from the host are locked: a remount
+                // must repeat them (nosuid, nodev, …), as runc's retry does.
+                Err(InitError::Mount {
+                    source: Errno::EPERM,
+                    ..
+                }) => {
+                    remount(sys, root, dest, flags | existing_flags(sys, src))?;
+                }
+                other => other?,
+            }
         }
     } else {
         let target = resolve(root, dest, Create::Dir)?;
@@ -236,7 +242,14 @@ pub fn create_devices(sys: &dyn Syscall, root: &RootDir, plan: &Plan) -> Result<
         let target = resolve(root, &path, Create::File)?;
         mnt_at(sys, Some(&path), &target, NONE, MsFlags::MS_BIND, NONE)?;
     }
-    for d in &plan.devices {
+    // mknod(2) is not allowed in a user namespace: bind the host's node, as runc and crun do
+    // (the plan checked that it is the device the config names, with its mode and owner).
+    let in_user_ns = plan.user_namespace().is_some();
+    for d in plan.devices.iter().filter(|_| in_user_ns) {
+        let target = resolve(root, &d.path, Create::File)?;
+        mnt_at(sys, Some(&d.path), &target, NONE, MsFlags::MS_BIND, NONE)?;
+    }
+    for d in plan.devices.iter().filter(|_| !in_user_ns) {
         let make = |parent: BorrowedFd<'_>, name: &OsStr| {
             sys.mknodat(
                 parent,
