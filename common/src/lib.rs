@@ -6,6 +6,7 @@ pub mod annotations;
 pub mod capabilities;
 pub mod mountinfo;
 pub mod namespaces;
+pub mod profiles;
 pub mod testkit;
 
 use std::path::PathBuf;

@@ -37,6 +37,8 @@ pub enum HarnessError {
     /// Under `selftest`: the negative control cannot be set up here (a skip, not a verdict).
     #[error("the negative control cannot be set up: {0}")]
     ControlNotApplied(String),
+    #[error("the run was interrupted")]
+    Interrupted,
     #[error("not possible here: {what}")]
     Unsupported { what: String },
     #[error("{what}: {source}")]

@@ -58,6 +58,34 @@ pub fn run(command: &mut Command, timeout: Duration) -> Result<Finished, ExecErr
     })
 }
 
+/// Process groups of the commands running right now (each command leads its own group).
+static IN_FLIGHT: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// SIGKILLs every command in flight (and its process group); returns how many there were. An
+/// interrupted run calls it before removing what the commands were making.
+pub fn kill_in_flight() -> usize {
+    let groups: Vec<i32> = IN_FLIGHT.lock().map(|g| g.clone()).unwrap_or_default();
+    for &group in &groups {
+        let _ =
+            nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::SIGKILL);
+    }
+    // Each leader's death is an event: wait for it, so nothing it was doing goes on after.
+    for &group in &groups {
+        let _ = wait_for_exit(group, Duration::from_secs(2));
+    }
+    groups.len()
+}
+
+fn track(pid: i32, running: bool) {
+    if let Ok(mut groups) = IN_FLIGHT.lock() {
+        if running {
+            groups.push(pid);
+        } else {
+            groups.retain(|g| *g != pid);
+        }
+    }
+}
+
 /// Runs a command whose stdio the caller has already set, with the same deadline handling.
 pub fn run_spawned(
     command: &mut Command,
@@ -76,7 +104,10 @@ pub fn run_spawned(
         source,
     };
     let pid = child.id() as i32;
-    if wait_for_exit(pid, timeout).map_err(wait_err)? {
+    track(pid, true);
+    let exited = wait_for_exit(pid, timeout);
+    track(pid, false);
+    if exited.map_err(wait_err)? {
         return child.wait().map_err(wait_err);
     }
     // The child is not reaped yet, so its pid (and process group id) cannot have been reused.

@@ -11,6 +11,7 @@
 //! - [`vm`]: the suite in a throwaway QEMU guest.
 
 pub mod driver;
+pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod lab;

@@ -144,6 +144,12 @@ fn run(request: &Request) -> Result<Reply, String> {
             writes: paths.iter().map(|p| write_back(p)).collect(),
         }),
         Request::Rlimits => rlimits().map(|limits| Reply::Limits { limits }),
+        Request::Interfaces => interfaces().map(|names| Reply::Interfaces { names }),
+        Request::OpenFiles => open_files(),
+        Request::Mount { fstype, target } => Ok(Reply::Syscall(outcome(mount_fs(fstype, target)))),
+        Request::Syscalls { calls } => Ok(Reply::Calls {
+            outcomes: calls.iter().map(|c| try_syscall(*c)).collect(),
+        }),
         Request::OpenDevice {
             path,
             block,
@@ -187,6 +193,85 @@ fn read_file(path: &str) -> FileRead {
     }
 }
 
+fn interfaces() -> Result<Vec<String>, String> {
+    let devices = procfs::net::dev_status().map_err(|e| format!("reading /proc/net/dev: {e}"))?;
+    let mut names: Vec<String> = devices.into_keys().collect();
+    names.sort();
+    Ok(names)
+}
+
+/// The file at `link` (`/proc/self/fd/<n>`, `/proc/self/cwd`), and whether the path it names,
+/// looked up from `/`, is that same file.
+fn open_file(fd: Option<i32>, link: &str) -> Result<crate::protocol::OpenFile, String> {
+    use std::os::unix::fs::MetadataExt;
+    let target = std::fs::read_link(link)
+        .map_err(|e| format!("readlink {link}: {e}"))?
+        .to_string_lossy()
+        .into_owned();
+    let reachable = if target.starts_with('/') {
+        // The object itself (through the magic link) against what its path names from here.
+        let object = std::fs::metadata(link).map_err(|e| format!("stat {link}: {e}"))?;
+        std::fs::metadata(&target)
+            .is_ok_and(|named| (named.dev(), named.ino()) == (object.dev(), object.ino()))
+    } else {
+        // pipe:[..], socket:[..], anon_inode:..: no path to escape through.
+        true
+    };
+    Ok(crate::protocol::OpenFile {
+        fd,
+        target,
+        reachable,
+    })
+}
+
+fn open_files() -> Result<Reply, String> {
+    let mut numbers: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| format!("listing /proc/self/fd: {e}"))?
+        .map(|entry| {
+            entry
+                .map_err(|e| format!("listing /proc/self/fd: {e}"))
+                .map(|e| e.file_name().to_string_lossy().parse::<i32>().unwrap_or(-1))
+        })
+        .collect::<Result<_, _>>()?;
+    numbers.sort_unstable();
+    let mut fds = Vec::new();
+    for fd in numbers {
+        let link = format!("/proc/self/fd/{fd}");
+        match open_file(Some(fd), &link) {
+            Ok(file) => fds.push(file),
+            // The descriptor of the directory listing itself, closed by now.
+            Err(_) if std::fs::symlink_metadata(&link).is_err() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let cwd = open_file(None, "/proc/self/cwd")?;
+    Ok(Reply::OpenFiles { fds, cwd })
+}
+
+fn mount_fs(fstype: &str, target: &str) -> nix::Result<()> {
+    use nix::mount::{MsFlags, mount};
+    std::fs::create_dir_all(target).map_err(io_errno)?;
+    mount(
+        Some(fstype),
+        target,
+        Some(fstype),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+}
+
+fn try_syscall(call: crate::protocol::SyscallProbe) -> SyscallOutcome {
+    use crate::protocol::SyscallProbe;
+    match call {
+        SyscallProbe::Getcwd => outcome(nix::unistd::getcwd().map(drop)),
+        SyscallProbe::Uname => outcome(nix::sys::utsname::uname().map(drop)),
+        SyscallProbe::UnshareUser => {
+            outcome(nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER))
+        }
+        SyscallProbe::Keyctl => outcome(crate::sys::keyctl_session_id().map(drop)),
+    }
+}
+
 fn stat_path(path: &str) -> PathStat {
     use nix::sys::stat::{SFlag, lstat, major, minor};
     match lstat(path) {
@@ -206,6 +291,7 @@ fn stat_path(path: &str) -> PathStat {
                 path: path.to_owned(),
                 kind: Some(kind),
                 rdev: device.then(|| (major(st.st_rdev), minor(st.st_rdev))),
+                owner: Some((st.st_uid, st.st_gid)),
                 errno: None,
             }
         }
@@ -213,6 +299,7 @@ fn stat_path(path: &str) -> PathStat {
             path: path.to_owned(),
             kind: None,
             rdev: None,
+            owner: None,
             errno: Some(errno_name(e)),
         },
     }

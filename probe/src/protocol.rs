@@ -64,6 +64,15 @@ pub enum Request {
     WriteBack { paths: Vec<String> },
     /// Every resource limit (getrlimit(2)), soft and hard, by `RLIMIT_*` name.
     Rlimits,
+    /// The network interfaces of the probe's network namespace (`/proc/net/dev`).
+    Interfaces,
+    /// Every open file descriptor and the working directory, and whether each is reachable from
+    /// the probe's `/` (a host directory leaked in is not).
+    OpenFiles,
+    /// mount(2) a filesystem of type `fstype` at `target` (created if needed).
+    Mount { fstype: String, target: String },
+    /// Make each harmless system call and report its outcome (seccomp checks).
+    Syscalls { calls: Vec<SyscallProbe> },
     /// mknod(2) a device node at `path`, open it read-only and non-blocking without reading,
     /// close it and remove the node; report each step's errno.
     OpenDevice {
@@ -150,11 +159,38 @@ pub enum Reply {
     Limits {
         limits: BTreeMap<String, Limit>,
     },
+    /// The network interfaces, by name.
+    Interfaces {
+        names: Vec<String>,
+    },
+    /// The open descriptors and the working directory.
+    OpenFiles {
+        fds: Vec<OpenFile>,
+        cwd: OpenFile,
+    },
+    /// The outcome of each call of [`Request::Syscalls`], in request order.
+    Calls {
+        outcomes: Vec<SyscallOutcome>,
+    },
     /// The steps of [`Request::OpenDevice`].
     Device {
         mknod: SyscallOutcome,
         open: Option<SyscallOutcome>,
     },
+}
+
+/// A system call the probe can make harmlessly, whatever its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyscallProbe {
+    /// getcwd(2) into a buffer.
+    Getcwd,
+    /// uname(2).
+    Uname,
+    /// unshare(CLONE_NEWUSER): a user namespace for the probe alone, if allowed.
+    UnshareUser,
+    /// keyctl(KEYCTL_GET_KEYRING_ID, session keyring, create = 0): reads an id, creates nothing.
+    Keyctl,
 }
 
 /// One path's kind as lstat(2) sees it.
@@ -177,7 +213,22 @@ pub struct PathStat {
     pub kind: Option<FileKind>,
     /// The device number, for character and block devices.
     pub rdev: Option<(u64, u64)>,
+    /// The owner, as the probe's user namespace shows it.
+    #[serde(default)]
+    pub owner: Option<(u32, u32)>,
     pub errno: Option<String>,
+}
+
+/// An open file of the probe (a descriptor, or its working directory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFile {
+    /// The descriptor number; `None` for the working directory.
+    pub fd: Option<i32>,
+    /// What `/proc/self/fd/<n>` (or `/proc/self/cwd`) points to.
+    pub target: String,
+    /// For a path: whether that path, looked up from the probe's `/`, is this very file. False
+    /// means the file lies outside the probe's root (a leak). Pipes and sockets are `true`.
+    pub reachable: bool,
 }
 
 /// Reading then writing back one path.

@@ -64,7 +64,8 @@ pub struct CreateArgs {
     pub no_new_keyring: bool,
     #[arg(long, hide = true)]
     pub console_socket: Option<String>,
-    #[arg(long, hide = true)]
+    /// Pass N more file descriptors to the container (3 up to 3+N-1), besides stdio.
+    #[arg(long, value_name = "N")]
     pub preserve_fds: Option<u32>,
     /// Container id.
     pub id: String,
@@ -196,6 +197,8 @@ pub enum Command {
     Pause { id: String },
     /// Thaw a paused container.
     Resume { id: String },
+    /// Print the runtime's features document (runtime-spec features.md) as JSON.
+    Features,
     /// Create, start and wait for a container, then delete it; exits with its exit code.
     Run {
         #[command(flatten)]
@@ -227,9 +230,98 @@ impl Cli {
         if create.console_socket.is_some() {
             return Some("--console-socket");
         }
-        if create.preserve_fds.is_some_and(|n| n > 0) {
-            return Some("--preserve-fds");
-        }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rstest::rstest;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        let mut argv = vec!["palisade-runtime"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("parses")
+    }
+
+    fn create_args(cli: &Cli) -> &CreateArgs {
+        match &cli.command {
+            Some(Command::Create(c)) => c,
+            Some(Command::Run { create, .. }) => create,
+            other => panic!("not create/run: {other:?}"),
+        }
+    }
+
+    #[rstest]
+    #[case::bundle_first(&["create", "--bundle", "/b", "c1"])]
+    #[case::id_first(&["create", "c1", "--bundle", "/b"])]
+    #[case::short_flag_last(&["create", "c1", "-b", "/b"])]
+    #[case::equals(&["create", "--bundle=/b", "c1"])]
+    fn create_takes_the_id_and_bundle_in_either_order(#[case] args: &[&str]) {
+        let cli = parse(args);
+        let c = create_args(&cli);
+        assert_eq!(c.id, "c1");
+        assert_eq!(c.bundle, Path::new("/b"));
+        assert_eq!(cli.unsupported_flag(), None);
+    }
+
+    #[test]
+    fn what_containerd_and_conmon_pass_parses() {
+        // go-runc (containerd's shim) and conmon put global flags first, create flags after.
+        let cli = parse(&[
+            "--root",
+            "/run/r",
+            "--log",
+            "/tmp/log.json",
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/b/pid",
+            "--no-new-keyring",
+            "--no-pivot",
+            "c1",
+        ]);
+        assert_eq!(cli.root, Path::new("/run/r"));
+        assert_eq!(cli.log.as_deref(), Some(Path::new("/tmp/log.json")));
+        assert_eq!(cli.log_format, LogFormat::Json);
+        assert!(cli.no_pivot);
+        let c = create_args(&cli);
+        assert!(c.no_new_keyring);
+        assert_eq!(c.pid_file.as_deref(), Some(Path::new("/b/pid")));
+        assert_eq!(cli.unsupported_flag(), None);
+    }
+
+    #[rstest]
+    #[case::create(&["create", "--preserve-fds", "2", "c1"], Some(2))]
+    #[case::run(&["run", "--preserve-fds=1", "-b", "/b", "c1"], Some(1))]
+    #[case::absent(&["create", "c1"], None)]
+    fn preserve_fds_is_accepted(#[case] args: &[&str], #[case] n: Option<u32>) {
+        let cli = parse(args);
+        assert_eq!(create_args(&cli).preserve_fds, n);
+        assert_eq!(cli.unsupported_flag(), None);
+    }
+
+    #[rstest]
+    #[case::systemd_cgroup(&["--systemd-cgroup", "create", "c1"], "--systemd-cgroup")]
+    #[case::systemd_cgroup_after(&["create", "c1", "--systemd-cgroup"], "--systemd-cgroup")]
+    #[case::console_socket(&["create", "--console-socket", "/s", "c1"], "--console-socket")]
+    #[case::rootless(&["--rootless", "true", "state", "c1"], "--rootless")]
+    fn unimplemented_runc_flags_are_named(#[case] args: &[&str], #[case] flag: &str) {
+        assert_eq!(parse(args).unsupported_flag(), Some(flag));
+    }
+
+    #[test]
+    fn features_is_a_verb() {
+        assert!(matches!(
+            parse(&["features"]).command,
+            Some(Command::Features)
+        ));
     }
 }

@@ -13,6 +13,7 @@ use crate::cgroups::{self, CgroupError, CgroupRecord};
 use crate::cli::CreateArgs;
 use crate::container::init::{self, CgroupGate, InitContext};
 use crate::container::{Message, Receiver, Sender};
+use crate::hooks::{self, HookError, HookKind};
 use crate::spec::{self, SpecError};
 use crate::state::{self, ContainerState, EXEC_FIFO, StateError};
 use crate::sys;
@@ -21,6 +22,8 @@ use crate::sys;
 pub enum CreateError {
     #[error(transparent)]
     Spec(#[from] SpecError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("container {0:?} already exists")]
     AlreadyExists(String),
     #[error("cannot create {path}: {source}")]
@@ -54,18 +57,20 @@ pub enum CreateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error("--preserve-fds {0}: {1}")]
+    PreserveFds(u32, std::io::Error),
 }
 
 /// The `create` verb.
-pub fn create(root: &Path, args: &CreateArgs, no_pivot: bool) -> Result<(), CreateError> {
-    create_container(
-        root,
-        &args.bundle,
-        &args.id,
-        args.pid_file.as_deref(),
-        no_pivot,
-    )
-    .map(drop)
+pub fn create(
+    root: &Path,
+    args: &CreateArgs,
+    no_pivot: bool,
+    warn: &dyn Fn(&str),
+) -> Result<(), CreateError> {
+    create_container(root, args, no_pivot, warn).map(drop)
 }
 
 /// Undoes a half-made container when `create` fails.
@@ -93,15 +98,30 @@ impl Cleanup {
     }
 }
 
+/// `warn` gets the failures of poststop hooks, which run when the container, once begun, cannot
+/// be created (runtime.md: a failing prestart, createRuntime or createContainer hook continues
+/// the lifecycle with the container's destruction and its poststop hooks).
 pub fn create_container(
     root: &Path,
-    bundle: &Path,
-    id: &str,
-    pid_file: Option<&Path>,
+    args: &CreateArgs,
     no_pivot: bool,
+    warn: &dyn Fn(&str),
 ) -> Result<ContainerState, CreateError> {
+    let (id, pid_file) = (args.id.as_str(), args.pid_file.as_deref());
+    let preserve_fds = args.preserve_fds.unwrap_or(0);
+    // Before anything of ours is opened, so that none of it lands among the preserved fds.
+    reserve_preserved_fds(preserve_fds).map_err(|e| CreateError::PreserveFds(preserve_fds, e))?;
     // Everything is loaded and validated before the first side effect.
-    let plan = spec::load(bundle, id, no_pivot)?;
+    let plan = spec::load(&args.bundle, id, no_pivot)?;
+    if let Some(seccomp) = &plan.seccomp
+        && !seccomp.skipped_syscalls().is_empty()
+    {
+        // As runc and crun do: a name no architecture of the filter knows gets no rule.
+        warn(&format!(
+            "linux.seccomp: syscalls unknown to the filter's architectures, skipped: {}",
+            seccomp.skipped_syscalls().join(", ")
+        ));
+    }
     let layout = cgroups::detect()?;
 
     std::fs::DirBuilder::new()
@@ -124,11 +144,32 @@ pub fn create_container(
         dir: Some(dir.clone()),
         ..Cleanup::default()
     };
-    let result = spawn(&plan, &layout, &dir, pid_file, &mut cleanup);
+    let result = spawn(&plan, &layout, &dir, pid_file, preserve_fds, &mut cleanup);
     if result.is_err() {
         cleanup.run();
+        run_poststop_hooks(&plan, warn);
     }
     result
+}
+
+/// Descriptors 3..3+n that the caller did not pass are filled with /dev/null (close-on-exec), so
+/// that the lowest-free-number rule puts every descriptor of the runtime's own above them: the
+/// container gets exactly what the caller passed there, and nothing of ours.
+fn reserve_preserved_fds(n: u32) -> std::io::Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let devnull = std::fs::File::open("/dev/null")?;
+    for fd in 3..3u32.saturating_add(n) {
+        if Path::new(&format!("/proc/self/fd/{fd}")).exists() {
+            continue;
+        }
+        let fd = i32::try_from(fd).map_err(std::io::Error::other)?;
+        let placeholder = rustix::io::fcntl_dupfd_cloexec(&devnull, fd)?;
+        // Kept open for the life of the process on purpose.
+        let _ = std::os::fd::IntoRawFd::into_raw_fd(placeholder);
+    }
+    Ok(())
 }
 
 fn spawn(
@@ -136,6 +177,7 @@ fn spawn(
     layout: &cgroups::Layout,
     dir: &Path,
     pid_file: Option<&Path>,
+    preserve_fds: u32,
     cleanup: &mut Cleanup,
 ) -> Result<ContainerState, CreateError> {
     let mut cgroup = cgroups::manager(layout, &plan.cgroup_path);
@@ -156,6 +198,24 @@ fn spawn(
         .custom_flags(nix::libc::O_NONBLOCK)
         .open(&fifo_path)
         .map_err(fifo_err)?;
+    // Where the init reports a failure after `create` has returned; `start` reads it.
+    let start_error_path = dir.join(state::START_ERROR);
+    let start_error = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&start_error_path)
+        .map_err(|source| CreateError::StateDir {
+            path: start_error_path,
+            source,
+        })?;
+    // listenerPath is a host path: connected here, before any namespace is entered.
+    let seccomp_listener = plan
+        .seccomp
+        .as_ref()
+        .map(crate::seccomp::connect_listener)
+        .transpose()?
+        .flatten();
     // init → create (reports) and create → init (cgroup placement done).
     let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(CreateError::Pipe)?;
     let (gate_rx, gate_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(CreateError::Pipe)?;
@@ -164,7 +224,14 @@ fn spawn(
         ForkResult::Child => {
             drop(rx);
             drop(gate_tx);
-            let ctx = InitContext { plan, layout, fifo };
+            let ctx = InitContext {
+                plan,
+                layout,
+                fifo,
+                start_error,
+                preserve_fds,
+                seccomp_listener,
+            };
             let gate = CgroupGate::new(Receiver::new(gate_rx), plan);
             init::intermediate(ctx, Sender::new(tx), gate)
         }
@@ -172,6 +239,7 @@ fn spawn(
     };
     drop(tx);
     drop(fifo);
+    drop(start_error);
     drop(gate_rx);
     let mut gate_tx = Sender::new(gate_tx);
 
@@ -190,7 +258,11 @@ fn spawn(
                 if let Err(e) = cgroup.add_pid(pid) {
                     break Err(e.into());
                 }
-                if let Err(e) = gate_tx.send(&Message::CgroupJoined) {
+                // An init that already failed (e.g. on an unsafe rootfs) has closed its end: its
+                // error message, still to be read, is the one to report.
+                if let Err(e) = gate_tx.send(&Message::CgroupJoined { pid })
+                    && e.kind() != ErrorKind::BrokenPipe
+                {
                     break Err(CreateError::Channel(e));
                 }
             }
@@ -209,11 +281,34 @@ fn spawn(
                 if let Err(e) = written {
                     break Err(e);
                 }
-                if let Err(e) = gate_tx.send(&Message::IdMapsWritten) {
+                // An intermediate that already failed has closed its end: its error, still to
+                // be read, is the one to report.
+                if let Err(e) = gate_tx.send(&Message::IdMapsWritten)
+                    && e.kind() != ErrorKind::BrokenPipe
+                {
                     break Err(CreateError::Channel(e));
                 }
             }
-            Ok(Some(Message::CgroupJoined | Message::IdMapsWritten | Message::ExecPid { .. })) => {
+            // The init sends this after it got CgroupJoined, so its pid is known.
+            Ok(Some(Message::RuntimeHooks)) => {
+                let Some(pid) = init_pid else {
+                    break Err(CreateError::Channel(std::io::Error::other(
+                        "hooks asked for before the init's pid was known",
+                    )));
+                };
+                if let Err(e) = run_runtime_hooks(plan, pid) {
+                    break Err(e.into());
+                }
+                if let Err(e) = gate_tx.send(&Message::RuntimeHooksDone) {
+                    break Err(CreateError::Channel(e));
+                }
+            }
+            Ok(Some(
+                Message::CgroupJoined { .. }
+                | Message::RuntimeHooksDone
+                | Message::IdMapsWritten
+                | Message::ExecPid { .. },
+            )) => {
                 break Err(CreateError::Channel(std::io::Error::other(
                     "unexpected message",
                 )));
@@ -238,6 +333,7 @@ fn spawn(
         annotations: plan.annotations.clone(),
         created: crate::logging::rfc3339_now(),
         cgroup: cgroup.record().clone(),
+        hooks: plan.hooks.clone(),
     };
     st.save(dir)?;
     if let Some(path) = pid_file {
@@ -275,6 +371,37 @@ fn write_id_maps(pid: i32, maps: &spec::IdMaps) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The poststop hooks of a container that was destroyed before it was created.
+fn run_poststop_hooks(plan: &spec::Plan, warn: &dyn Fn(&str)) {
+    if plan.hooks.poststop.is_empty() {
+        return;
+    }
+    let state = hooks::state_json(
+        &plan.oci_version,
+        &plan.id,
+        oci_spec::runtime::ContainerState::Stopped,
+        None,
+        &plan.bundle,
+        &plan.annotations,
+    );
+    hooks::run_all_warning(HookKind::Poststop, &plan.hooks.poststop, &state, warn);
+}
+
+/// prestart (deprecated, first) and createRuntime: in the runtime's namespaces, the init waiting
+/// before its pivot.
+fn run_runtime_hooks(plan: &spec::Plan, pid: i32) -> Result<(), HookError> {
+    let state = hooks::state_json(
+        &plan.oci_version,
+        &plan.id,
+        oci_spec::runtime::ContainerState::Creating,
+        Some(pid),
+        &plan.bundle,
+        &plan.annotations,
+    );
+    hooks::run_all(HookKind::Prestart, &plan.hooks.prestart, &state)?;
+    hooks::run_all(HookKind::CreateRuntime, &plan.hooks.create_runtime, &state)
 }
 
 /// Written via rename so a watcher never reads a partial pid.

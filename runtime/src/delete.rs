@@ -1,10 +1,11 @@
-//! `delete`: remove a container's cgroups and state.
+//! `delete`: remove a container's cgroups and state, then run its poststop hooks.
 
 use std::path::Path;
 
 use nix::sys::signal::Signal;
 
 use crate::cgroups::{self, CgroupError};
+use crate::hooks::HookKind;
 use crate::state::{ContainerState, StateError, Status, container_dir};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +24,7 @@ pub enum DeleteError {
     RemoveState { id: String, source: std::io::Error },
 }
 
-pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), DeleteError> {
+pub fn delete(root: &Path, id: &str, force: bool, warn: &dyn Fn(&str)) -> Result<(), DeleteError> {
     let dir = container_dir(root, id)?;
     let st = match ContainerState::load(root, id) {
         Ok(st) => st,
@@ -66,5 +67,12 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), DeleteError> {
     std::fs::remove_dir_all(&dir).map_err(|source| DeleteError::RemoveState {
         id: id.to_owned(),
         source,
-    })
+    })?;
+    // After the container is deleted, before `delete` returns; a failure is only logged.
+    st.run_hooks_warning(
+        HookKind::Poststop,
+        oci_spec::runtime::ContainerState::Stopped,
+        warn,
+    );
+    Ok(())
 }

@@ -25,10 +25,10 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
 use crate::cgroups;
 use crate::cli::ExecArgs;
-use crate::container::init::{self, InitError, PROCESS_STEPS};
+use crate::container::init::{self, EXEC_STEPS, EXEC_STEPS_AFTER_CWD, InitError};
 use crate::container::nsjoin::{self, NsFile};
 use crate::container::{Message, Receiver, Sender};
-use crate::spec::{self, ProcessPlan, SpecError, idmap};
+use crate::spec::{self, Plan, ProcessPlan, SpecError, idmap};
 use crate::state::{ContainerState, StateError, Status, pid_alive};
 use crate::sys;
 use crate::syscall::{LinuxSyscall, Syscall};
@@ -46,6 +46,8 @@ pub enum ExecError {
     ChrootOnly,
     #[error("{0}")]
     Usage(String),
+    #[error("{0} is not supported by palisade-runtime")]
+    Unsupported(String),
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error("cannot read {path}: {source}")]
@@ -111,8 +113,22 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<u8, ExecError> {
         }
         None => process_from_flags(spec::load_process(&st.bundle)?, args)?,
     };
-    let plan = spec::process(&process)?;
-    check_user_mapped(st.pid, &plan)?;
+    // The container's plan, from its bundle as runc reads it: what of the container applies per
+    // process (seccomp, personality) comes with it.
+    let mut plan = spec::load(&st.bundle, id, false)?;
+    plan.process = spec::exec_process(&process)?;
+    if plan
+        .seccomp
+        .as_ref()
+        .is_some_and(|s| s.listener().is_some())
+    {
+        return Err(ExecError::Unsupported(
+            "exec into a container whose seccomp profile notifies an agent \
+             (linux.seccomp.listenerPath)"
+                .into(),
+        ));
+    }
+    check_user_mapped(st.pid, &plan.process)?;
     let target = Target::open(&st)?;
 
     let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
@@ -446,24 +462,21 @@ impl Target {
 }
 
 /// Body of the intermediate process. Never returns.
-fn intermediate(
-    st: &ContainerState,
-    plan: &ProcessPlan,
-    target: Target,
-    mut tx: Sender,
-    keep: u32,
-) -> ! {
+fn intermediate(st: &ContainerState, plan: &Plan, target: Target, mut tx: Sender, keep: u32) -> ! {
     let sys = LinuxSyscall;
     let result = (|| -> Result<(), InitError> {
-        if let Some(adj) = plan.oom_score_adj {
+        if let Some(adj) = plan.process.oom_score_adj {
             sys.write_file(Path::new("/proc/self/oom_score_adj"), &adj.to_string())
                 .map_err(|source| InitError::Io {
                     what: "write oom_score_adj".into(),
                     source,
                 })?;
         }
+        let affinity = plan.process.exec_cpu_affinity.as_ref();
+        set_affinity(affinity.and_then(|a| a.initial.as_deref()), "initial")?;
         // Into the cgroup while still privileged on the host, before any namespace.
         cgroups::enter(&st.cgroup, std::process::id() as i32)?;
+        set_affinity(affinity.and_then(|a| a.after_cgroup.as_deref()), "final")?;
         nsjoin::join(&sys, &target.files, &mut || Ok(()))?;
         drop(target);
         // The pid namespace applies to children only.
@@ -507,7 +520,7 @@ fn fail(tx: &mut Sender, e: &InitError) -> ! {
 /// process's settings, change into its directory (checked to be inside the root) and exec.
 fn process_steps(
     sys: &dyn Syscall,
-    plan: &ProcessPlan,
+    plan: &Plan,
     tx: &Sender,
     keep: u32,
 ) -> Result<std::convert::Infallible, InitError> {
@@ -524,24 +537,46 @@ fn process_steps(
     } else {
         sys::close_range(keep, u32::MAX).map_err(close_err)?;
     }
-    for (_, step) in PROCESS_STEPS {
+    for (_, step) in EXEC_STEPS {
         step(sys, plan)?;
     }
-    let cwd = &plan.cwd;
+    let cwd = &plan.process.cwd;
     sys.chdir(cwd).map_err(|source| InitError::Syscall {
         what: format!("chdir {}", cwd.display()),
         source,
     })?;
     check_cwd_inside()?;
+    for (_, step) in EXEC_STEPS_AFTER_CWD {
+        step(sys, plan)?;
+    }
     let exe = init::find_executable(plan)?;
     sys::reset_sigpipe().map_err(|source| InitError::Syscall {
         what: "reset SIGPIPE".into(),
         source,
     })?;
-    let Err(errno) = nix::unistd::execve(&exe, &plan.args, &plan.env);
+    let Err(errno) = nix::unistd::execve(&exe, &plan.process.args, &plan.process.env);
     Err(InitError::Syscall {
         what: format!("exec {}", exe.to_string_lossy()),
         source: errno,
+    })
+}
+
+/// `process.execCPUAffinity.initial` (before the cgroup) or `.final` (after it), as runc.
+fn set_affinity(cpus: Option<&[u32]>, which: &str) -> Result<(), InitError> {
+    let Some(cpus) = cpus else {
+        return Ok(());
+    };
+    let mut set = nix::sched::CpuSet::new();
+    for cpu in cpus {
+        set.set(*cpu as usize)
+            .map_err(|source| InitError::Syscall {
+                what: format!("CPU {cpu} (process.execCPUAffinity.{which})"),
+                source,
+            })?;
+    }
+    nix::sched::sched_setaffinity(Pid::from_raw(0), &set).map_err(|source| InitError::Syscall {
+        what: format!("sched_setaffinity (process.execCPUAffinity.{which})"),
+        source,
     })
 }
 

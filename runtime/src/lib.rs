@@ -14,12 +14,15 @@ mod container;
 mod create;
 mod delete;
 mod exec;
+mod features;
+mod hooks;
 mod kill;
 mod logging;
 mod mountinfo;
 mod pause;
 mod ps;
 mod run;
+mod seccomp;
 mod spec;
 mod start;
 mod state;
@@ -61,18 +64,21 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{flag} is not supported by palisade-runtime");
     }
     let root = cli.root.as_path();
+    // Failures the spec has logged rather than fatal (poststart and poststop hooks).
+    let warn = |msg: &str| logging::warn(cli.log.as_deref(), cli.log_format, msg);
     match &cli.command {
         None => anyhow::bail!("no command given (try --help)"),
         Some(Command::Create(args)) => {
-            create::create(root, args, cli.no_pivot)?;
+            create::create(root, args, cli.no_pivot, &warn)?;
         }
-        Some(Command::Start { id }) => start::start(root, id)?,
+        Some(Command::Start { id }) => start::start(root, id, &warn)?,
         Some(Command::State { id }) => {
             let json = state::state(root, id)?;
             println!("{json}");
         }
         Some(Command::Kill { all, id, signal }) => kill::kill(root, id, signal.as_deref(), *all)?,
-        Some(Command::Delete { force, id }) => delete::delete(root, id, *force)?,
+        Some(Command::Delete { force, id }) => delete::delete(root, id, *force, &warn)?,
+        Some(Command::Features) => println!("{}", features::json()),
         Some(Command::Exec(args)) => {
             let code = exec::exec(root, args)?;
             return Ok(ExitCode::from(code));
@@ -85,7 +91,7 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Pause { id }) => pause::pause(root, id)?,
         Some(Command::Resume { id }) => pause::resume(root, id)?,
         Some(Command::Run { create, detach }) => {
-            let code = run::run(root, create, cli.no_pivot, *detach)?;
+            let code = run::run(root, create, cli.no_pivot, *detach, &warn)?;
             return Ok(ExitCode::from(code));
         }
     }

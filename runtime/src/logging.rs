@@ -8,13 +8,23 @@ use crate::cli::LogFormat;
 
 /// Prints `palisade-runtime: error: <msg>` on stderr and appends it to the log file.
 pub fn error(log: Option<&Path>, format: LogFormat, msg: &str) {
-    eprintln!("palisade-runtime: error: {msg}");
+    write(log, format, "error", msg);
+}
+
+/// Prints `palisade-runtime: warning: <msg>` on stderr and appends it to the log file: for
+/// failures that do not fail the operation (poststart and poststop hooks).
+pub fn warn(log: Option<&Path>, format: LogFormat, msg: &str) {
+    write(log, format, "warning", msg);
+}
+
+fn write(log: Option<&Path>, format: LogFormat, level: &str, msg: &str) {
+    eprintln!("palisade-runtime: {level}: {msg}");
     let Some(path) = log else { return };
     let line = match format {
-        LogFormat::Text => format!("{} error: {msg}\n", rfc3339_now()),
+        LogFormat::Text => format!("{} {level}: {msg}\n", rfc3339_now()),
         LogFormat::Json => format!(
             "{}\n",
-            serde_json::json!({"level": "error", "msg": msg, "time": rfc3339_now()})
+            serde_json::json!({"level": level, "msg": msg, "time": rfc3339_now()})
         ),
     };
     // A broken log file must not hide the error already printed on stderr.

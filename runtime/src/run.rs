@@ -26,19 +26,19 @@ pub enum RunError {
     Wait(nix::errno::Errno),
 }
 
-pub fn run(root: &Path, args: &CreateArgs, no_pivot: bool, detach: bool) -> Result<u8, RunError> {
+pub fn run(
+    root: &Path,
+    args: &CreateArgs,
+    no_pivot: bool,
+    detach: bool,
+    warn: &dyn Fn(&str),
+) -> Result<u8, RunError> {
     if !detach {
         // The init is our grandchild; as a subreaper we inherit it when the intermediate exits and
         // can collect its exit status with waitpid.
         nix::sys::prctl::set_child_subreaper(true).map_err(RunError::Subreaper)?;
     }
-    let st = create_container(
-        root,
-        &args.bundle,
-        &args.id,
-        args.pid_file.as_deref(),
-        no_pivot,
-    )?;
+    let st = create_container(root, args, no_pivot, warn)?;
     // Blocked only now, after the init was forked with the default mask; signals that arrive from
     // here on are read from a signalfd and forwarded to the container, like runc does.
     let signals = if detach {
@@ -47,13 +47,13 @@ pub fn run(root: &Path, args: &CreateArgs, no_pivot: bool, detach: bool) -> Resu
         match forward_signals() {
             Ok(sfd) => Some(sfd),
             Err(e) => {
-                let _ = delete(root, &args.id, true);
+                let _ = delete(root, &args.id, true, warn);
                 return Err(RunError::Wait(e));
             }
         }
     };
-    if let Err(e) = start(root, &args.id) {
-        let _ = delete(root, &args.id, true);
+    if let Err(e) = start(root, &args.id, warn) {
+        let _ = delete(root, &args.id, true, warn);
         return Err(e.into());
     }
     let Some(signals) = signals else {
@@ -62,11 +62,11 @@ pub fn run(root: &Path, args: &CreateArgs, no_pivot: bool, detach: bool) -> Resu
     let code = match wait_forwarding(Pid::from_raw(st.pid), &signals) {
         Ok(code) => code,
         Err(e) => {
-            let _ = delete(root, &args.id, true);
+            let _ = delete(root, &args.id, true, warn);
             return Err(RunError::Wait(e));
         }
     };
-    delete(root, &args.id, true)?;
+    delete(root, &args.id, true, warn)?;
     Ok(code)
 }
 

@@ -17,13 +17,23 @@ use oci_spec::runtime::{
 };
 use palisade_common::annotations;
 
+mod attrs;
+#[cfg(test)]
+mod fields;
+mod hooks;
 pub mod idmap;
 mod options;
+mod refused;
+mod resources;
 #[cfg(test)]
 mod tests;
 
+pub use attrs::{CpuAffinity, Lsm, SchedAttr, TimeOffset};
 pub use idmap::IdMaps;
-pub use options::parse_mount_options;
+pub use options::{RecursiveAttr, parse_mount_options};
+pub use resources::{HostLimits, Rdma, Resources, ThrottleDevice};
+
+use crate::hooks::HooksPlan;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -66,6 +76,9 @@ pub enum SpecError {
     /// A field whose value this runtime cannot apply; `field` is its path in config.json.
     #[error("invalid config: {field}: {reason}")]
     Invalid { field: String, reason: String },
+    /// `linux.seccomp` that cannot be compiled (the error names the field).
+    #[error("invalid config: {0}")]
+    Seccomp(#[from] crate::seccomp::SeccompError),
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
@@ -92,6 +105,8 @@ pub struct MountPlan {
     pub flags: MsFlags,
     /// Propagation changes, applied by separate mount(2) calls after the mount itself.
     pub propagation: Vec<MsFlags>,
+    /// Recursive attributes (`rro`, …), set on the whole tree by mount_setattr(2) at the end.
+    pub recursive: Option<RecursiveAttr>,
     pub data: String,
 }
 
@@ -129,19 +144,18 @@ pub struct ProcessPlan {
     pub rlimits: Vec<(Resource, u64, u64)>,
     pub no_new_privileges: bool,
     pub oom_score_adj: Option<i32>,
-}
-
-/// Cgroup resources this runtime applies.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Resources {
-    pub cpu_shares: Option<u64>,
-    pub cpu_quota: Option<i64>,
-    pub cpu_period: Option<u64>,
-    pub cpuset_cpus: Option<String>,
-    pub cpuset_mems: Option<String>,
-    pub memory_limit: Option<i64>,
-    pub memory_swap: Option<i64>,
-    pub pids_limit: Option<i64>,
+    /// `process.user.umask`.
+    pub umask: Option<u32>,
+    /// `process.scheduler`.
+    pub scheduler: Option<SchedAttr>,
+    /// `process.ioPriority`, as the ioprio_set(2) value.
+    pub io_priority: Option<u16>,
+    /// `process.execCPUAffinity`: for `exec`'s processes, not the init (the spec says so).
+    pub exec_cpu_affinity: Option<CpuAffinity>,
+    /// `process.apparmorProfile` (only on a host with AppArmor).
+    pub apparmor_profile: Option<String>,
+    /// `process.selinuxLabel` (only on a host with SELinux).
+    pub selinux_label: Option<String>,
 }
 
 /// Mount propagation of the container's mount namespace.
@@ -164,6 +178,8 @@ pub struct PivotMode {
 
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The compiled `linux.seccomp` filter.
+    pub seccomp: Option<crate::seccomp::SeccompPlan>,
     pub id: String,
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
@@ -173,6 +189,12 @@ pub struct Plan {
     pub chroot_only: bool,
     pub namespaces: Vec<NamespacePlan>,
     pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub hooks: HooksPlan,
+    /// `linux.timeOffsets`, written before the new time namespace's first process exists.
+    pub time_offsets: Vec<TimeOffset>,
+    /// `linux.personality`: the execution domain for personality(2).
+    pub personality: Option<u32>,
     pub mounts: Vec<MountPlan>,
     pub devices: Vec<DevicePlan>,
     pub masked_paths: Vec<PathBuf>,
@@ -203,6 +225,14 @@ impl Plan {
         self.namespaces
             .iter()
             .find(|n| n.flag == CloneFlags::CLONE_NEWUSER)
+    }
+
+    /// Whether the container has a mount namespace of its own (new or joined). Without one
+    /// nothing is mounted (that would be on the host) and the root is changed with chroot(2).
+    pub fn has_mount_namespace(&self) -> bool {
+        self.namespaces
+            .iter()
+            .any(|n| n.flag == CloneFlags::CLONE_NEWNS)
     }
 }
 
@@ -239,8 +269,15 @@ pub fn load(bundle: &Path, id: &str, no_pivot_flag: bool) -> Result<Plan, SpecEr
         source,
     })?;
     let spec = parse(&text, &path)?;
-    let plan = plan(&spec, bundle, id, no_pivot_flag)?;
+    let plan = plan(&spec, bundle, id, no_pivot_flag, Lsm::detect())?;
     subordinate_ids(&plan, Path::new("/etc"))?;
+    Ok(plan)
+}
+
+/// An exec'd process, planned as the init's (its labels checked against this host's LSMs).
+pub fn exec_process(process: &Process) -> Result<ProcessPlan, SpecError> {
+    let mut plan = self::process(process)?;
+    (plan.apparmor_profile, plan.selinux_label) = attrs::process_labels(process, Lsm::detect())?;
     Ok(plan)
 }
 
@@ -284,23 +321,55 @@ fn parse(text: &[u8], path: &Path) -> Result<Spec, SpecError> {
 }
 
 /// The whole plan, section by section, in the order the sections are validated.
-fn plan(spec: &Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<Plan, SpecError> {
+fn plan(
+    spec: &Spec,
+    bundle: PathBuf,
+    id: &str,
+    no_pivot_flag: bool,
+    lsm: Lsm,
+) -> Result<Plan, SpecError> {
+    refused::other_platforms(spec)?;
     let (rootfs, readonly_root) = root(spec, &bundle)?;
     let annotations = annotations(spec);
     let mode = pivot_mode(&annotations, no_pivot_flag);
     // A config without `linux` gets oci-spec's defaults (namespaces, masked and read-only paths).
     let linux = spec.linux().clone().unwrap_or_default();
     let namespaces = namespaces(&linux)?;
-    seccomp(&linux)?;
-    let process = process(spec.process().as_ref().ok_or(SpecError::MissingProcess)?)?;
+    let seccomp = seccomp(&linux)?;
+    refused::linux(&linux)?;
+    let process_spec = spec.process().as_ref().ok_or(SpecError::MissingProcess)?;
+    let mut process = process(process_spec)?;
+    (process.apparmor_profile, process.selinux_label) = attrs::process_labels(process_spec, lsm)?;
     let hostname = hostname(spec, &namespaces)?;
-    let mounts = mounts(spec, &bundle)?;
+    let domainname = attrs::domainname(spec, &namespaces)?;
+    let mut mounts = mounts(spec, &bundle)?;
+    // `linux.mountLabel` goes into the mounts' data (`context=`).
+    attrs::mount_label(&linux, lsm, &mut mounts)?;
     let devices = devices(&linux)?;
     let propagation = propagation(&linux)?;
     let cgroup_path = cgroup_path(&linux, id)?;
+    let hooks = hooks::hooks(spec)?;
+    let time_offsets = attrs::time_offsets(&linux, &namespaces)?;
+    let personality = attrs::personality(&linux)?;
+    let masked_paths = paths(linux.masked_paths());
+    let readonly_paths = paths(linux.readonly_paths());
+    if !namespaces.iter().any(|n| n.flag == CloneFlags::CLONE_NEWNS) {
+        without_mount_namespace(&WithoutMountNs {
+            mounts: &mounts,
+            devices: &devices,
+            masked_paths: &masked_paths,
+            readonly_paths: &readonly_paths,
+            readonly_root,
+            rootfs_propagation: linux.rootfs_propagation().is_some(),
+            no_pivot: mode.no_pivot,
+        })?;
+    }
+    let sysctl = sysctl(&linux, &namespaces)?;
+    let resources = resources::resources(&linux, &HostLimits::detect())?;
     let id_maps = user_namespace(&linux, &namespaces, &process, &mounts)?;
     user_namespace_devices(&linux, &namespaces, id_maps.as_ref())?;
     Ok(Plan {
+        seccomp,
         id: id.to_owned(),
         bundle,
         rootfs,
@@ -309,16 +378,20 @@ fn plan(spec: &Spec, bundle: PathBuf, id: &str, no_pivot_flag: bool) -> Result<P
         chroot_only: mode.chroot_only,
         namespaces,
         hostname,
+        domainname,
+        hooks,
+        time_offsets,
+        personality,
         mounts,
         devices,
-        masked_paths: paths(linux.masked_paths()),
-        readonly_paths: paths(linux.readonly_paths()),
+        masked_paths,
+        readonly_paths,
         rootfs_propagation: propagation.rootfs,
         parent_propagation: propagation.parent,
-        sysctl: sysctl(&linux),
+        sysctl,
         process,
         cgroup_path,
-        resources: resources(&linux),
+        resources,
         annotations,
         oci_version: spec.version().clone(),
         id_maps,
@@ -369,28 +442,58 @@ fn namespaces(linux: &Linux) -> Result<Vec<NamespacePlan>, SpecError> {
             path: ns.path().clone(),
         });
     }
-    // All mount work must happen in a mount namespace of the container's, never on the host's.
-    if !namespaces.iter().any(|n| n.flag == CloneFlags::CLONE_NEWNS) {
-        return Err(invalid("linux.namespaces", "a mount namespace is required"));
-    }
     Ok(namespaces)
+}
+
+/// What a config without a mount namespace must not ask for.
+struct WithoutMountNs<'a> {
+    mounts: &'a [MountPlan],
+    devices: &'a [DevicePlan],
+    masked_paths: &'a [PathBuf],
+    readonly_paths: &'a [PathBuf],
+    readonly_root: bool,
+    rootfs_propagation: bool,
+    no_pivot: bool,
+}
+
+/// Without a mount namespace of its own (as runc allows), the container only gets its root
+/// changed with chroot(2): everything that would mount something is refused, since it would be
+/// mounted on the host (runc does mount it there; this runtime never touches the host's mounts).
+fn without_mount_namespace(c: &WithoutMountNs<'_>) -> Result<(), SpecError> {
+    let needs = |field: &str, set: bool| {
+        if set {
+            Err(invalid(
+                field,
+                "requires a mount namespace (linux.namespaces has none)",
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    needs("mounts", !c.mounts.is_empty())?;
+    needs("linux.devices", !c.devices.is_empty())?;
+    needs("linux.maskedPaths", !c.masked_paths.is_empty())?;
+    needs("linux.readonlyPaths", !c.readonly_paths.is_empty())?;
+    needs("root.readonly", c.readonly_root)?;
+    needs("linux.rootfsPropagation", c.rootfs_propagation)?;
+    needs("--no-pivot", c.no_pivot)
 }
 
 /// `linux.seccomp`: refused. Failing closed: silently running without the requested filter would
 /// overstate isolation.
-fn seccomp(linux: &Linux) -> Result<(), SpecError> {
-    match linux.seccomp() {
-        Some(_) => Err(SpecError::Unsupported("linux.seccomp".into())),
-        None => Ok(()),
-    }
+/// `linux.seccomp`: validated and compiled to a BPF filter now, loaded by the init.
+fn seccomp(linux: &Linux) -> Result<Option<crate::seccomp::SeccompPlan>, SpecError> {
+    linux
+        .seccomp()
+        .as_ref()
+        .map(|profile| crate::seccomp::plan(profile).map_err(SpecError::from))
+        .transpose()
 }
 
 /// `process`: what the init execs, as whom, with which capabilities and limits. `exec` plans its
 /// process with this too.
 pub(crate) fn process(process: &Process) -> Result<ProcessPlan, SpecError> {
-    if process.terminal() == Some(true) {
-        return Err(SpecError::Unsupported("process.terminal".into()));
-    }
+    refused::process(process)?;
     let args = process.args().clone().unwrap_or_default();
     if args.is_empty() {
         return Err(SpecError::EmptyArgs);
@@ -423,6 +526,13 @@ pub(crate) fn process(process: &Process) -> Result<ProcessPlan, SpecError> {
         rlimits,
         no_new_privileges: process.no_new_privileges().unwrap_or(false),
         oom_score_adj: process.oom_score_adj(),
+        umask: attrs::umask(process)?,
+        scheduler: attrs::scheduler(process)?,
+        io_priority: attrs::io_priority(process)?,
+        exec_cpu_affinity: attrs::exec_cpu_affinity(process)?,
+        // Filled in by `plan`, which knows the host's LSMs.
+        apparmor_profile: None,
+        selinux_label: None,
     })
 }
 
@@ -499,11 +609,16 @@ fn rlimit_resource(name: &str) -> Option<Resource> {
     })
 }
 
-/// `hostname`: only in a new uts namespace (setting it would otherwise rename the host).
+/// `hostname`: only in a uts namespace of the container's, new or joined (as runc: it is set
+/// inside the joined namespace); without one it would rename the host.
 fn hostname(spec: &Spec, namespaces: &[NamespacePlan]) -> Result<Option<String>, SpecError> {
     let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
-    if hostname.is_some() && !has_new_namespace(namespaces, CloneFlags::CLONE_NEWUTS) {
-        return Err(invalid("hostname", "requires a new uts namespace"));
+    if hostname.is_some()
+        && !namespaces
+            .iter()
+            .any(|n| n.flag == CloneFlags::CLONE_NEWUTS)
+    {
+        return Err(invalid("hostname", "requires a uts namespace"));
     }
     Ok(hostname)
 }
@@ -527,7 +642,19 @@ fn mount(m: &Mount, bundle: &Path, field: &str) -> Result<MountPlan, SpecError> 
             format!("{} must be absolute without ..", destination.display()),
         ));
     }
-    let options = parse_mount_options(m.options().as_deref().unwrap_or_default());
+    let options = parse_mount_options(m.options().as_deref().unwrap_or_default())
+        .map_err(|e| invalid(format!("{field}.options"), e.to_string()))?;
+    // Id-mapped mounts come with user namespaces; until then they are refused, never ignored.
+    for (name, mappings) in [
+        ("uidMappings", m.uid_mappings()),
+        ("gidMappings", m.gid_mappings()),
+    ] {
+        if mappings.is_some() {
+            return Err(SpecError::Unsupported(format!(
+                "{field}.{name} (id-mapped mounts)"
+            )));
+        }
+    }
     let fstype = m.typ().clone().unwrap_or_else(|| {
         if options.bind {
             "bind".into()
@@ -561,6 +688,7 @@ fn mount(m: &Mount, bundle: &Path, field: &str) -> Result<MountPlan, SpecError> 
         bind,
         flags: options.flags,
         propagation: options.propagation,
+        recursive: options.recursive,
         data: options.data,
     })
 }
@@ -622,11 +750,12 @@ fn propagation(linux: &Linux) -> Result<Propagation, SpecError> {
     Ok(Propagation { rootfs, parent })
 }
 
-/// `linux.cgroupsPath`, relative to each hierarchy's root; `/palisade-runtime/<id>` by default.
+/// `linux.cgroupsPath`, relative to each hierarchy's root; `/<id>` by default, as runc, so that
+/// no parent is made (and none is left behind).
 fn cgroup_path(linux: &Linux, id: &str) -> Result<PathBuf, SpecError> {
     let path = match linux.cgroups_path() {
         Some(p) if !p.as_os_str().is_empty() => Path::new("/").join(p),
-        _ => PathBuf::from(format!("/palisade-runtime/{id}")),
+        _ => PathBuf::from(format!("/{id}")),
     };
     if path.components().any(|c| c == Component::ParentDir) {
         return Err(invalid("linux.cgroupsPath", "must not contain .."));
@@ -634,42 +763,94 @@ fn cgroup_path(linux: &Linux, id: &str) -> Result<PathBuf, SpecError> {
     Ok(path)
 }
 
-/// `linux.resources`: the limits this runtime applies.
-fn resources(linux: &Linux) -> Resources {
-    let mut resources = Resources::default();
-    let Some(r) = linux.resources() else {
-        return resources;
-    };
-    if let Some(cpu) = r.cpu() {
-        resources.cpu_shares = cpu.shares();
-        resources.cpu_quota = cpu.quota();
-        resources.cpu_period = cpu.period();
-        resources.cpuset_cpus = cpu.cpus().clone().filter(|s| !s.is_empty());
-        resources.cpuset_mems = cpu.mems().clone().filter(|s| !s.is_empty());
-    }
-    if let Some(mem) = r.memory() {
-        resources.memory_limit = mem.limit();
-        resources.memory_swap = mem.swap();
-    }
-    if let Some(pids) = r.pids() {
-        resources.pids_limit = Some(pids.limit());
-    }
-    resources
-}
-
 /// `linux.maskedPaths` / `linux.readonlyPaths`.
 fn paths(paths: &Option<Vec<String>>) -> Vec<PathBuf> {
     paths.iter().flatten().map(PathBuf::from).collect()
 }
 
-/// `linux.sysctl`.
-fn sysctl(linux: &Linux) -> Vec<(String, String)> {
-    linux
+/// IPC sysctls: they belong to the ipc namespace (runc's list).
+const IPC_SYSCTLS: &[&str] = &[
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+];
+
+/// `linux.sysctl`, sorted by key. Only sysctls of a namespace the container has of its own are
+/// accepted (as runc): IPC keys and `fs.mqueue.*` with an ipc namespace, `net.*` with a network
+/// namespace, `kernel.hostname`/`kernel.domainname` with a uts namespace. Anything else would
+/// change the host's setting.
+fn sysctl(linux: &Linux, namespaces: &[NamespacePlan]) -> Result<Vec<(String, String)>, SpecError> {
+    let mut sysctls: Vec<(String, String)> = linux
         .sysctl()
         .clone()
         .unwrap_or_default()
         .into_iter()
-        .collect()
+        .collect();
+    sysctls.sort();
+    for (key, value) in &sysctls {
+        let field = format!("linux.sysctl.{key:?}");
+        if key.is_empty() || key.contains('/') || key.split('.').any(str::is_empty) {
+            return Err(invalid(
+                field,
+                "not a sysctl name (dot-separated, no empty parts, no /)",
+            ));
+        }
+        if value.contains('\0') {
+            return Err(invalid(field, "the value contains a NUL byte"));
+        }
+        let (flag, ns) = if IPC_SYSCTLS.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
+            (CloneFlags::CLONE_NEWIPC, "ipc")
+        } else if key.starts_with("net.") {
+            (CloneFlags::CLONE_NEWNET, "net")
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            (CloneFlags::CLONE_NEWUTS, "uts")
+        } else {
+            return Err(invalid(
+                field,
+                "not a sysctl of a namespace the container can own: it would change the host",
+            ));
+        };
+        match namespaces.iter().find(|n| n.flag == flag) {
+            None => {
+                return Err(invalid(
+                    field,
+                    format!("needs a {ns} namespace of the container's own, and it has none"),
+                ));
+            }
+            Some(NamespacePlan { path: Some(p), .. }) if is_own_namespace(p, ns) => {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "the {ns} namespace joined at {} is the runtime's own (the host's)",
+                        p.display()
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(sysctls)
+}
+
+/// Whether `path` names the runtime's own namespace of type `ns` (`/proc/self/ns/<ns>`).
+fn is_own_namespace(path: &Path, ns: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    match (id(path), id(&Path::new("/proc/self/ns").join(ns))) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// `linux.resources` alone, for the cgroup managers' tests.
+#[cfg(test)]
+pub fn resources_for_tests(linux: &Linux, host: &HostLimits) -> Result<Resources, SpecError> {
+    resources::resources(linux, host)
 }
 
 /// `linux.uidMappings` / `linux.gidMappings`, and what a user namespace asks of the rest of the
@@ -788,7 +969,7 @@ fn user_namespace_mounts(
         let needs = match m.fstype.as_str() {
             "proc" => ("pid", CloneFlags::CLONE_NEWPID),
             "mqueue" => ("ipc", CloneFlags::CLONE_NEWIPC),
-            "cgroup" | "cgroup2" => ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+            // cgroup: the container's cgroup directories are bound instead (see rootfs).
             _ => continue,
         };
         if !listed(needs.1) {

@@ -11,9 +11,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::cgroups::CgroupRecord;
+use crate::hooks::{self, HookKind};
 
 pub const STATE_FILE: &str = "state.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
+/// Written by the init when it fails after `create` returned (e.g. a startContainer hook).
+pub const START_ERROR: &str = "start.error";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -65,6 +68,10 @@ pub struct ContainerState {
     pub annotations: BTreeMap<String, String>,
     pub created: String,
     pub cgroup: CgroupRecord,
+    /// The config's hooks: `start` runs poststart, `delete` poststop (config.json may have
+    /// changed since `create`).
+    #[serde(default)]
+    pub hooks: crate::hooks::HooksPlan,
 }
 
 /// The OCI state document printed by `state`.
@@ -144,6 +151,39 @@ pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
 pub fn pid_alive(pid: i32, start_time: u64) -> bool {
     pid > 0
         && matches!(proc_stat(pid), Some((state, start)) if start == start_time && !matches!(state, 'Z' | 'X' | 'x'))
+}
+
+impl ContainerState {
+    /// The state document for a hook (runtime.md "State"); the pid only while it can run.
+    pub fn hook_state(&self, status: oci_spec::runtime::ContainerState) -> Vec<u8> {
+        let pid = match status {
+            oci_spec::runtime::ContainerState::Stopped => None,
+            _ => Some(self.pid),
+        };
+        hooks::state_json(
+            &self.oci_version,
+            &self.id,
+            status,
+            pid,
+            &self.bundle,
+            &self.annotations,
+        )
+    }
+
+    /// Runs this container's hooks of `kind` (poststart, poststop: all of them, whatever
+    /// fails), handing each failure to `warn`: the spec has them logged, never fatal.
+    pub fn run_hooks_warning(
+        &self,
+        kind: HookKind,
+        status: oci_spec::runtime::ContainerState,
+        warn: &dyn Fn(&str),
+    ) {
+        let hooks = self.hooks.of(kind);
+        if hooks.is_empty() {
+            return;
+        }
+        hooks::run_all_warning(kind, hooks, &self.hook_state(status), warn);
+    }
 }
 
 /// The `state` verb.

@@ -21,6 +21,9 @@ use nix::sys::statvfs::FsFlags;
 use nix::unistd::{Gid, Uid};
 use procfs::process::MountInfo;
 
+use crate::hooks::{HookError, HookKind, HookPlan};
+use crate::spec::SchedAttr;
+
 #[cfg(test)]
 pub mod recording;
 
@@ -43,6 +46,15 @@ pub trait Syscall {
         data: Option<&str>,
     ) -> nix::Result<()>;
     fn umount2(&self, target: &Path, flags: MntFlags) -> nix::Result<()>;
+    /// mount_setattr(2): sets `set` after clearing `clear` (`MOUNT_ATTR_*`) on the mount at
+    /// `target`, and on every mount below it if `recursive`.
+    fn mount_setattr(
+        &self,
+        target: &Path,
+        recursive: bool,
+        set: u64,
+        clear: u64,
+    ) -> nix::Result<()>;
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> nix::Result<()>;
     fn chroot(&self, path: &Path) -> nix::Result<()>;
     fn chdir(&self, path: &Path) -> nix::Result<()>;
@@ -87,6 +99,25 @@ pub trait Syscall {
     fn setresgid(&self, gid: u32) -> nix::Result<()>;
     fn setresuid(&self, uid: u32) -> nix::Result<()>;
     fn setrlimit(&self, resource: Resource, soft: u64, hard: u64) -> nix::Result<()>;
+
+    // Process attributes.
+    fn setdomainname(&self, name: &str) -> nix::Result<()>;
+    fn umask(&self, mask: u32);
+    fn personality(&self, persona: u32) -> nix::Result<()>;
+    /// ioprio_set(2) for this process.
+    fn ioprio_set(&self, value: u16) -> nix::Result<()>;
+    /// sched_setattr(2) for this process.
+    fn sched_setattr(&self, attr: &SchedAttr) -> nix::Result<()>;
+
+    /// Runs a hook (createContainer, startContainer) from the init, in the container's
+    /// namespaces, and waits for it.
+    fn run_hook(&self, kind: HookKind, hook: &HookPlan, state: &[u8]) -> Result<(), HookError>;
+
+    /// Loads a seccomp filter on the calling thread; the notify listener when it has one.
+    fn seccomp_load(
+        &self,
+        plan: &crate::seccomp::SeccompPlan,
+    ) -> Result<Option<std::os::fd::OwnedFd>, crate::seccomp::SeccompError>;
 }
 
 /// The real system calls.
@@ -106,6 +137,16 @@ impl Syscall for LinuxSyscall {
 
     fn umount2(&self, target: &Path, flags: MntFlags) -> nix::Result<()> {
         nix::mount::umount2(target, flags)
+    }
+
+    fn mount_setattr(
+        &self,
+        target: &Path,
+        recursive: bool,
+        set: u64,
+        clear: u64,
+    ) -> nix::Result<()> {
+        crate::sys::mount_setattr(target, recursive, set, clear)
     }
 
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> nix::Result<()> {
@@ -230,6 +271,37 @@ impl Syscall for LinuxSyscall {
 
     fn setrlimit(&self, resource: Resource, soft: u64, hard: u64) -> nix::Result<()> {
         nix::sys::resource::setrlimit(resource, soft, hard)
+    }
+
+    fn setdomainname(&self, name: &str) -> nix::Result<()> {
+        crate::sys::setdomainname(name)
+    }
+
+    fn umask(&self, mask: u32) {
+        nix::sys::stat::umask(Mode::from_bits_truncate(mask));
+    }
+
+    fn personality(&self, persona: u32) -> nix::Result<()> {
+        crate::sys::personality(persona)
+    }
+
+    fn ioprio_set(&self, value: u16) -> nix::Result<()> {
+        crate::sys::ioprio_set(value)
+    }
+
+    fn sched_setattr(&self, attr: &SchedAttr) -> nix::Result<()> {
+        crate::sys::sched_setattr(attr)
+    }
+
+    fn run_hook(&self, kind: HookKind, hook: &HookPlan, state: &[u8]) -> Result<(), HookError> {
+        crate::hooks::run(kind, hook, state)
+    }
+
+    fn seccomp_load(
+        &self,
+        plan: &crate::seccomp::SeccompPlan,
+    ) -> Result<Option<std::os::fd::OwnedFd>, crate::seccomp::SeccompError> {
+        crate::seccomp::load(plan)
     }
 }
 

@@ -42,6 +42,88 @@ fn main() -> ExitCode {
             run_exits_with_container_exit_code,
         ),
         Test::new(
+            "features_prints_the_features_document",
+            features_prints_the_features_document,
+        ),
+        Test::new(
+            "hooks_run_at_their_lifecycle_points",
+            hooks_run_at_their_lifecycle_points,
+        ),
+        Test::new(
+            "a_failing_create_hook_fails_create_and_leaves_nothing",
+            a_failing_create_hook_fails_create_and_leaves_nothing,
+        ),
+        Test::new(
+            "a_hook_past_its_timeout_is_killed_and_fails_create",
+            a_hook_past_its_timeout_is_killed_and_fails_create,
+        ),
+        Test::new(
+            "a_failing_start_container_hook_fails_start",
+            a_failing_start_container_hook_fails_start,
+        ),
+        Test::new(
+            "failing_poststart_and_poststop_hooks_are_logged_not_fatal",
+            failing_poststart_and_poststop_hooks_are_logged_not_fatal,
+        ),
+        Test::new(
+            "umask_applies_to_the_container",
+            umask_applies_to_the_container,
+        ),
+        Test::new(
+            "time_offsets_are_visible_in_the_new_time_namespace",
+            time_offsets_are_visible_in_the_new_time_namespace,
+        ),
+        Test::new(
+            "scheduler_io_priority_and_domainname_apply",
+            scheduler_io_priority_and_domainname_apply,
+        ),
+        Test::new(
+            "personality_linux32_makes_uname_say_i686",
+            personality_linux32_makes_uname_say_i686,
+        ),
+        Test::new(
+            "a_config_without_a_mount_namespace_runs",
+            a_config_without_a_mount_namespace_runs,
+        ),
+        Test::new(
+            "hostname_is_set_in_a_joined_uts_namespace",
+            hostname_is_set_in_a_joined_uts_namespace,
+        ),
+        Test::new("preserve_fds_passes_fd_3", preserve_fds_passes_fd_3),
+        Test::new(
+            "sysctl_applies_with_a_read_only_proc_sys",
+            sysctl_applies_with_a_read_only_proc_sys,
+        ),
+        Test::new(
+            "refused_fields_name_themselves",
+            refused_fields_name_themselves,
+        ),
+        Test::new(
+            "rro_volume_refuses_writes_in_its_submounts",
+            rro_volume_refuses_writes_in_its_submounts,
+        ),
+        Test::new(
+            "memory_fields_reach_the_v1_cgroup_files",
+            memory_fields_reach_the_v1_cgroup_files,
+        ),
+        Test::new(
+            "hugepage_limit_is_written_and_a_bad_size_refused",
+            hugepage_limit_is_written_and_a_bad_size_refused,
+        ),
+        Test::new(
+            "device_rules_decide_whether_a_device_opens",
+            device_rules_decide_whether_a_device_opens,
+        ),
+        Test::new("symlinked_proc_is_refused", symlinked_proc_is_refused),
+        Test::new(
+            "default_cgroup_is_the_id_with_no_parent_left",
+            default_cgroup_is_the_id_with_no_parent_left,
+        ),
+        Test::new(
+            "sysctl_is_written_before_proc_sys_is_read_only",
+            sysctl_is_written_before_proc_sys_is_read_only,
+        ),
+        Test::new(
             "user_namespace_maps_container_root_to_host_100000",
             user_namespace_maps_container_root_to_host_100000,
         ),
@@ -157,8 +239,8 @@ impl Fixture {
         std::fs::create_dir_all(&bin).expect("mkdir rootfs");
         std::fs::copy("/bin/busybox", bin.join("busybox")).expect("copy busybox");
         for l in [
-            "sh", "true", "hostname", "cat", "sleep", "ls", "echo", "id", "readlink", "touch",
-            "grep",
+            "sh", "true", "hostname", "cat", "sleep", "ls", "echo", "readlink", "touch", "uname",
+            "stat", "ionice", "id", "grep",
         ] {
             std::os::unix::fs::symlink("busybox", bin.join(l)).expect("symlink");
         }
@@ -286,6 +368,45 @@ impl Fixture {
         assert_eq!(self.status(id), "stopped");
     }
 
+    /// Force-deletes container `id` when dropped, so a failing test leaves nothing running.
+    fn guard(&self, id: &str) -> Guard {
+        Guard {
+            root: self.root.clone(),
+            id: id.to_owned(),
+        }
+    }
+
+    /// `create` with `args` after the verb (any order the test likes), stdio off pipes.
+    fn create_with(&self, args: &[&str]) -> std::process::Output {
+        let err_path = self.root.with_file_name("create-with.stderr");
+        let err_file = std::fs::File::create(&err_path).expect("stderr file");
+        let status = StdCommand::new(runtime_bin())
+            .arg("--root")
+            .arg(&self.root)
+            .arg("create")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(err_file)
+            .status()
+            .expect("run create");
+        let stderr = std::fs::read(&err_path).expect("read stderr");
+        std::process::Output {
+            status,
+            stdout: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// The init pid `state` reports.
+    fn pid(&self, id: &str) -> i32 {
+        let out = self.cmd().args(["state", id]).output().expect("state");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("state is JSON");
+        v["pid"]
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok())
+            .expect("a pid")
+    }
+
     /// Asserts that neither state nor any cgroup directory of the container remains.
     fn assert_nothing_left(&self, id: &str) {
         assert!(
@@ -301,6 +422,43 @@ impl Fixture {
         }
         let v2 = Path::new("/sys/fs/cgroup").join(self.cgroup.trim_start_matches('/'));
         assert!(!v2.exists(), "cgroup {} left behind", v2.display());
+    }
+    /// `run`s the container to its end; its stdout and stderr together.
+    fn run(&self, id: &str) -> String {
+        let out = self
+            .cmd()
+            .args(["run", "--bundle"])
+            .arg(&self.bundle)
+            .arg(id)
+            .output()
+            .expect("run");
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        text
+    }
+
+    /// The container's cgroup directory in the v1 hierarchy of `controller`.
+    fn v1_cgroup(&self, controller: &str) -> PathBuf {
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(self.cgroup.trim_start_matches('/'))
+    }
+}
+
+struct Guard {
+    root: PathBuf,
+    id: String,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = StdCommand::new(runtime_bin())
+            .arg("--root")
+            .arg(&self.root)
+            .args(["delete", "--force", &self.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -469,6 +627,912 @@ fn run_exits_with_container_exit_code() -> TestResult {
     Ok(())
 }
 
+// --- features, hooks, process attributes, namespaces, preserved fds --------------------------
+
+fn features_prints_the_features_document() -> TestResult {
+    let out = Command::new(runtime_bin())
+        .arg("features")
+        .output()
+        .expect("features");
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("features prints JSON");
+    assert_eq!(v["ociVersionMin"], "1.0.0");
+    assert!(v["ociVersionMax"].is_string());
+    assert_eq!(
+        v["hooks"],
+        json!([
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ])
+    );
+    assert!(
+        v["mountOptions"]
+            .as_array()
+            .is_some_and(|o| o.contains(&json!("rbind")))
+    );
+    assert!(
+        v["linux"]["namespaces"]
+            .as_array()
+            .is_some_and(|n| n.contains(&json!("time")))
+    );
+    Ok(())
+}
+
+/// An executable shell script.
+fn script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// Records `kind|mount ns|uts ns|state on stdin` in the log file `$2`.
+const RECORD: &str = r#"state=$(cat)
+echo "$1|$(readlink /proc/self/ns/mnt)|$(readlink /proc/self/ns/uts)|$state" >> "$2""#;
+
+const HOST_PATH: &str = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn ns_of(pid: &str, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .expect("read a namespace link")
+        .display()
+        .to_string()
+}
+
+fn hooks_run_at_their_lifecycle_points() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["sh", "-c", "echo main >> /markers/log"]);
+    let markers = f.root.with_file_name("markers");
+    std::fs::create_dir(&markers).expect("mkdir markers");
+    let log = markers.join("log");
+    let host_hook = f.root.with_file_name("record");
+    script(&host_hook, RECORD);
+    script(&f.bundle.join("rootfs/bin/record"), RECORD);
+    let host = |kind: &str| json!({"path": host_hook, "args": ["record", kind, log], "env": [HOST_PATH], "timeout": 30});
+    let mut config = f.config(&["sh", "-c", "echo main >> /markers/log"]);
+    config["mounts"]
+        .as_array_mut()
+        .expect("mounts")
+        .push(json!({"destination": "/markers", "type": "bind", "source": markers, "options": ["rbind", "rw"]}));
+    config["hooks"] = json!({
+        "prestart": [host("prestart")],
+        "createRuntime": [host("createRuntime")],
+        "createContainer": [host("createContainer")],
+        "startContainer": [{"path": "/bin/record", "args": ["record", "startContainer", "/markers/log"], "env": ["PATH=/bin"]}],
+        "poststart": [host("poststart")],
+        "poststop": [host("poststop")]
+    });
+    f.write_config(&config);
+    let id = unique("hooks");
+    let _guard = f.guard(&id);
+    // The id before --bundle, as some callers write it.
+    let out = f.create_with(&[&id, "--bundle", f.bundle.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "create failed: {out:?}");
+    let pid = f.pid(&id).to_string();
+    let (container_mnt, container_uts) = (ns_of(&pid, "mnt"), ns_of(&pid, "uts"));
+    let (host_mnt, host_uts) = (ns_of("self", "mnt"), ns_of("self", "uts"));
+    assert_ne!(container_mnt, host_mnt);
+    f.cmd().args(["start", &id]).assert().success();
+    f.wait_stopped(&id);
+    f.cmd().args(["delete", &id]).assert().success();
+    f.assert_nothing_left(&id);
+
+    let text = std::fs::read_to_string(&log).expect("the hooks' log");
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.splitn(4, '|').collect()).collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l[0]).collect();
+    let at = |kind: &str| {
+        kinds
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or_else(|| panic!("{kind} did not run: {text}"))
+    };
+    assert_eq!(
+        kinds[..4],
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer"
+        ],
+        "{text}"
+    );
+    // poststart runs after the process was executed; the process only after startContainer.
+    assert!(at("startContainer") < at("main") && at("startContainer") < at("poststart"));
+    assert_eq!(kinds.last(), Some(&"poststop"), "{text}");
+    assert_eq!(kinds.len(), 7, "{text}");
+    for line in lines.iter().filter(|l| l[0] != "main") {
+        let (kind, mnt, uts) = (line[0], line[1], line[2]);
+        let state: Value = serde_json::from_str(line[3]).expect("the state is JSON");
+        let in_container = matches!(kind, "createContainer" | "startContainer");
+        let (want_mnt, want_uts) = if in_container {
+            (&container_mnt, &container_uts)
+        } else {
+            (&host_mnt, &host_uts)
+        };
+        assert_eq!(mnt, want_mnt, "{kind} ran in the wrong mount namespace");
+        assert_eq!(uts, want_uts, "{kind} ran in the wrong uts namespace");
+        let status = match kind {
+            "prestart" | "createRuntime" | "createContainer" => "creating",
+            "startContainer" => "created",
+            "poststart" => "running",
+            _ => "stopped",
+        };
+        assert_eq!(state["status"], status, "{kind}: {state}");
+        assert_eq!(state["id"], id.as_str());
+        assert_eq!(state["bundle"], f.bundle.to_str().expect("utf-8"));
+        if kind == "poststop" {
+            assert!(state.get("pid").is_none(), "{state}");
+        } else {
+            assert_eq!(state["pid"].to_string(), pid, "{kind}: {state}");
+        }
+    }
+    Ok(())
+}
+
+fn a_failing_create_hook_fails_create_and_leaves_nothing() -> TestResult {
+    can_run_containers()?;
+    for kind in ["prestart", "createRuntime", "createContainer"] {
+        let f = Fixture::new(&["sleep", "100"]);
+        let state_file = f.root.with_file_name("state.json");
+        let hook = f.root.with_file_name("fail");
+        script(
+            &hook,
+            &format!("cat > {}\necho no-good >&2\nexit 3", state_file.display()),
+        );
+        let poststop_state = f.root.with_file_name("poststop.json");
+        let poststop = f.root.with_file_name("poststop");
+        script(&poststop, &format!("cat > {}", poststop_state.display()));
+        let mut config = f.config(&["sleep", "100"]);
+        config["hooks"] = json!({
+            kind: [{"path": hook, "env": [HOST_PATH]}],
+            "poststop": [{"path": poststop, "env": [HOST_PATH]}]
+        });
+        f.write_config(&config);
+        let id = unique("failhook");
+        let _guard = f.guard(&id);
+        f.create(&id).failure().stderr(contains(format!(
+            "{kind} hook {} failed: exit status: 3; output: no-good",
+            hook.display()
+        )));
+        f.assert_nothing_left(&id);
+        let state: Value =
+            serde_json::from_slice(&std::fs::read(&state_file).expect("the hook saw the state"))
+                .expect("JSON");
+        let pid = state["pid"].as_i64().expect("the init's pid");
+        assert_dead(pid);
+        // The lifecycle goes on with the container's destruction and its poststop hooks.
+        let stopped: Value =
+            serde_json::from_slice(&std::fs::read(&poststop_state).expect("the poststop hook ran"))
+                .expect("JSON");
+        assert_eq!(stopped["status"], "stopped", "{stopped}");
+        assert_eq!(stopped["id"], id.as_str());
+    }
+    Ok(())
+}
+
+/// No such process, or only its zombie (its reaper may not have run yet).
+fn assert_dead(pid: i64) {
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+        assert!(
+            state.starts_with('Z') || state.starts_with('X'),
+            "pid {pid} is alive: {stat}"
+        );
+    }
+}
+
+fn a_hook_past_its_timeout_is_killed_and_fails_create() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["sleep", "100"]);
+    let pid_file = f.root.with_file_name("hook.pid");
+    let hook = f.root.with_file_name("slow");
+    script(
+        &hook,
+        &format!("echo $$ > {}\nexec sleep 60", pid_file.display()),
+    );
+    let mut config = f.config(&["sleep", "100"]);
+    config["hooks"] = json!({"createRuntime": [{"path": hook, "env": [HOST_PATH], "timeout": 1}]});
+    f.write_config(&config);
+    let id = unique("slowhook");
+    let _guard = f.guard(&id);
+    let started = std::time::Instant::now();
+    f.create(&id).failure().stderr(contains(format!(
+        "createRuntime hook {} did not finish within its timeout of 1 s and was killed",
+        hook.display()
+    )));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    f.assert_nothing_left(&id);
+    let pid: i64 = std::fs::read_to_string(&pid_file)
+        .expect("the hook started")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert_dead(pid);
+    Ok(())
+}
+
+fn a_failing_start_container_hook_fails_start() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["sleep", "100"]);
+    script(
+        &f.bundle.join("rootfs/bin/fail"),
+        "echo start-hook-broke >&2\nexit 4",
+    );
+    let mut config = f.config(&["sleep", "100"]);
+    config["hooks"] = json!({"startContainer": [{"path": "/bin/fail", "env": ["PATH=/bin"]}]});
+    f.write_config(&config);
+    let id = unique("starthook");
+    let _guard = f.guard(&id);
+    f.create(&id).success();
+    f.cmd()
+        .args(["start", &id])
+        .assert()
+        .failure()
+        .stderr(contains(format!("container \"{id}\" failed to start")))
+        .stderr(contains(
+            "startContainer hook /bin/fail failed: exit status: 4; output: start-hook-broke",
+        ));
+    // The container stopped (its process never ran); delete cleans up as usual.
+    f.wait_stopped(&id);
+    f.cmd().args(["delete", &id]).assert().success();
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+fn failing_poststart_and_poststop_hooks_are_logged_not_fatal() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["sleep", "100"]);
+    let hook = f.root.with_file_name("fail");
+    script(&hook, "echo $1 broke >&2\nexit 1");
+    let mut config = f.config(&["sleep", "100"]);
+    config["hooks"] = json!({
+        "poststart": [{"path": hook, "args": ["fail", "poststart"], "env": [HOST_PATH]}],
+        "poststop": [{"path": hook, "args": ["fail", "poststop"], "env": [HOST_PATH]},
+                     {"path": hook, "args": ["fail", "second-poststop"], "env": [HOST_PATH]}]
+    });
+    f.write_config(&config);
+    let id = unique("posthook");
+    let _guard = f.guard(&id);
+    let log = f.root.with_file_name("runtime.log");
+    f.create(&id).success();
+    f.cmd()
+        .arg("--log")
+        .arg(&log)
+        .args(["--log-format", "json", "start", &id])
+        .assert()
+        .success()
+        .stderr(contains(format!(
+            "palisade-runtime: warning: poststart hook {} failed: exit status: 1; output: poststart broke",
+            hook.display()
+        )));
+    assert_eq!(f.status(&id), "running");
+    f.cmd()
+        .arg("--log")
+        .arg(&log)
+        .args(["--log-format", "json", "delete", "--force", &id])
+        .assert()
+        .success()
+        .stderr(contains("warning: poststop hook"))
+        .stderr(contains("output: poststop broke"))
+        // A failing poststop hook does not stop the next one.
+        .stderr(contains("output: second-poststop broke"));
+    f.assert_nothing_left(&id);
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .expect("the log file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON log line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines.iter().all(|l| l["level"] == "warning"), "{lines:?}");
+    Ok(())
+}
+
+fn umask_applies_to_the_container() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["touch", "/markers/file"]);
+    let markers = f.root.with_file_name("markers");
+    std::fs::create_dir(&markers).expect("mkdir markers");
+    let mut config = f.config(&["touch", "/markers/file"]);
+    config["process"]["user"]["umask"] = json!(0o002);
+    config["mounts"]
+        .as_array_mut()
+        .expect("mounts")
+        .push(json!({"destination": "/markers", "type": "bind", "source": markers, "options": ["rbind", "rw"]}));
+    f.write_config(&config);
+    let id = unique("umask");
+    let _guard = f.guard(&id);
+    f.cmd()
+        .args(["run", "--bundle"])
+        .arg(&f.bundle)
+        .arg(&id)
+        .assert()
+        .success();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(markers.join("file"))
+        .expect("the container made the file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o664, "mode {mode:o}");
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+fn time_offsets_are_visible_in_the_new_time_namespace() -> TestResult {
+    can_run_containers()?;
+    require(
+        Path::new("/proc/self/timens_offsets").exists(),
+        "this kernel has no time namespaces",
+    )?;
+    let f = Fixture::new(&["cat", "/proc/self/timens_offsets"]);
+    let mut config = f.config(&["cat", "/proc/self/timens_offsets"]);
+    config["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+        .push(json!({"type": "time"}));
+    config["linux"]["timeOffsets"] = json!({
+        "monotonic": {"secs": 86400},
+        "boottime": {"secs": 172800, "nanosecs": 5}
+    });
+    f.write_config(&config);
+    let id = unique("timens");
+    let _guard = f.guard(&id);
+    let out = f
+        .cmd()
+        .args(["run", "--bundle"])
+        .arg(&f.bundle)
+        .arg(&id)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let mut seen: Vec<Vec<String>> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ["boottime", "172800", "5"].map(String::from).to_vec(),
+            ["monotonic", "86400", "0"].map(String::from).to_vec()
+        ]
+    );
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+fn scheduler_io_priority_and_domainname_apply() -> TestResult {
+    can_run_containers()?;
+    let args = [
+        "sh",
+        "-c",
+        "cat /proc/self/stat; ionice; cat /proc/sys/kernel/domainname",
+    ];
+    let f = Fixture::new(&args);
+    let mut config = f.config(&args);
+    config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 5});
+    config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+    config["domainname"] = json!("example.org");
+    f.write_config(&config);
+    let id = unique("sched");
+    let _guard = f.guard(&id);
+    let out = f
+        .cmd()
+        .args(["run", "--bundle"])
+        .arg(&f.bundle)
+        .arg(&id)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let stat = lines.next().expect("/proc/self/stat");
+    // Fields after the command name: state is field 3, nice field 19, policy field 41.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(fields.get(19 - 3), Some(&"5"), "nice: {stat}");
+    assert_eq!(
+        fields.get(41 - 3),
+        Some(&"3"),
+        "policy (SCHED_BATCH): {stat}"
+    );
+    assert_eq!(lines.next(), Some("best-effort: prio 6"), "{text}");
+    assert_eq!(lines.next(), Some("example.org"), "{text}");
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+fn personality_linux32_makes_uname_say_i686() -> TestResult {
+    can_run_containers()?;
+    require(
+        std::env::consts::ARCH == "x86_64",
+        "LINUX32 reads as i686 only on x86_64",
+    )?;
+    let f = Fixture::new(&["uname", "-m"]);
+    let mut config = f.config(&["uname", "-m"]);
+    config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    f.write_config(&config);
+    let id = unique("persona");
+    let _guard = f.guard(&id);
+    f.cmd()
+        .args(["run", "--bundle"])
+        .arg(&f.bundle)
+        .arg(&id)
+        .assert()
+        .success()
+        .stdout("i686\n");
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+fn a_config_without_a_mount_namespace_runs() -> TestResult {
+    can_run_containers()?;
+    let args = [
+        "sh",
+        "-c",
+        "ls / > /ls.txt; hostname > /hostname.txt; exec sleep 100",
+    ];
+    let f = Fixture::new(&args);
+    let mut config = f.config(&args);
+    config["mounts"] = json!([]);
+    config["root"]["readonly"] = json!(false);
+    config["linux"]["namespaces"] =
+        json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "network"}]);
+    config["linux"]["maskedPaths"] = json!([]);
+    config["linux"]["readonlyPaths"] = json!([]);
+    f.write_config(&config);
+    let id = unique("nomntns");
+    let _guard = f.guard(&id);
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    f.create(&id).success();
+    let pid = f.pid(&id).to_string();
+    // The host's mount namespace, and its mounts untouched; the root is the rootfs.
+    assert_eq!(ns_of(&pid, "mnt"), ns_of("self", "mnt"));
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/root")).expect("root link"),
+        f.bundle.join("rootfs").canonicalize().expect("rootfs")
+    );
+    f.cmd().args(["start", &id]).assert().success();
+    f.cmd().args(["delete", "--force", &id]).assert().success();
+    f.assert_nothing_left(&id);
+    assert_eq!(
+        std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo"),
+        host_mounts,
+        "the host's mounts changed"
+    );
+    let rootfs = f.bundle.join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("ls.txt")).expect("the container ran"),
+        "bin\nls.txt\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("hostname.txt")).expect("the container ran"),
+        "palisade-test\n"
+    );
+    Ok(())
+}
+
+fn hostname_is_set_in_a_joined_uts_namespace() -> TestResult {
+    can_run_containers()?;
+    let host_name = nix::unistd::gethostname().expect("gethostname");
+    let first = Fixture::new(&["sleep", "100"]);
+    let first_id = unique("utsowner");
+    let _first_guard = first.guard(&first_id);
+    first.create(&first_id).success();
+    let owner = first.pid(&first_id);
+
+    let second = Fixture::new(&["hostname"]);
+    let mut config = second.config(&["hostname"]);
+    config["hostname"] = json!("joined-name");
+    config["linux"]["namespaces"] = json!([
+        {"type": "pid"}, {"type": "ipc"}, {"type": "mount"}, {"type": "network"},
+        {"type": "uts", "path": format!("/proc/{owner}/ns/uts")}
+    ]);
+    second.write_config(&config);
+    let id = unique("utsjoin");
+    let _guard = second.guard(&id);
+    second
+        .cmd()
+        .args(["run", "--bundle"])
+        .arg(&second.bundle)
+        .arg(&id)
+        .assert()
+        .success()
+        .stdout("joined-name\n");
+    second.assert_nothing_left(&id);
+    // Set in the joined namespace (the first container's), not on the host.
+    assert_eq!(nix::unistd::gethostname().expect("gethostname"), host_name);
+    first
+        .cmd()
+        .args(["delete", "--force", &first_id])
+        .assert()
+        .success();
+    first.assert_nothing_left(&first_id);
+    Ok(())
+}
+
+fn preserve_fds_passes_fd_3() -> TestResult {
+    can_run_containers()?;
+    let args = ["sh", "-c", "echo via-fd-3 >&3"];
+    let f = Fixture::new(&args);
+    let out = f.root.with_file_name("fd3.out");
+    // The shell opens fd 3 for the runtime, as a caller passing a socket would.
+    let run = |preserve: &[&str], id: &str| {
+        StdCommand::new("/bin/sh")
+            .arg("-c")
+            .arg(r#"bin=$1; shift; exec "$bin" "$@" 3>>"$OUT""#)
+            .arg("sh")
+            .arg(runtime_bin())
+            .arg("--root")
+            .arg(&f.root)
+            .arg("run")
+            .args(preserve)
+            .arg("--bundle")
+            .arg(&f.bundle)
+            .arg(id)
+            .env("OUT", &out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run the runtime")
+    };
+    let id = unique("fds");
+    let _guard = f.guard(&id);
+    assert!(run(&["--preserve-fds", "1"], &id).success());
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("fd 3's file"),
+        "via-fd-3\n"
+    );
+    f.assert_nothing_left(&id);
+    // Without the flag the descriptor is not the container's.
+    let id = unique("fds");
+    let _guard = f.guard(&id);
+    assert!(!run(&[], &id).success());
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("fd 3's file"),
+        "via-fd-3\n"
+    );
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+fn sysctl_applies_with_a_read_only_proc_sys() -> TestResult {
+    can_run_containers()?;
+    let args = ["cat", "/proc/sys/net/ipv4/ip_forward"];
+    let f = Fixture::new(&args);
+    let mut config = f.config(&args);
+    // The fixture, like runc's default config, has /proc/sys read-only and a new network ns.
+    assert_eq!(config["linux"]["readonlyPaths"], json!(["/proc/sys"]));
+    config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    f.write_config(&config);
+    let id = unique("sysctl");
+    let _guard = f.guard(&id);
+    f.cmd()
+        .args(["run", "--bundle"])
+        .arg(&f.bundle)
+        .arg(&id)
+        .assert()
+        .success()
+        .stdout("1\n");
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+fn refused_fields_name_themselves() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["true"]);
+    let mut cases = vec![
+        (
+            json!({"linux": {"intelRdt": {"closID": "x"}}}),
+            "linux.intelRdt",
+        ),
+        (
+            json!({"process": {"scheduler": {"policy": "SCHED_ISO"}}}),
+            "process.scheduler.policy: SCHED_ISO",
+        ),
+        (
+            json!({"hooks": {"poststop": [{"path": "relative"}]}}),
+            "hooks.poststop[0].path: relative must be absolute",
+        ),
+    ];
+    if !Path::new("/sys/module/apparmor/parameters/enabled").exists() {
+        cases.push((
+            json!({"process": {"apparmorProfile": "palisade"}}),
+            "process.apparmorProfile: AppArmor is not enabled on this host",
+        ));
+    }
+    for (change, error) in cases {
+        let mut config = f.config(&["true"]);
+        merge(&mut config, &change);
+        f.write_config(&config);
+        let id = unique("refused");
+        let _guard = f.guard(&id);
+        f.create(&id).failure().stderr(contains(error));
+        f.assert_nothing_left(&id);
+    }
+    Ok(())
+}
+
+fn merge(into: &mut Value, patch: &Value) {
+    match (into, patch) {
+        (Value::Object(into), Value::Object(patch)) => {
+            for (k, v) in patch {
+                merge(into.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (into, patch) => *into = patch.clone(),
+    }
+}
+
+/// Skips unless this host has cgroup v1 with `controller`.
+fn require_v1(controller: &str) -> TestResult {
+    require(
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join("cgroup.procs")
+            .exists(),
+        format!("a cgroup v1 {controller} hierarchy (this host is not cgroup v1)"),
+    )
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+/// `rbind,ro` makes only the top of a volume read-only; `rbind,rro` (mount_setattr with
+/// AT_RECURSIVE) every mount it carries too. The submount is a tmpfs mounted on the volume in a
+/// private mount namespace of the test's (`unshare`), so nothing reaches the host and it goes
+/// away with that namespace.
+fn rro_volume_refuses_writes_in_its_submounts() -> TestResult {
+    can_run_containers()?;
+    require(
+        Path::new("/usr/bin/unshare").exists(),
+        "/usr/bin/unshare (util-linux) makes the private mount namespace",
+    )?;
+    let script = "(echo x > /data/sub/f) 2>/dev/null; echo sub=$?; \
+                  (echo x > /data/f) 2>/dev/null; echo top=$?";
+    for (option, sub_writable) in [("ro", true), ("rro", false)] {
+        let f = Fixture::new(&["sh", "-c", script]);
+        let vol = f.bundle.with_file_name("vol");
+        std::fs::create_dir_all(vol.join("sub")).expect("mkdir vol/sub");
+        let mut config = f.config(&["sh", "-c", script]);
+        config["mounts"].as_array_mut().expect("mounts").push(
+            json!({"destination": "/data", "type": "bind", "source": vol,
+                         "options": ["rbind", option]}),
+        );
+        f.write_config(&config);
+        let id = unique(option);
+        let out = Command::new("/usr/bin/unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount -t tmpfs palisade-rt-test "$1/sub" && exec "$2" --root "$3" run --bundle "$4" "$5""#)
+            .arg("sh")
+            .arg(&vol)
+            .arg(runtime_bin())
+            .arg(&f.root)
+            .arg(&f.bundle)
+            .arg(&id)
+            .timeout(Duration::from_secs(30))
+            .output()
+            .expect("run in a private mount namespace");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{option}: {out:?}");
+        let expected_sub = if sub_writable { "sub=0" } else { "sub=1" };
+        assert!(
+            text.contains(expected_sub) && text.contains("top=1"),
+            "rbind,{option}: expected {expected_sub} and top=1, saw {text:?}"
+        );
+        // Nothing was written through to the host's directory either.
+        assert!(!vol.join("f").exists());
+        f.assert_nothing_left(&id);
+    }
+    Ok(())
+}
+
+fn memory_fields_reach_the_v1_cgroup_files() -> TestResult {
+    can_run_containers()?;
+    require_v1("memory")?;
+    let f = Fixture::new(&["sleep", "100"]);
+    let mut config = f.config(&["sleep", "100"]);
+    let swap_accounted = Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
+    let mut memory = json!({
+        "limit": 67108864, "reservation": 33554432, "swappiness": 10,
+        "disableOOMKiller": true, "useHierarchy": true
+    });
+    if swap_accounted {
+        memory["swap"] = json!(134217728);
+    }
+    config["linux"]["resources"]["memory"] = memory;
+    f.write_config(&config);
+    let id = unique("memory");
+    f.create(&id).success();
+    let dir = f.v1_cgroup("memory");
+    let checks = [
+        ("memory.limit_in_bytes", "67108864"),
+        ("memory.soft_limit_in_bytes", "33554432"),
+        ("memory.swappiness", "10"),
+        ("memory.use_hierarchy", "1"),
+    ];
+    for (file, value) in checks {
+        assert_eq!(read(&dir.join(file)), value, "{file}");
+    }
+    if swap_accounted {
+        assert_eq!(read(&dir.join("memory.memsw.limit_in_bytes")), "134217728");
+    }
+    assert!(
+        read(&dir.join("memory.oom_control")).contains("oom_kill_disable 1"),
+        "the OOM killer is still enabled"
+    );
+    f.cmd().args(["delete", &id]).assert().success();
+    f.assert_nothing_left(&id);
+
+    // A swap limit below the memory limit is refused before anything is made.
+    config["linux"]["resources"]["memory"] = json!({"limit": 67108864, "swap": 33554432});
+    f.write_config(&config);
+    let id = unique("memory");
+    f.create(&id).failure().stderr(contains(
+        "linux.resources.memory.swap: 33554432 is less than memory.limit 67108864",
+    ));
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+fn hugepage_limit_is_written_and_a_bad_size_refused() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["sleep", "100"]);
+    let mut config = f.config(&["sleep", "100"]);
+    // A size no kernel has: refused by name before anything is made.
+    config["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "3MB", "limit": 4194304}]);
+    f.write_config(&config);
+    let id = unique("hugetlb");
+    f.create(&id).failure().stderr(contains(
+        "invalid config: linux.resources.hugepageLimits[0].pageSize: \"3MB\" is not a huge page size of this kernel",
+    ));
+    f.assert_nothing_left(&id);
+
+    require_v1("hugetlb")?;
+    require(
+        Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists(),
+        "2 MB huge pages",
+    )?;
+    config["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4194304}]);
+    f.write_config(&config);
+    let id = unique("hugetlb");
+    f.create(&id).success();
+    let dir = f.v1_cgroup("hugetlb");
+    assert_eq!(read(&dir.join("hugetlb.2MB.limit_in_bytes")), "4194304");
+    if dir.join("hugetlb.2MB.rsvd.limit_in_bytes").exists() {
+        assert_eq!(
+            read(&dir.join("hugetlb.2MB.rsvd.limit_in_bytes")),
+            "4194304"
+        );
+    }
+    f.cmd().args(["delete", &id]).assert().success();
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+/// /dev/loop-control (c 10:237) is made in the container by linux.devices; the device cgroup
+/// decides whether it opens: not under deny-all, yes with a rule for it.
+fn device_rules_decide_whether_a_device_opens() -> TestResult {
+    can_run_containers()?;
+    require(
+        Path::new("/dev/loop-control").exists(),
+        "the loop driver (/dev/loop-control) on this host",
+    )?;
+    let script = "(exec 3</dev/loop-control) 2>&1 && echo opened || echo refused";
+    let deny_all = json!({"allow": false, "access": "rwm"});
+    let allow = json!({"allow": true, "type": "c", "major": 10, "minor": 237, "access": "rw"});
+    for (rules, expected) in [
+        (json!([deny_all]), "refused"),
+        (json!([deny_all, allow]), "opened"),
+        // No rules at all: deny everything but the default devices.
+        (json!([]), "refused"),
+    ] {
+        let f = Fixture::new(&["sh", "-c", script]);
+        let mut config = f.config(&["sh", "-c", script]);
+        config["linux"]["devices"] = json!([{"path": "/dev/loop-control", "type": "c",
+                                             "major": 10, "minor": 237, "fileMode": 0o600}]);
+        config["linux"]["resources"]["devices"] = rules.clone();
+        f.write_config(&config);
+        let id = unique("devices");
+        let out = f.run(&id);
+        assert!(
+            out.contains(expected),
+            "rules {rules}: expected {expected}, saw {out:?}"
+        );
+        if expected == "refused" {
+            assert!(out.contains("Operation not permitted"), "{out:?}");
+        }
+        // The default devices open whatever the rules.
+        f.assert_nothing_left(&id);
+    }
+    Ok(())
+}
+
+fn symlinked_proc_is_refused() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["true"]);
+    // A hostile image: /proc leads to the root of the rootfs.
+    std::os::unix::fs::symlink("/", f.bundle.join("rootfs/proc")).expect("symlink");
+    let id = unique("symproc");
+    f.create(&id).failure().stderr(contains(
+        "mounts[0]: proc must be mounted on an ordinary directory, and /proc is reached through \
+         a symlink in the rootfs (to /)",
+    ));
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+/// Without cgroupsPath the container's cgroup is `/<id>` (runc's), with nothing made above it.
+fn default_cgroup_is_the_id_with_no_parent_left() -> TestResult {
+    can_run_containers()?;
+    let mut f = Fixture::new(&["sleep", "100"]);
+    let id = unique("defcg");
+    let mut config = f.config(&["sleep", "100"]);
+    if let Some(linux) = config["linux"].as_object_mut() {
+        linux.remove("cgroupsPath");
+    }
+    f.write_config(&config);
+    f.cgroup = format!("/{id}");
+    f.create(&id).success();
+    let st: Value =
+        serde_json::from_slice(&f.cmd().args(["state", &id]).output().expect("state").stdout)
+            .expect("state is JSON");
+    let pid = st["pid"].as_i64().expect("a pid");
+    let cgroups = read(Path::new(&format!("/proc/{pid}/cgroup")));
+    // Every hierarchy places it at /<id> (v1: "N:controllers:/<id>", v2: "0::/<id>").
+    for line in cgroups.lines() {
+        assert!(
+            line.ends_with(&format!(":/{id}")),
+            "expected /{id} in every hierarchy, saw {cgroups}"
+        );
+    }
+    for entry in std::fs::read_dir("/sys/fs/cgroup").expect("read").flatten() {
+        assert!(
+            !entry.path().join("palisade-runtime").join(&id).exists(),
+            "the old default parent was used"
+        );
+    }
+    f.cmd().args(["delete", &id]).assert().success();
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+/// A sysctl of the container's network namespace, with /proc/sys read-only as by default.
+fn sysctl_is_written_before_proc_sys_is_read_only() -> TestResult {
+    can_run_containers()?;
+    let script = "cat /proc/sys/net/ipv4/ip_forward; (echo 0 > /proc/sys/net/ipv4/ip_forward) 2>/dev/null && echo writable || echo read-only";
+    let f = Fixture::new(&["sh", "-c", script]);
+    let mut config = f.config(&["sh", "-c", script]);
+    config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    f.write_config(&config);
+    let id = unique("sysctl");
+    let out = f.run(&id);
+    assert_eq!(out.trim(), "1\nread-only", "{out:?}");
+    f.assert_nothing_left(&id);
+
+    // One of the host's (vm.*): refused by name, nothing made.
+    config["linux"]["sysctl"] = json!({"vm.swappiness": "10"});
+    f.write_config(&config);
+    let id = unique("sysctl");
+    f.create(&id).failure().stderr(contains(
+        "invalid config: linux.sysctl.\"vm.swappiness\": not a sysctl of a namespace the container can own",
+    ));
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
 // --- user namespaces, exec, ps, pause/resume ---------------------------------------------------
 
 /// Namespace files of /proc/<pid>/ns.
@@ -510,12 +1574,6 @@ impl Fixture {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
         chown_tree(&self.bundle.join("rootfs"), host);
-    }
-
-    fn pid(&self, id: &str) -> i32 {
-        let out = self.cmd().args(["state", id]).output().expect("state");
-        let v: Value = serde_json::from_slice(&out.stdout).expect("state is JSON");
-        v["pid"].as_i64().expect("a pid") as i32
     }
 
     fn create_and_start(&self, id: &str) {

@@ -16,8 +16,21 @@ use crate::entry::{runtime_label, setup_error};
 /// `palisade bench start`: the life of a container running the probe's no-op (create, start, wait
 /// for its exit, delete), `iterations` times per runtime. Runtimes take turns within each round,
 /// so a noisy machine slows all of them alike; the ratios to the first runtime are what to read.
-pub fn bench_start(probe: &Path, runtimes: &[String], iterations: usize) -> ExitCode {
-    let run = match RunEnv::new(probe) {
+pub fn bench_start(
+    probe: &Path,
+    bundled: &Path,
+    runtimes: &[String],
+    iterations: usize,
+    seccomp: bool,
+) -> ExitCode {
+    let profile = match seccomp
+        .then(palisade_common::profiles::docker_default)
+        .transpose()
+    {
+        Ok(profile) => profile,
+        Err(e) => return setup_error(&format!("Docker's default seccomp profile: {e}")),
+    };
+    let run = match start(probe, bundled) {
         Ok(run) => run,
         Err(e) => return setup_error(&e.to_string()),
     };
@@ -37,14 +50,19 @@ pub fn bench_start(probe: &Path, runtimes: &[String], iterations: usize) -> Exit
         }
     }
     println!(
-        "palisade: bench start, run {}: create + start + wait + delete of the probe's no-op, {iterations} rounds",
-        run.id
+        "palisade: bench start, run {}: create + start + wait + delete of the probe's no-op, {iterations} rounds{}",
+        run.id,
+        if profile.is_some() {
+            ", under Docker's default seccomp profile"
+        } else {
+            ""
+        }
     );
     let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(iterations); drivers.len()];
     let mut code = ExitCode::SUCCESS;
     'rounds: for _ in 0..iterations {
         for ((label, driver), times) in drivers.iter().zip(samples.iter_mut()) {
-            match container_life(&run, driver, label) {
+            match container_life(&run, driver, label, profile.as_ref()) {
                 Ok(took) => times.push(took),
                 Err(e) => {
                     eprintln!("palisade: bench {label}: {e}");
@@ -75,11 +93,25 @@ pub fn bench_start(probe: &Path, runtimes: &[String], iterations: usize) -> Exit
     end_run(&run, code)
 }
 
+/// A run for a bench, with the bundled runtime in place.
+fn start(
+    probe: &Path,
+    bundled: &Path,
+) -> Result<Arc<RunEnv>, palisade_harness::run::env::RunSetupError> {
+    let run = RunEnv::new(probe)?;
+    if let Err(e) = run.add_bundled_runtime(bundled) {
+        end_run(&run, ExitCode::SUCCESS);
+        return Err(e);
+    }
+    Ok(run)
+}
+
 /// One container's whole life, timed from `create` to the end of `delete`.
 fn container_life(
     run: &Arc<RunEnv>,
     driver: &Arc<dyn Driver>,
     label: &str,
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
 ) -> Result<Duration, HarnessError> {
     let deadline = Instant::now() + palisade_harness::run::scenario_timeout();
     let cx = Ctx::new(
@@ -90,7 +122,10 @@ fn container_life(
         deadline,
     );
     // The probe's no-op: exit at once. Only the lifecycle the runtime drives is timed.
-    let spec = cx.spec("bench")?.one_shot(&Request::Exit { code: 0 });
+    let mut spec = cx.spec("bench")?.one_shot(&Request::Exit { code: 0 });
+    if let Some(profile) = seccomp {
+        spec = spec.seccomp(profile.clone());
+    }
     let started = Instant::now();
     let container = cx.launch(spec)?;
     container.wait_exit()?;
@@ -112,13 +147,14 @@ fn percentile(times: &mut [Duration], pct: usize) -> Option<Duration> {
 /// `quota` µs per 100 ms is charged over 1 s windows. Everything it makes is cleaned up after.
 pub fn bench_cgroups(
     probe: &Path,
+    bundled: &Path,
     runtimes: &[String],
     samples: usize,
     quota: i64,
     window: std::time::Duration,
 ) -> ExitCode {
     const PERIOD: u64 = 100_000;
-    let run = match RunEnv::new(probe) {
+    let run = match start(probe, bundled) {
         Ok(run) => run,
         Err(e) => return setup_error(&e.to_string()),
     };

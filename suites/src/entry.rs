@@ -8,6 +8,17 @@ pub use palisade_harness::run::orchestrate::{
     EXIT_SETUP, SuiteRun, run, runtime_label, setup_error,
 };
 
+/// The binary that answers to `name` (`palisade-probe`, `palisade-runtime`): the one installed
+/// next to the running `palisade` if there is one (a cargo build makes them), else `palisade`
+/// itself, which carries the probe and the runtime and dispatches on the name it is run under.
+pub fn own_binary(name: &str) -> PathBuf {
+    let sibling = sibling_binary(name);
+    if sibling.is_file() {
+        return sibling;
+    }
+    std::env::current_exe().unwrap_or(sibling)
+}
+
 /// A binary installed next to the running one (`cargo` puts them side by side; test binaries
 /// live one level down, in `deps/`).
 pub fn sibling_binary(name: &str) -> PathBuf {
@@ -24,13 +35,16 @@ pub fn sibling_binary(name: &str) -> PathBuf {
 }
 
 /// The runtimes `palisade run` uses when none is named: the bundled one.
-pub fn default_runtime(bundled: &Path) -> Vec<String> {
-    vec![bundled.to_string_lossy().into_owned()]
+pub fn default_runtime() -> Vec<String> {
+    vec![palisade_harness::run::env::BUNDLED_RUNTIME.to_owned()]
 }
 
-/// The matrix `cargo test` runs: the bundled runtime, and runc and crun as references.
+/// The matrix `cargo test` runs: the bundled runtime (at `bundled`), and runc and crun as
+/// references.
 pub fn test_matrix(bundled: &Path) -> Vec<String> {
-    let mut runtimes = default_runtime(bundled);
-    runtimes.extend(["runc".to_owned(), "crun".to_owned()]);
-    runtimes
+    vec![
+        bundled.to_string_lossy().into_owned(),
+        "runc".to_owned(),
+        "crun".to_owned(),
+    ]
 }

@@ -6,16 +6,20 @@ pub mod capabilities;
 pub mod cgroups;
 pub mod devices;
 pub mod entry;
+pub mod exec;
 pub mod ipc;
 pub mod kernel;
 pub mod mounts;
 pub mod namespaces;
 pub mod nat;
 pub mod network;
+pub mod nsenter;
 pub mod paths;
 pub mod pid;
 pub mod rlimits;
 pub mod rootfs;
+pub mod seccomp;
+pub mod user;
 pub mod uts;
 
 use palisade_harness::Scenario;
@@ -25,6 +29,9 @@ pub fn all() -> Vec<&'static Scenario> {
     [
         pid::SCENARIOS,
         namespaces::SCENARIOS,
+        user::SCENARIOS,
+        exec::SCENARIOS,
+        nsenter::SCENARIOS,
         uts::SCENARIOS,
         kernel::SCENARIOS,
         rootfs::SCENARIOS,
@@ -34,6 +41,7 @@ pub fn all() -> Vec<&'static Scenario> {
         capabilities::SCENARIOS,
         rlimits::SCENARIOS,
         devices::SCENARIOS,
+        seccomp::SCENARIOS,
         network::SCENARIOS,
         nat::SCENARIOS,
         cgroups::SCENARIOS,

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use libtest_mimic::Arguments;
 use palisade_harness::report::ReportSpec;
 use palisade_harness::runner::Mode;
-use palisade_suites::entry::{self, SuiteRun, default_runtime, sibling_binary};
+use palisade_suites::entry::{self, SuiteRun, default_runtime, own_binary, sibling_binary};
 
 #[derive(Parser)]
 #[command(
@@ -109,6 +109,9 @@ enum Bench {
         /// Containers per runtime.
         #[arg(long, default_value_t = 50)]
         iterations: usize,
+        /// Every container runs under Docker's default seccomp profile (what real configs carry).
+        #[arg(long)]
+        seccomp: bool,
     },
     /// The CPU fraction the kernel charges a 2-thread burner under a CPU quota, per runtime.
     Cgroups {
@@ -221,11 +224,12 @@ impl SelectArgs {
         SuiteRun {
             filters,
             reports: self.reports,
+            bundled_runtime: Some(own_binary("palisade-runtime")),
             ..SuiteRun::new(
                 palisade_suites::all(),
                 runtimes,
                 mode,
-                sibling_binary("palisade-probe"),
+                own_binary("palisade-probe"),
                 test_args,
             )
         }
@@ -233,7 +237,29 @@ impl SelectArgs {
 }
 
 fn main() -> ExitCode {
+    // One file carries all three programs: run as `palisade-probe` (inside every container) or
+    // as `palisade-runtime` (the bundled runtime), it is that program.
+    let called = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    match called.as_str() {
+        "palisade-probe" => return palisade_probe::agent::main(),
+        "palisade-runtime" => return palisade_runtime::main(),
+        _ => {}
+    }
     let cli = Cli::parse();
+    // Runs and benches stop cleanly on SIGINT/SIGTERM/SIGHUP; `vm` handles its own signals.
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Selftest(_) | Command::Matrix(_) | Command::Bench { .. }
+    ) && let Err(e) = palisade_harness::run::interrupt::install()
+    {
+        eprintln!(
+            "palisade: warning: cannot take over SIGINT/SIGTERM ({e}): stopping a run will not clean up; `palisade cleanup` will"
+        );
+    }
     match cli.command {
         Command::Run(args) => suite(args, Mode::Scenarios),
         Command::Selftest(args) => suite(args, Mode::Controls),
@@ -256,14 +282,18 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Bench {
-            what: Bench::Start {
-                runtimes,
-                iterations,
-            },
+            what:
+                Bench::Start {
+                    runtimes,
+                    iterations,
+                    seccomp,
+                },
         } => palisade_suites::bench::bench_start(
-            &sibling_binary("palisade-probe"),
-            &resolve_runtimes(&runtimes),
+            &own_binary("palisade-probe"),
+            &own_binary("palisade-runtime"),
+            &runtimes,
             iterations,
+            seccomp,
         ),
         Command::Bench {
             what:
@@ -274,13 +304,17 @@ fn main() -> ExitCode {
                     window_ms,
                 },
         } => palisade_suites::bench::bench_cgroups(
-            &sibling_binary("palisade-probe"),
-            &resolve_runtimes(&runtimes),
+            &own_binary("palisade-probe"),
+            &own_binary("palisade-runtime"),
+            &runtimes,
             samples,
             quota,
             std::time::Duration::from_millis(window_ms),
         ),
-        Command::Vm(args) => vm(args),
+        Command::Vm(args) => {
+            palisade_harness::run::orchestrate::sweep_dead_runs();
+            vm(args)
+        }
         // The kernel runs the guest's init as `/init vm-init`. Anywhere else this would power the
         // machine off at the end: refuse.
         Command::VmInit if std::process::id() == 1 => palisade_harness::vm::guest::init_main(),
@@ -311,9 +345,9 @@ fn main() -> ExitCode {
 fn suite(args: RunArgs, mode: Mode) -> ExitCode {
     let explicit = !args.runtime.is_empty();
     let runtimes = if explicit {
-        resolve_runtimes(&args.runtime)
+        args.runtime
     } else {
-        default_runtime(&sibling_binary("palisade-runtime"))
+        default_runtime()
     };
     entry::run(SuiteRun {
         explicit,
@@ -456,7 +490,7 @@ fn vm_conclusion(
 }
 
 fn matrix(args: MatrixArgs) -> ExitCode {
-    let runtimes = resolve_runtimes(&args.runtimes);
+    let runtimes = args.runtimes;
     let mode = if args.with_controls {
         Mode::Both
     } else {
@@ -518,26 +552,5 @@ fn merge(args: MergeArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
-}
-
-/// Runtime names as the user gave them, with `palisade-runtime` resolved by [`bundled_if_not_on_path`].
-fn resolve_runtimes(names: &[String]) -> Vec<String> {
-    names
-        .iter()
-        .map(|name| bundled_if_not_on_path(name))
-        .collect()
-}
-
-/// `palisade-runtime` means the bundled runtime next to this binary unless one is on PATH.
-fn bundled_if_not_on_path(name: &str) -> String {
-    let bundled = sibling_binary("palisade-runtime");
-    if name == "palisade-runtime"
-        && palisade_harness::exec::find_program(name).is_none()
-        && bundled.is_file()
-    {
-        bundled.display().to_string()
-    } else {
-        name.to_owned()
     }
 }

@@ -36,6 +36,20 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         area: "mounts",
+        name: "recursive_readonly_volume",
+        checks: "A volume bound `rbind,rro` refuses writes (EROFS) at its top and in a submount it carries from the host.",
+        control: Control::config(Edit::MountOption {
+            destination: RRO_VOLUME,
+            from: "rro",
+            to: "ro",
+        }),
+        means: "A volume you mounted read-only can be written through its submounts.",
+        requires: PRIVILEGED,
+        schedule: Schedule::Parallel,
+        run: recursive_readonly_volume,
+    },
+    Scenario {
+        area: "mounts",
         name: "container_mount_stays_inside",
         checks: "A tmpfs the container mounts (CAP_SYS_ADMIN granted) inside a volume bound from the host does not appear in the host's mount table.",
         control: Control::config(Edit::Bidirectional(VOLUME)),
@@ -207,6 +221,47 @@ fn only_configured_mounts(cx: &Ctx) -> Outcome {
         missing.is_empty(),
         "expected every configured mount inside, these are missing: {missing:?}"
     );
+    Ok(())
+}
+
+/// Where the recursive read-only volume appears inside.
+const RRO_VOLUME: &str = "/palisade-rro";
+
+fn recursive_readonly_volume(cx: &Ctx) -> Outcome {
+    cx.isolate_host_mounts()?;
+    // The host's volume: a directory with a tmpfs submount, in this thread's mount namespace.
+    let volume = cx.run.dir.join(cx.run.name("rro-volume"));
+    std::fs::create_dir_all(&volume)
+        .map_err(|e| Failure::Broken(format!("making {}: {e}", volume.display())))?;
+    let tag = cx.run.name("rro-sub");
+    let _sub = mount_tmpfs(&volume.join("sub"), &tag)?;
+    let bind = MountBuilder::default()
+        .destination(RRO_VOLUME)
+        .typ("bind")
+        .source(&volume)
+        .options(vec!["rbind".to_owned(), "rro".to_owned()])
+        .build()
+        .map_err(|e| Failure::Broken(format!("building the volume's bind mount: {e}")))?;
+    let mut container = cx.launch(cx.spec("mounts-rro")?.mount(bind))?;
+    for path in [
+        format!("{RRO_VOLUME}/written"),
+        format!("{RRO_VOLUME}/sub/written"),
+    ] {
+        let reply = container.ask(&Request::WriteFile {
+            path: path.clone(),
+            contents: "x".into(),
+        })?;
+        let Reply::Syscall(outcome) = reply else {
+            return Err(Failure::Broken(format!(
+                "expected a write outcome, saw {reply:?}"
+            )));
+        };
+        check!(
+            outcome.errno.as_deref() == Some("EROFS"),
+            "expected writing {path} in an `rro` volume to fail with EROFS, saw {outcome:?}: the \
+             volume is not read-only all the way down"
+        );
+    }
     Ok(())
 }
 

@@ -1,6 +1,8 @@
 //! Namespaces: every namespace the config asks for is new, every other one is the host's.
 
-use oci_spec::runtime::LinuxNamespaceType::{self, Cgroup, Ipc, Mount, Network, Pid, Time, Uts};
+use oci_spec::runtime::LinuxNamespaceType::{
+    self, Cgroup, Ipc, Mount, Network, Pid, Time, User, Uts,
+};
 use palisade_common::namespaces::{ALL, proc_name};
 use palisade_harness::driver::RuntimeError;
 use palisade_harness::lab::host::{process_namespaces, thread_namespaces};
@@ -33,6 +35,16 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         area: "namespaces",
+        name: "user_is_new",
+        checks: "Asked for mnt, pid, uts, ipc, net and user (root mapped to 100000): those six are new, the user namespace included; cgroup is the host's.",
+        control: Control::config(Edit::WithoutNamespace(User)),
+        means: "The container runs in the host's user namespace: its root is the host's root.",
+        requires: &[Requirement::Privileged, Requirement::Namespace("user")],
+        schedule: Schedule::Parallel,
+        run: user_is_new,
+    },
+    Scenario {
+        area: "namespaces",
         name: "time_is_new",
         checks: "Asked for a time namespace, the container gets one of its own.",
         control: Control::config_of("ns-time", Edit::JoinHostNamespace(Time)),
@@ -49,6 +61,11 @@ fn first_subset(cx: &Ctx) -> Outcome {
 
 fn second_subset(cx: &Ctx) -> Outcome {
     compare(cx, "ns-b", &[Mount, Network, Cgroup])
+}
+
+fn user_is_new(cx: &Ctx) -> Outcome {
+    // A network namespace too: sysfs can only be mounted by the user namespace that owns it.
+    compare(cx, "ns-user", &[Mount, Pid, Uts, Ipc, Network, User])
 }
 
 fn time_is_new(cx: &Ctx) -> Outcome {
@@ -71,7 +88,11 @@ fn time_is_new(cx: &Ctx) -> Outcome {
 fn compare(cx: &Ctx, label: &str, requested: &[LinuxNamespaceType]) -> Outcome {
     let broken = |what: &str, e: std::io::Error| Failure::Broken(format!("{what}: {e}"));
     let host = thread_namespaces().map_err(|e| broken("reading the host's namespaces", e))?;
-    let mut container = cx.launch(cx.spec(label)?.only_namespaces(requested))?;
+    let mut spec = cx.spec(label)?.only_namespaces(requested);
+    if requested.contains(&User) {
+        spec = spec.user_namespace(100_000, 65_536);
+    }
+    let mut container = cx.launch(spec)?;
     container.ask(&palisade_harness::Request::Facts)?;
     let pid = container.host_pid();
     let inside = process_namespaces(pid)

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serial_test::serial;
+use palisade_common::testkit::{Test, TestResult, require_root};
 
 fn palisade() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_palisade"))
@@ -32,9 +32,7 @@ fn world_readable_binaries() -> tempfile::TempDir {
     dir
 }
 
-#[test]
-#[serial]
-fn an_unprivileged_run_skips_every_scenario_with_its_reason() {
+fn an_unprivileged_run_skips_every_scenario_with_its_reason() -> TestResult {
     let bins = world_readable_binaries();
     let mut command = if is_root() {
         // Drop to nobody, as a user without privileges would run it.
@@ -51,17 +49,15 @@ fn an_unprivileged_run_skips_every_scenario_with_its_reason() {
     } else {
         Command::new(bins.path().join("palisade"))
     };
+    // The bundled runtime: always there, so the test never depends on what else is installed.
     let output = command
-        .args(["run", "--runtime", "runc"])
+        .args(["run", "--runtime"])
+        .arg(bins.path().join("palisade-runtime"))
         .current_dir("/")
         .output()
         .expect("palisade runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    if stderr.contains("runtime `runc` not found") {
-        println!("skipped: runc is not installed");
-        return;
-    }
     assert!(
         output.status.success(),
         "unprivileged run must pass with skips\n{stdout}\n{stderr}"
@@ -72,26 +68,19 @@ fn an_unprivileged_run_skips_every_scenario_with_its_reason() {
         "{stdout}"
     );
     assert!(stdout.contains("palisade: skipped, by reason:"), "{stdout}");
+    Ok(())
 }
 
-#[test]
-#[serial]
-fn a_killed_run_leaves_nothing_after_palisade_cleanup() {
-    if !is_root() {
-        println!("skipped: needs root to run containers");
-        return;
-    }
-    let Ok(runc) = palisade_harness::driver::oci::find_runtime("runc") else {
-        println!("skipped: runc is not installed");
-        return;
-    };
+fn a_killed_run_leaves_nothing_after_palisade_cleanup() -> TestResult {
+    require_root()?;
+    let runtime = PathBuf::from(env!("CARGO_BIN_EXE_palisade-runtime"));
     // A runtime that SIGKILLs palisade (its parent) the moment a container is about to start:
     // the run dies holding a created container, its bundle, state and cgroups.
     let dir = tempfile::tempdir().expect("tempdir");
-    let killer = dir.path().join("runc-that-kills-palisade");
+    let killer = dir.path().join("runtime-that-kills-palisade");
     std::fs::write(
         &killer,
-        format!("#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = start ] && kill -KILL $PPID; done\nexec {} \"$@\"\n", runc.display()),
+        format!("#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = start ] && kill -KILL $PPID; done\nexec {} \"$@\"\n", runtime.display()),
     )
     .expect("write wrapper");
     std::fs::set_permissions(&killer, std::os::unix::fs::PermissionsExt::from_mode(0o755))
@@ -152,6 +141,7 @@ fn a_killed_run_leaves_nothing_after_palisade_cleanup() {
         .map(|p| p.pid)
         .collect();
     assert!(rooted.is_empty(), "container processes left: {rooted:?}");
+    Ok(())
 }
 
 fn walk(dir: &Path, depth: usize) -> Vec<PathBuf> {
@@ -169,4 +159,17 @@ fn walk(dir: &Path, depth: usize) -> Vec<PathBuf> {
         }
     }
     found
+}
+
+fn main() -> std::process::ExitCode {
+    palisade_common::testkit::main(&[
+        Test::serial(
+            "an_unprivileged_run_skips_every_scenario_with_its_reason",
+            an_unprivileged_run_skips_every_scenario_with_its_reason,
+        ),
+        Test::serial(
+            "a_killed_run_leaves_nothing_after_palisade_cleanup",
+            a_killed_run_leaves_nothing_after_palisade_cleanup,
+        ),
+    ])
 }

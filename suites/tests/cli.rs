@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use palisade_common::testkit::{Skip, Test, TestResult, require_program, require_root};
 use predicates::prelude::*;
 
 fn palisade() -> assert_cmd::Command {
@@ -18,23 +19,6 @@ fn palisade() -> assert_cmd::Command {
         .env_remove("PALISADE_REPORT")
         .env_remove("PALISADE_RUNTIME_TIMEOUT");
     command
-}
-
-/// Getting past the privilege check (creating containers at all) needs root.
-fn need_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    println!("skipped {test}: needs root to create containers");
-    false
-}
-
-fn need_program(test: &str, program: &str) -> bool {
-    if palisade_harness::exec::find_program(program).is_some() {
-        return true;
-    }
-    println!("skipped {test}: `{program}` is not installed");
-    false
 }
 
 /// Writes an executable shell script standing in for a runtime.
@@ -72,8 +56,7 @@ fn stderr_lines(output: &std::process::Output) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_missing_runtime_is_exit_2_and_one_error_line() {
+fn a_missing_runtime_is_exit_2_and_one_error_line() -> TestResult {
     let output = palisade()
         .args(["run", "--runtime", "/nonexistent"])
         .output()
@@ -84,22 +67,20 @@ fn a_missing_runtime_is_exit_2_and_one_error_line() {
         ["palisade: error: runtime `/nonexistent` does not exist"],
         "{output:?}"
     );
+    Ok(())
 }
 
-#[test]
-fn a_bad_report_spec_is_a_usage_error() {
+fn a_bad_report_spec_is_a_usage_error() -> TestResult {
     palisade()
         .args(["run", "--report", "html=x.html"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("unknown report format `html`"));
+    Ok(())
 }
 
-#[test]
-fn a_runtime_that_hangs_in_create_is_named_and_killed() {
-    if !need_root("a_runtime_that_hangs_in_create_is_named_and_killed") {
-        return;
-    }
+fn a_runtime_that_hangs_in_create_is_named_and_killed() -> TestResult {
+    require_root()?;
     let dir = tempfile::tempdir().expect("tempdir");
     // `exec`, so the runner's kill of the process group leaves no sleeper behind.
     let runtime = fake_runtime(
@@ -126,13 +107,11 @@ fn a_runtime_that_hangs_in_create_is_named_and_killed() {
     );
     // create, then the cleanup's kill and delete, each cut off at 2 s.
     assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
+    Ok(())
 }
 
-#[test]
-fn a_runtime_that_does_nothing_gets_a_clear_verdict() {
-    if !need_root("a_runtime_that_does_nothing_gets_a_clear_verdict") {
-        return;
-    }
+fn a_runtime_that_does_nothing_gets_a_clear_verdict() -> TestResult {
+    require_root()?;
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime = do_nothing_runtime(dir.path());
     let output = palisade()
@@ -149,14 +128,12 @@ fn a_runtime_that_does_nothing_gets_a_clear_verdict() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+    Ok(())
 }
 
-#[test]
-fn a_runtime_whose_state_is_garbage_fails_clearly_and_reports_it() {
-    let test = "a_runtime_whose_state_is_garbage_fails_clearly_and_reports_it";
-    if !need_root(test) || !need_program(test, "runc") {
-        return;
-    }
+fn a_runtime_whose_state_is_garbage_fails_clearly_and_reports_it() -> TestResult {
+    require_root()?;
+    require_program("runc")?;
     let dir = tempfile::tempdir().expect("tempdir");
     // runc for everything but `state`, which prints something that is not an OCI state.
     let runtime = fake_runtime(
@@ -181,7 +158,7 @@ fn a_runtime_whose_state_is_garbage_fails_clearly_and_reports_it() {
         .output()
         .expect("palisade runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(101), "{output:?}");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert!(
         stdout.contains("`garbled state` printed something that is not an OCI state"),
         "{stdout}"
@@ -191,10 +168,10 @@ fn a_runtime_whose_state_is_garbage_fails_clearly_and_reports_it() {
     )
     .expect("the JUnit report parses");
     assert_eq!((report.tests, report.failures), (1, 1), "{report:?}");
+    Ok(())
 }
 
-#[test]
-fn reports_are_valid_junit_tap_json_and_markdown() {
+fn reports_are_valid_junit_tap_json_and_markdown() -> TestResult {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = |name: &str| dir.path().join(name);
     // A missing runtime is a column of the matrix, not an error; without root every trial is a
@@ -241,29 +218,31 @@ fn reports_are_valid_junit_tap_json_and_markdown() {
 
     let tap = fs::read_to_string(path("r.tap")).expect("tap written");
     assert!(tap.starts_with("TAP version 13\n1..2\n"), "{tap}");
-    check_tap_with_prove(&path("r.tap"));
 
     let md = fs::read_to_string(path("r.md")).expect("md written");
     assert!(md.contains("| `pid::init_is_pid_1` |"), "{md}");
     assert!(md.contains("runtime — not available"), "{md}");
+    // Last: without prove, everything above was still checked.
+    check_tap_with_prove(&path("r.tap"))
 }
 
 /// `prove` (Perl's TAP harness) is the reference parser; it reports parse errors on bad TAP.
-fn check_tap_with_prove(tap: &Path) {
-    let Ok(output) = Command::new("prove").arg("-e").arg("cat").arg(tap).output() else {
-        println!("TAP not checked with prove: prove is not installed");
-        return;
-    };
+fn check_tap_with_prove(tap: &Path) -> TestResult {
+    require_program("prove")?;
+    let output = Command::new("prove")
+        .arg("-e")
+        .arg("cat")
+        .arg(tap)
+        .output()
+        .map_err(|e| Skip(format!("cannot run prove: {e}")))?;
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(!text.contains("Parse errors"), "{text}");
     assert!(output.status.success(), "{text}");
+    Ok(())
 }
 
-#[test]
-fn the_matrix_has_a_column_for_missing_and_broken_runtimes() {
-    if !need_root("the_matrix_has_a_column_for_missing_and_broken_runtimes") {
-        return;
-    }
+fn the_matrix_has_a_column_for_missing_and_broken_runtimes() -> TestResult {
+    require_root()?;
     let dir = tempfile::tempdir().expect("tempdir");
     let broken = do_nothing_runtime(dir.path());
     let output = palisade()
@@ -290,15 +269,12 @@ fn the_matrix_has_a_column_for_missing_and_broken_runtimes() {
         stdout.contains("[^2]: runtime `palisade-no-such-runtime` not found on PATH"),
         "{stdout}"
     );
+    Ok(())
 }
 
-#[test]
-fn bench_start_prints_runtimes_side_by_side() {
-    if !need_root("bench_start_prints_runtimes_side_by_side")
-        || !need_program("bench_start", "runc")
-    {
-        return;
-    }
+fn bench_start_prints_runtimes_side_by_side() -> TestResult {
+    require_root()?;
+    require_program("runc")?;
     let bundled = env!("CARGO_BIN_EXE_palisade-runtime");
     let output = palisade()
         .args(["bench", "start", "--iterations", "3", "--runtimes"])
@@ -317,13 +293,11 @@ fn bench_start_prints_runtimes_side_by_side() {
         rows[0].trim_end().ends_with("1.00"),
         "the first runtime is the base of the ratios: {stdout}"
     );
+    Ok(())
 }
 
-#[test]
-fn selftest_exact_names_the_scenario_not_its_control_trial() {
-    if !need_root("selftest_exact_names_the_scenario_not_its_control_trial") {
-        return;
-    }
+fn selftest_exact_names_the_scenario_not_its_control_trial() -> TestResult {
+    require_root()?;
     let output = palisade()
         .args(["selftest", "--exact", "pid::init_is_pid_1"])
         .output()
@@ -335,4 +309,46 @@ fn selftest_exact_names_the_scenario_not_its_control_trial() {
         "{stdout}"
     );
     assert!(stdout.contains("1 passed; 0 failed"), "{stdout}");
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    palisade_common::testkit::main(&[
+        Test::new(
+            "a_missing_runtime_is_exit_2_and_one_error_line",
+            a_missing_runtime_is_exit_2_and_one_error_line,
+        ),
+        Test::new(
+            "a_bad_report_spec_is_a_usage_error",
+            a_bad_report_spec_is_a_usage_error,
+        ),
+        Test::new(
+            "a_runtime_that_hangs_in_create_is_named_and_killed",
+            a_runtime_that_hangs_in_create_is_named_and_killed,
+        ),
+        Test::new(
+            "a_runtime_that_does_nothing_gets_a_clear_verdict",
+            a_runtime_that_does_nothing_gets_a_clear_verdict,
+        ),
+        Test::new(
+            "a_runtime_whose_state_is_garbage_fails_clearly_and_reports_it",
+            a_runtime_whose_state_is_garbage_fails_clearly_and_reports_it,
+        ),
+        Test::new(
+            "reports_are_valid_junit_tap_json_and_markdown",
+            reports_are_valid_junit_tap_json_and_markdown,
+        ),
+        Test::new(
+            "the_matrix_has_a_column_for_missing_and_broken_runtimes",
+            the_matrix_has_a_column_for_missing_and_broken_runtimes,
+        ),
+        Test::new(
+            "bench_start_prints_runtimes_side_by_side",
+            bench_start_prints_runtimes_side_by_side,
+        ),
+        Test::new(
+            "selftest_exact_names_the_scenario_not_its_control_trial",
+            selftest_exact_names_the_scenario_not_its_control_trial,
+        ),
+    ])
 }

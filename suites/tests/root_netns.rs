@@ -1,7 +1,7 @@
 //! The network scenarios never change the real host's root network namespace: its links,
 //! addresses, routes, nftables ruleset and `ip_forward` are the same before and after a run, and
 //! after a run that was SIGKILLed mid-scenario and then `palisade cleanup`. These tests run the
-//! `palisade` binary; they need root (without it they say so and pass, as skips).
+//! `palisade` binary; without root or `ip` they are reported as ignored, with the reason.
 
 use std::io::{BufRead, BufReader};
 use std::mem::MaybeUninit;
@@ -10,24 +10,19 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use palisade_harness::cleanup::NETNS_DIR;
+use palisade_common::testkit::{Test, TestResult, require_program, require_root};
 use palisade_harness::exec::ProcessHandle;
-use palisade_harness::host::HostFacts;
-use palisade_harness::netlab::NetSnapshot;
+use palisade_harness::lab::netlab::NetSnapshot;
+use palisade_harness::run::cleanup::NETNS_DIR;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::fs::inotify;
-use serial_test::serial;
 
 const PALISADE: &str = env!("CARGO_BIN_EXE_palisade");
 
-fn skip_reason() -> Option<String> {
-    if !HostFacts::detect().is_privileged() {
-        return Some("needs root with CAP_SYS_ADMIN".into());
-    }
-    if palisade_harness::exec::find_program("ip").is_none() {
-        return Some("`ip` (iproute2) is not installed".into());
-    }
-    None
+fn requirements() -> TestResult {
+    require_root()?;
+    require_program("ip")?;
+    Ok(())
 }
 
 /// The run id from palisade's first line: `palisade: run <id> on kernel ...`.
@@ -62,13 +57,8 @@ fn assert_unchanged(before: &NetSnapshot, when: &str) {
     );
 }
 
-#[test]
-#[serial]
-fn network_scenarios_leave_the_root_namespace_unchanged() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
+fn network_scenarios_leave_the_root_namespace_unchanged() -> TestResult {
+    requirements()?;
     let before = NetSnapshot::take().expect("snapshot of the root network namespace");
     // The scenarios and their negative controls (which take ip_forward and NAT away in the lab).
     for (verb, filter) in [
@@ -98,15 +88,11 @@ fn network_scenarios_leave_the_root_namespace_unchanged() {
         );
     }
     assert_unchanged(&before, "after the network scenarios ran");
+    Ok(())
 }
 
-#[test]
-#[serial]
-fn a_killed_run_is_cleaned_up() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
+fn a_killed_run_is_cleaned_up() -> TestResult {
+    requirements()?;
     let before = NetSnapshot::take().expect("snapshot of the root network namespace");
     // Watch /run/netns before the run starts, so the lab's creation is an event we wait on.
     std::fs::create_dir_all(NETNS_DIR).expect("/run/netns");
@@ -165,6 +151,7 @@ fn a_killed_run_is_cleaned_up() {
         "cleanup left the run directory"
     );
     assert_unchanged(&before, "after a killed run and `palisade cleanup`");
+    Ok(())
 }
 
 /// Waits (at most 60 s) for an entry whose name matches to be created in the watched directory.
@@ -211,4 +198,14 @@ fn children_of(pid: i32) -> Vec<ProcessHandle> {
     pids.into_iter()
         .filter_map(|p| ProcessHandle::open(p).ok().flatten())
         .collect()
+}
+
+fn main() -> std::process::ExitCode {
+    palisade_common::testkit::main(&[
+        Test::serial(
+            "network_scenarios_leave_the_root_namespace_unchanged",
+            network_scenarios_leave_the_root_namespace_unchanged,
+        ),
+        Test::serial("a_killed_run_is_cleaned_up", a_killed_run_is_cleaned_up),
+    ])
 }

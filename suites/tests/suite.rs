@@ -10,6 +10,10 @@ use palisade_harness::runner::Mode;
 use palisade_suites::entry::{self, SuiteRun, test_matrix};
 
 fn main() -> ExitCode {
+    // Ctrl-C during `cargo test` stops the suite cleanly, as it does `palisade run`.
+    if let Err(e) = palisade_harness::run::interrupt::install() {
+        eprintln!("palisade: warning: cannot take over SIGINT/SIGTERM ({e})");
+    }
     let (args, filters) = arguments();
     let named: Vec<String> = std::env::var("PALISADE_RUNTIME")
         .map(|v| {

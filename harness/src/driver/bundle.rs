@@ -47,6 +47,9 @@ pub fn capability_mask(set: &Capabilities) -> u64 {
 pub struct ContainerSpec {
     pub name: String,
     pub spec: Spec,
+    /// Who owns the rootfs on the host (uid, gid): a user namespace's mapped root must be able
+    /// to write it. `None`: the host's root.
+    pub rootfs_owner: Option<(u32, u32)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +124,7 @@ impl ContainerSpec {
         Ok(ContainerSpec {
             name: name.to_owned(),
             spec,
+            rootfs_owner: None,
         })
     }
 
@@ -160,6 +164,38 @@ impl ContainerSpec {
         self
     }
 
+    /// A user namespace of its own, root inside mapped to `host_id` on the host (uids and gids,
+    /// `size` ids from there), with the rootfs owned by that mapped root.
+    pub fn user_namespace(self, host_id: u32, size: u32) -> Self {
+        let mapping = |_| {
+            oci_spec::runtime::LinuxIdMappingBuilder::default()
+                .container_id(0u32)
+                .host_id(host_id)
+                .size(size)
+                .build()
+                .unwrap_or_default()
+        };
+        let mut spec = self.add_namespace(LinuxNamespaceType::User).edit(|s| {
+            if let Some(linux) = s.linux_mut() {
+                linux.set_uid_mappings(Some(vec![mapping(())]));
+                linux.set_gid_mappings(Some(vec![mapping(())]));
+            }
+        });
+        spec.rootfs_owner = Some((host_id, host_id));
+        spec
+    }
+
+    /// The process to start in this container with `exec`: its own process, running the probe in
+    /// request/reply mode.
+    pub fn exec_process(&self) -> oci_spec::runtime::Process {
+        let mut process = self.spec.process().clone().unwrap_or_default();
+        process.set_args(Some(vec![
+            PROBE_PATH.to_owned(),
+            palisade_probe::protocol::SERVE.to_owned(),
+        ]));
+        process
+    }
+
     /// Shares the runtime's namespace of this type instead of getting a new one.
     pub fn without_namespace(mut self, kind: LinuxNamespaceType) -> Self {
         let namespaces = self
@@ -171,6 +207,13 @@ impl ContainerSpec {
         if kind == LinuxNamespaceType::Uts {
             // A hostname without a UTS namespace of its own is a config error for every runtime.
             self.spec.set_hostname(None);
+        }
+        if kind == LinuxNamespaceType::User
+            && let Some(linux) = self.spec.linux_mut()
+        {
+            // Id mappings without a user namespace of its own are a config error too.
+            linux.set_uid_mappings(None);
+            linux.set_gid_mappings(None);
         }
         self
     }
@@ -202,6 +245,15 @@ impl ContainerSpec {
     /// Adds a mount after the config's others.
     pub fn mount(self, mount: oci_spec::runtime::Mount) -> Self {
         self.edit(|s| s.mounts_mut().get_or_insert_with(Vec::new).push(mount))
+    }
+
+    /// `linux.seccomp`.
+    pub fn seccomp(self, profile: oci_spec::runtime::LinuxSeccomp) -> Self {
+        self.edit(|s| {
+            if let Some(linux) = s.linux_mut() {
+                linux.set_seccomp(Some(profile));
+            }
+        })
     }
 
     /// `linux.rootfsPropagation`.
@@ -333,7 +385,12 @@ impl Bundle {
         let os_release_path = rootfs.join("etc/os-release");
         fs::write(&os_release_path, os_release).map_err(write_err(&os_release_path))?;
         let probe_dst = rootfs.join(PROBE_PATH.trim_start_matches('/'));
-        match fs::hard_link(probe, &probe_dst) {
+        let linked = match spec.rootfs_owner {
+            // A copy of its own: chowning a hard link would chown the run's shared probe.
+            Some(_) => Err(io::Error::from(io::ErrorKind::Unsupported)),
+            None => fs::hard_link(probe, &probe_dst),
+        };
+        match linked {
             Ok(()) => {}
             // Never copy over an existing file: it may be a hard link to the run's shared probe,
             // which `copy` would truncate for every container. Bundles are always fresh.
@@ -343,6 +400,9 @@ impl Bundle {
             Err(_) => {
                 fs::copy(probe, &probe_dst).map_err(write_err(&probe_dst))?;
             }
+        }
+        if let Some((uid, gid)) = spec.rootfs_owner {
+            chown_tree(&rootfs, uid, gid).map_err(write_err(&rootfs))?;
         }
         let config = dir.join("config.json");
         spec.spec.save(&config).map_err(|e| BundleError::Write {
@@ -357,6 +417,17 @@ impl Bundle {
     pub fn rootfs(&self) -> PathBuf {
         self.dir.join("rootfs")
     }
+}
+
+/// chown -R, without following symlinks.
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if fs::symlink_metadata(path)?.is_dir() {
+        for entry in fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

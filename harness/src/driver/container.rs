@@ -33,6 +33,8 @@ pub struct Container {
     live: Option<Arc<crate::run::live::Live>>,
     /// The config it was created with (a negative control's edit included).
     spec: ContainerSpec,
+    /// How many processes were started in it with `exec`.
+    execs: std::sync::atomic::AtomicU32,
 }
 
 impl Container {
@@ -81,6 +83,7 @@ impl Container {
                 .and_then(|l| l.cgroups_path().clone()),
             live: None,
             spec: spec.clone(),
+            execs: std::sync::atomic::AtomicU32::new(0),
         };
         let created = container.runtime.create(id, spec, dir, stdio)?;
         container.host_pid = created.host_pid;
@@ -119,6 +122,26 @@ impl Container {
                     self.runtime.info().name
                 ),
             })
+    }
+
+    /// Starts `process` in this running container through the runtime's `exec`, its probe
+    /// talking on pipes of its own.
+    pub fn exec(
+        &self,
+        process: oci_spec::runtime::Process,
+    ) -> Result<super::exec::ExecProcess, HarnessError> {
+        let n = self
+            .execs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (stdio, channel) = super::exec::probe_pipes(
+            &format!("{} (exec {n})", self.id),
+            &self.dir.join(format!("exec-{n}.stderr.log")),
+            self.deadline,
+        )?;
+        let execed = self
+            .runtime
+            .exec(&self.id, self.host_pid, &process, &self.dir, stdio)?;
+        Ok(super::exec::ExecProcess::new(channel, execed, process))
     }
 
     pub fn start(&self) -> Result<(), HarnessError> {

@@ -6,6 +6,7 @@
 
 pub mod bundle;
 pub mod container;
+pub mod exec;
 pub mod oci;
 
 use std::fs::File;
@@ -64,6 +65,25 @@ pub trait Driver: Send + Sync {
     fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError>;
     fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError>;
 
+    /// Starts `process` in the running container `id` (whose init is `init_pid` on the host),
+    /// with `stdio`; `dir` is the container's own directory, for files the driver needs.
+    fn exec(
+        &self,
+        id: &str,
+        init_pid: i32,
+        process: &oci_spec::runtime::Process,
+        dir: &Path,
+        stdio: ContainerStdio,
+    ) -> Result<exec::Execed, HarnessError> {
+        let _ = (id, init_pid, process, dir, stdio);
+        Err(HarnessError::Unsupported {
+            what: format!(
+                "`{}` cannot start a process in a running container",
+                self.info().name
+            ),
+        })
+    }
+
     /// The same driver with a defect switched on, for negative controls; `None` if this driver
     /// cannot make such a variant.
     fn variant(&self, defect: &Defect) -> Option<Arc<dyn Driver>> {
@@ -81,6 +101,22 @@ pub struct Defect {
     /// A host directory handed to the container as an open fd 3 (`--preserve-fds 1`): the leak
     /// behind CVE-2024-21626.
     pub leaked_dir: Option<PathBuf>,
+    /// How `exec` goes wrong.
+    pub exec: Option<ExecDefect>,
+    /// `state` reports this pid instead of the init's.
+    pub state_pid: Option<i32>,
+}
+
+/// A runtime's `exec` gone wrong, simulated by the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecDefect {
+    /// The process joins the init's namespaces by itself (nsenter), leaving `skip` out, and
+    /// neither its cgroup nor the process spec is applied: it keeps the caller's.
+    Nsenter {
+        skip: Option<oci_spec::runtime::LinuxNamespaceType>,
+    },
+    /// A host directory passed to the new process as fd 3 (`--preserve-fds 1`).
+    LeakedDir(PathBuf),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,10 @@ use std::time::Duration;
 use oci_spec::runtime::{ContainerState, State};
 
 use super::bundle::{Bundle, ContainerSpec};
-use super::{ContainerStdio, Created, Defect, Driver, RuntimeError, RuntimeInfo, error_summary};
+use super::exec::Execed;
+use super::{
+    ContainerStdio, Created, Defect, Driver, ExecDefect, RuntimeError, RuntimeInfo, error_summary,
+};
 use crate::error::HarnessError;
 use crate::exec::{self, ExecError};
 
@@ -188,7 +191,70 @@ impl Driver for OciCli {
 
     fn state(&self, id: &str) -> Result<State, RuntimeError> {
         let output = self.call("state", &[id])?;
-        parse_state(&self.info.name, id, &output)
+        let mut state = parse_state(&self.info.name, id, &output)?;
+        if let Some(pid) = self.defect.state_pid {
+            state.set_pid(Some(pid));
+        }
+        Ok(state)
+    }
+
+    fn exec(
+        &self,
+        id: &str,
+        init_pid: i32,
+        process: &oci_spec::runtime::Process,
+        dir: &Path,
+        stdio: ContainerStdio,
+    ) -> Result<Execed, HarnessError> {
+        if let Some(ExecDefect::Nsenter { skip }) = &self.defect.exec {
+            return nsenter_exec(init_pid, *skip, process, stdio);
+        }
+        let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+        let process_file = dir.join(format!("exec-{n}.json"));
+        let pid_file = dir.join(format!("exec-{n}.pid"));
+        let json = serde_json::to_vec(process).map_err(|e| HarnessError::Io {
+            what: "encoding the exec process",
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(&process_file, json).map_err(|source| HarnessError::Io {
+            what: "writing the exec process",
+            source,
+        })?;
+        let leaked = match &self.defect.exec {
+            Some(ExecDefect::LeakedDir(dir)) => Some(dir.as_path()),
+            _ => None,
+        };
+        let ContainerStdio {
+            stdin,
+            stdout,
+            stderr,
+        } = stdio;
+        let mut log = stderr.try_clone().map_err(RuntimeError::Stdio)?;
+        let mut command = self.command_leaking(leaked);
+        command.arg("exec").arg("--detach");
+        if leaked.is_some() {
+            command.arg("--preserve-fds").arg("1");
+        }
+        command
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg("--process")
+            .arg(&process_file)
+            .arg(id)
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr);
+        let status = exec::run_spawned(&mut command, &self.info.name, self.timeout)
+            .map_err(|e| self.exec_error("exec", e))?;
+        if !status.success() {
+            return Err(self
+                .failed("exec", status.to_string(), &read_back(&mut log))
+                .into());
+        }
+        Ok(Execed {
+            host_pid: Some(read_pid_file(&pid_file)?),
+            helper: None,
+        })
     }
 
     fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
@@ -217,7 +283,7 @@ impl Driver for OciCli {
                 .filter(|flag| listed(flag))
                 .cloned()
                 .collect(),
-            leaked_dir: defect.leaked_dir.clone(),
+            ..defect.clone()
         };
         Some(Arc::new(variant))
     }
@@ -247,22 +313,7 @@ impl OciCli {
             stderr,
         } = stdio;
         let mut log = stderr.try_clone().map_err(RuntimeError::Stdio)?;
-        let mut command = match &self.defect.leaked_dir {
-            // The shell opens the directory as fd 3 and execs the runtime, which keeps it.
-            Some(dir) => {
-                let runtime = self.command();
-                let mut shell = Command::new("/bin/sh");
-                shell
-                    .arg("-c")
-                    .arg(r#"exec "$@" 3<"$PALISADE_LEAKED_DIR""#)
-                    .arg("sh")
-                    .arg(runtime.get_program())
-                    .args(runtime.get_args())
-                    .env("PALISADE_LEAKED_DIR", dir);
-                shell
-            }
-            None => self.command(),
-        };
+        let mut command = self.command_leaking(self.defect.leaked_dir.as_deref());
         command.arg("create");
         if self.defect.leaked_dir.is_some() {
             command.arg("--preserve-fds").arg("1");
@@ -283,13 +334,95 @@ impl OciCli {
             return Ok(());
         }
         // The container's stderr file holds the runtime's error message.
-        use std::io::{Read, Seek};
-        let mut text = String::new();
-        if log.rewind().is_ok() {
-            let _ = log.read_to_string(&mut text);
-        }
-        Err(self.failed("create", status.to_string(), &text))
+        Err(self.failed("create", status.to_string(), &read_back(&mut log)))
     }
+
+    /// The runtime's command line; with `leaked`, run through a shell that opens that host
+    /// directory as fd 3 first, so the runtime inherits it (a negative control's leak).
+    fn command_leaking(&self, leaked: Option<&Path>) -> Command {
+        match leaked {
+            Some(dir) => {
+                let runtime = self.command();
+                let mut shell = Command::new("/bin/sh");
+                shell
+                    .arg("-c")
+                    .arg(r#"exec "$@" 3<"$PALISADE_LEAKED_DIR""#)
+                    .arg("sh")
+                    .arg(runtime.get_program())
+                    .args(runtime.get_args())
+                    .env("PALISADE_LEAKED_DIR", dir);
+                shell
+            }
+            None => self.command(),
+        }
+    }
+}
+
+/// What a log file holds (the runtime's error message).
+fn read_back(log: &mut std::fs::File) -> String {
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    if log.rewind().is_ok() {
+        let _ = log.read_to_string(&mut text);
+    }
+    text
+}
+
+/// A simulated runtime defect: the process joins the init's namespaces by itself, as `nsenter`
+/// does, leaving `skip` out; it keeps the caller's cgroup, user and capabilities.
+fn nsenter_exec(
+    init_pid: i32,
+    skip: Option<oci_spec::runtime::LinuxNamespaceType>,
+    process: &oci_spec::runtime::Process,
+    stdio: ContainerStdio,
+) -> Result<Execed, HarnessError> {
+    use oci_spec::runtime::LinuxNamespaceType as Ns;
+    let nsenter = crate::exec::find_program("nsenter").ok_or_else(|| {
+        HarnessError::ControlNotApplied("`nsenter` (util-linux) is not installed".into())
+    })?;
+    let own = crate::lab::host::process_namespaces(std::process::id() as i32).unwrap_or_default();
+    let theirs = crate::lab::host::process_namespaces(init_pid).unwrap_or_default();
+    let mut command = Command::new(nsenter);
+    command.arg("--target").arg(init_pid.to_string());
+    let flags = [
+        (Ns::User, "--user"),
+        (Ns::Mount, "--mount"),
+        (Ns::Uts, "--uts"),
+        (Ns::Ipc, "--ipc"),
+        (Ns::Network, "--net"),
+        (Ns::Pid, "--pid"),
+        (Ns::Cgroup, "--cgroup"),
+        (Ns::Time, "--time"),
+    ];
+    for (kind, flag) in flags {
+        let name = palisade_common::namespaces::proc_name(kind);
+        // Only namespaces that differ from the caller's can (and need to) be entered.
+        let differs = own.get(name) != theirs.get(name);
+        if Some(kind) != skip && differs && theirs.contains_key(name) {
+            command.arg(flag);
+        }
+    }
+    let args = process.args().clone().unwrap_or_default();
+    let ContainerStdio {
+        stdin,
+        stdout,
+        stderr,
+    } = stdio;
+    let helper = command
+        .arg("--")
+        .args(&args)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .map_err(|source| HarnessError::Io {
+            what: "running nsenter",
+            source,
+        })?;
+    Ok(Execed {
+        host_pid: None,
+        helper: Some(helper),
+    })
 }
 
 /// The pid the runtime wrote to `--pid-file`.

@@ -133,6 +133,14 @@ pub enum Edit {
     },
     /// `/sys` and `/sys/fs/cgroup` mounted without `ro`.
     SysReadWrite,
+    /// No `linux.seccomp`: the container runs unconfined.
+    NoSeccomp,
+    /// The mount at `destination` gets the option `to` instead of `from`.
+    MountOption {
+        destination: &'static str,
+        from: &'static str,
+        to: &'static str,
+    },
     /// An allow-all rule appended to `linux.resources.devices`.
     AllowAllDevices,
     /// This `process.rlimits` entry set to other values.
@@ -273,6 +281,28 @@ impl Edit {
                             .flatten()
                             .filter(|o| o.as_str() != "ro")
                             .cloned()
+                            .collect();
+                        mount.set_options(Some(options));
+                    }
+                }
+            }),
+            Edit::NoSeccomp => spec.edit(|s| {
+                if let Some(linux) = s.linux_mut() {
+                    linux.set_seccomp(None);
+                }
+            }),
+            Edit::MountOption {
+                destination,
+                from,
+                to,
+            } => spec.edit(|s| {
+                for mount in s.mounts_mut().iter_mut().flatten() {
+                    if mount.destination() == Path::new(destination) {
+                        let options: Vec<String> = mount
+                            .options()
+                            .iter()
+                            .flatten()
+                            .map(|o| if o == from { to.to_owned() } else { o.clone() })
                             .collect();
                         mount.set_options(Some(options));
                     }
@@ -456,6 +486,15 @@ impl fmt::Display for Edit {
             ),
             Edit::SysReadWrite => write!(f, "/sys and /sys/fs/cgroup mounted without `ro`"),
             Edit::AllowAllDevices => write!(f, "an allow-all device rule (`a *:* rwm`)"),
+            Edit::NoSeccomp => write!(f, "no `linux.seccomp`: the container runs unconfined"),
+            Edit::MountOption {
+                destination,
+                from,
+                to,
+            } => write!(
+                f,
+                "the mount at {destination} gets `{to}` instead of `{from}`"
+            ),
             Edit::Rlimit { name, soft, hard } => {
                 write!(f, "{name} set to {soft}/{hard} instead")
             }
@@ -500,6 +539,16 @@ pub enum Defect {
     /// bundled runtime through its test-only chroot mode, others with `--no-pivot` and a leaked
     /// fd 3 (`--preserve-fds 1`), as in CVE-2024-21626.
     EscapableJail,
+    /// `exec` leaves one namespace of the init out.
+    ExecMissesNamespace(LinuxNamespaceType),
+    /// `exec` leaves the new process in the caller's cgroup.
+    ExecOutsideCgroup,
+    /// `exec` passes a host directory to the new process as an open fd.
+    ExecLeaksHostDir,
+    /// `exec` ignores the process spec: the new process keeps the caller's user and capabilities.
+    ExecIgnoresProcess,
+    /// `state` reports a pid that is not the container's init.
+    StateReportsWrongPid,
 }
 
 impl fmt::Display for Defect {
@@ -508,6 +557,27 @@ impl fmt::Display for Defect {
             Defect::EscapableJail => write!(
                 f,
                 "the runtime jails with chroot only (`--no-pivot`, bundled runtime: annotation) and leaks a host directory fd (`--preserve-fds`, as in CVE-2024-21626)"
+            ),
+            Defect::ExecMissesNamespace(kind) => write!(
+                f,
+                "a runtime whose `exec` leaves the {} namespace out (simulated: the process enters the others by itself)",
+                proc_name(*kind)
+            ),
+            Defect::ExecOutsideCgroup => write!(
+                f,
+                "a runtime whose `exec` leaves the process in the caller's cgroup (simulated with nsenter)"
+            ),
+            Defect::ExecLeaksHostDir => write!(
+                f,
+                "a runtime whose `exec` passes a host directory as fd 3 (`--preserve-fds`, as in CVE-2024-21626)"
+            ),
+            Defect::ExecIgnoresProcess => write!(
+                f,
+                "a runtime whose `exec` ignores the process spec (simulated with nsenter: the caller's user and capabilities)"
+            ),
+            Defect::StateReportsWrongPid => write!(
+                f,
+                "a runtime whose `state` reports a pid that is not the container's init"
             ),
         }
     }

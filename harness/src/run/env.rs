@@ -51,6 +51,18 @@ pub struct RuntimeRecord {
 
 pub const RECORD_FILE: &str = "run.json";
 
+/// The name the bundled runtime answers to.
+pub const BUNDLED_RUNTIME: &str = "palisade-runtime";
+
+/// A hard link of `from` at `to` (same filesystem, no copy), or a copy.
+fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
+    match fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) => fs::copy(from, to).map(drop),
+    }
+}
+
 /// The run's shared environment, handed to every scenario.
 pub struct RunEnv {
     pub id: String,
@@ -81,38 +93,83 @@ pub enum RunSetupError {
 
 impl RunEnv {
     /// Creates `<tmp>/palisade-<run id>/` with a copy of the probe.
+    ///
+    /// The directory appears under its final name only once it holds its record (the owner's pid
+    /// and start time): a run starting at the same moment never mistakes it for a dead run's.
+    /// Nothing is left behind when setting up fails. What dead runs left is removed first. The run is registered with the interrupt
+    /// handler ([`crate::run::interrupt`]) until [`crate::run::orchestrate::end_run`].
     pub fn new(probe: &Path) -> Result<Arc<RunEnv>, RunSetupError> {
+        crate::run::orchestrate::sweep_dead_runs();
+        Self::new_in(&std::env::temp_dir(), probe)
+    }
+
+    /// [`RunEnv::new`] with the run directory under `tmp`, without the sweep.
+    pub fn new_in(tmp: &Path, probe: &Path) -> Result<Arc<RunEnv>, RunSetupError> {
         let id = new_run_id();
-        let dir = std::env::temp_dir().join(format!("{PREFIX}{id}"));
-        fs::create_dir_all(&dir).map_err(|source| RunSetupError::Dir {
-            path: dir.clone(),
-            source,
-        })?;
-        let probe_copy = dir.join("palisade-probe");
-        fs::copy(probe, &probe_copy).map_err(|source| RunSetupError::Probe {
-            path: probe.to_owned(),
-            source,
-        })?;
+        let dir = tmp.join(format!("{PREFIX}{id}"));
+        let staging = tmp.join(format!(".{PREFIX}{id}-starting"));
+        let dir_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| RunSetupError::Dir { path, source }
+        };
+        fs::create_dir_all(&staging).map_err(dir_err(&staging))?;
         let record = RunRecord {
             run_id: id.clone(),
             owner_pid: std::process::id() as i32,
             owner_start: own_start_time(),
             runtimes: Vec::new(),
         };
-        let env = RunEnv {
+        let staged = link_or_copy(probe, &staging.join("palisade-probe"))
+            .map_err(|source| RunSetupError::Probe {
+                path: probe.to_owned(),
+                source,
+            })
+            .and_then(|_| {
+                let json = serde_json::to_string_pretty(&record)
+                    .map_err(|e| std::io::Error::other(e.to_string()));
+                json.and_then(|json| fs::write(staging.join(RECORD_FILE), json))
+                    .and_then(|()| fs::rename(&staging, &dir))
+                    .map_err(dir_err(&dir))
+            });
+        if let Err(e) = staged {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        let env = Arc::new(RunEnv {
+            probe: dir.join("palisade-probe"),
             id,
             dir,
             host: HostFacts::detect(),
-            probe: probe_copy,
             live: Arc::default(),
             record: record.into(),
-        };
-        env.save_record();
-        Ok(Arc::new(env))
+        });
+        crate::run::interrupt::register(&env);
+        Ok(env)
+    }
+
+    /// Places the bundled runtime in the run's directory as `palisade-runtime` (a binary that
+    /// answers to that name: the runtime itself, or the single `palisade` binary, which dispatches
+    /// on its name). From then on the name `palisade-runtime`, unless a program of that name is on
+    /// PATH, means this one.
+    pub fn add_bundled_runtime(&self, source: &Path) -> Result<(), RunSetupError> {
+        let target = self.dir.join(BUNDLED_RUNTIME);
+        link_or_copy(source, &target).map_err(|source| RunSetupError::Dir {
+            path: target,
+            source,
+        })
     }
 
     /// Sets up the driver for one runtime, with a state directory of its own inside the run.
     pub fn runtime(&self, name_or_path: &str) -> Result<Arc<dyn Driver>, RunSetupError> {
+        let bundled = self.dir.join(BUNDLED_RUNTIME);
+        let name_or_path = if name_or_path == BUNDLED_RUNTIME
+            && crate::exec::find_program(BUNDLED_RUNTIME).is_none()
+            && bundled.is_file()
+        {
+            bundled.to_str().unwrap_or(name_or_path)
+        } else {
+            name_or_path
+        };
         let slot = self.record.lock().map(|r| r.runtimes.len()).unwrap_or(0);
         let root = self.dir.join(format!("state-{slot}"));
         let driver =
@@ -195,6 +252,30 @@ fn own_start_time() -> u64 {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[test]
+    fn a_run_that_cannot_start_leaves_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let err = RunEnv::new_in(tmp.path(), Path::new("/nonexistent/palisade-probe"))
+            .err()
+            .expect("no probe, no run");
+        assert!(err.to_string().contains("the probe binary"), "{err}");
+        let left: Vec<_> = fs::read_dir(tmp.path()).expect("tmp").flatten().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
+    #[test]
+    fn a_run_directory_appears_with_its_record() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let probe = tmp.path().join("probe");
+        fs::write(&probe, b"probe").expect("probe");
+        let run = RunEnv::new_in(tmp.path(), &probe).expect("run");
+        let record: RunRecord =
+            serde_json::from_str(&fs::read_to_string(run.dir.join(RECORD_FILE)).expect("record"))
+                .expect("a record");
+        assert_eq!(record.owner_pid, std::process::id() as i32);
+        crate::run::interrupt::unregister(&run);
+    }
 
     #[rstest]
     #[case("palisade-0a1b2c", Some("palisade-0a1b2c"))]

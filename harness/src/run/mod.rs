@@ -5,6 +5,7 @@
 pub mod cleanup;
 pub mod control;
 pub mod env;
+pub mod interrupt;
 pub mod live;
 pub mod orchestrate;
 pub mod runner;

@@ -23,6 +23,8 @@ pub struct SuiteRun {
     pub mode: Mode,
     /// The probe binary to place in every rootfs.
     pub probe: PathBuf,
+    /// The bundled runtime's binary, which the name `palisade-runtime` then means.
+    pub bundled_runtime: Option<PathBuf>,
     /// Filter, `--list`, `--exact`, threads...: libtest's usual arguments.
     pub args: Arguments,
     /// More than one filter (`network:: nat::`): a trial runs if any matches. libtest's own
@@ -52,6 +54,7 @@ impl SuiteRun {
             runtimes,
             mode,
             probe,
+            bundled_runtime: None,
             args,
             filters: Vec::new(),
             explicit: false,
@@ -70,7 +73,13 @@ pub fn run(suite: SuiteRun) -> ExitCode {
         Ok(run) => run,
         Err(e) => return setup_error(&e.to_string()),
     };
+    if let Some(bundled) = &suite.bundled_runtime
+        && let Err(e) = run.add_bundled_runtime(bundled)
+    {
+        return end_run(&run, setup_error(&e.to_string()));
+    }
     let mut code = run_in(&run, &suite);
+    crate::run::interrupt::wait_if_interrupted();
     if !suite.args.list {
         let leaks = leftovers(&run);
         for leak in &leaks {
@@ -83,10 +92,28 @@ pub fn run(suite: SuiteRun) -> ExitCode {
     end_run(&run, code)
 }
 
+/// Removes what runs whose palisade is dead left behind (a SIGKILL leaves everything), and says
+/// what it removed. Runs that are alive are never touched.
+pub fn sweep_dead_runs() {
+    let removed = cleanup::cleanup_all(false);
+    if !removed.items.is_empty() {
+        println!(
+            "palisade: removed what dead runs left behind: {}",
+            removed.items.join(", ")
+        );
+    }
+    for problem in &removed.problems {
+        eprintln!("palisade: cleanup of dead runs: {problem}");
+    }
+}
+
 /// Removes everything the run made (its directory, cgroups, namespaces) and passes `code` on.
 pub fn end_run(run: &RunEnv, code: ExitCode) -> ExitCode {
+    crate::run::interrupt::wait_if_interrupted();
+    crate::run::interrupt::set_phase("the final cleanup");
     let mut removed = Removed::default();
     cleanup_run(&run.dir, &mut removed);
+    crate::run::interrupt::unregister(run);
     for problem in &removed.problems {
         eprintln!("palisade: cleanup: {problem}");
     }
@@ -139,6 +166,7 @@ fn run_in(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun) -> ExitCode {
     }
 
     let mut preflight_errors = BTreeMap::new();
+    crate::run::interrupt::set_phase("the preflight");
     if host.is_privileged() && !suite.args.list {
         for target in &targets {
             if let Ok(driver) = &target.driver
@@ -184,6 +212,7 @@ fn run_in(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun) -> ExitCode {
             })
         });
     }
+    crate::run::interrupt::set_phase("the trials");
     let conclusion = libtest_mimic::run(&suite.args, trials);
     if suite.args.list {
         return conclusion.exit_code();
@@ -203,6 +232,7 @@ fn run_in(run: &std::sync::Arc<RunEnv>, suite: &SuiteRun) -> ExitCode {
         println!();
         print!("{}", report::markdown::render(&report));
     }
+    crate::run::interrupt::set_phase("the report writing");
     let written = write_reports(&suite.reports, &report);
     // The verdicts in `results` decide; libtest-mimic's conclusion only printed them.
     drop(conclusion);

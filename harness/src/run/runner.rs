@@ -215,6 +215,9 @@ fn trial(
     let trial_name = name.clone();
     Trial::ignorable_test(name, move || {
         let started = Instant::now();
+        let skip = skip.or_else(|| {
+            crate::run::interrupt::interrupted().then(|| "the run was interrupted".to_owned())
+        });
         let verdict = match (skip, driver) {
             (Some(reason), _) => Verdict::Skip(reason),
             (None, None) => Verdict::Skip(format!("`{label}` is not available")),

@@ -68,6 +68,10 @@ impl From<HarnessError> for Failure {
     fn from(error: HarnessError) -> Failure {
         match error {
             HarnessError::ControlNotApplied(reason) => Failure::Skipped(reason),
+            // What the driver cannot express (an engine's CLI has no flag for it) is a skip.
+            unsupported @ HarnessError::Unsupported { .. } => {
+                Failure::Skipped(unsupported.to_string())
+            }
             other => Failure::Broken(other.to_string()),
         }
     }
@@ -295,6 +299,9 @@ impl Ctx {
     /// Applies the control (under `selftest`), then creates the container; the probe waits for
     /// `start`.
     pub fn create(&self, spec: ContainerSpec) -> Result<Container, HarnessError> {
+        if crate::run::interrupt::interrupted() {
+            return Err(HarnessError::Interrupted);
+        }
         let mut spec = spec;
         let mut runtime = self.runtime.clone();
         match self.control {
@@ -363,6 +370,7 @@ impl Ctx {
                 let with_leak = crate::driver::Defect {
                     create_flags: vec!["--no-pivot".into()],
                     leaked_dir: Some("/".into()),
+                    ..crate::driver::Defect::default()
                 };
                 let without_leak = crate::driver::Defect {
                     leaked_dir: None,
@@ -380,7 +388,41 @@ impl Ctx {
                     })?;
                 Ok((variant, spec))
             }
+            Defect::ExecMissesNamespace(kind) => self
+                .variant(crate::driver::Defect {
+                    exec: Some(crate::driver::ExecDefect::Nsenter { skip: Some(kind) }),
+                    ..crate::driver::Defect::default()
+                })
+                .map(|v| (v, spec)),
+            Defect::ExecOutsideCgroup | Defect::ExecIgnoresProcess => self
+                .variant(crate::driver::Defect {
+                    exec: Some(crate::driver::ExecDefect::Nsenter { skip: None }),
+                    ..crate::driver::Defect::default()
+                })
+                .map(|v| (v, spec)),
+            Defect::ExecLeaksHostDir => self
+                .variant(crate::driver::Defect {
+                    exec: Some(crate::driver::ExecDefect::LeakedDir("/".into())),
+                    ..crate::driver::Defect::default()
+                })
+                .map(|v| (v, spec)),
+            Defect::StateReportsWrongPid => self
+                .variant(crate::driver::Defect {
+                    state_pid: Some(std::process::id() as i32),
+                    ..crate::driver::Defect::default()
+                })
+                .map(|v| (v, spec)),
         }
+    }
+
+    /// The runtime with `defect`, or a skip saying it cannot be made.
+    fn variant(&self, defect: crate::driver::Defect) -> Result<Arc<dyn Driver>, HarnessError> {
+        self.runtime.variant(&defect).ok_or_else(|| {
+            HarnessError::ControlNotApplied(format!(
+                "`{}` cannot be driven with the control's defect",
+                self.runtime.info().name
+            ))
+        })
     }
 
     /// Creates and starts a container.

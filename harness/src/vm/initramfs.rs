@@ -33,6 +33,9 @@ pub const WANTED_MODULES: &[&str] = &[
     "nft_fib_inet",
     "nft_reject_inet",
     "sch_netem",
+    // /dev/loop-control (c 10:237): the device that devices::unlisted_device_cannot_be_opened
+    // tries to open.
+    "loop",
 ];
 
 /// Palisade's binaries, all static, taken from the directory of the running `palisade`.

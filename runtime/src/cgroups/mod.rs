@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::spec::Resources;
 
+pub mod devices;
 mod freezer;
 mod v1;
 mod v2;
@@ -52,6 +53,120 @@ pub enum CgroupError {
         have: String,
         timeout: Duration,
     },
+    /// A field of config.json this host's cgroups cannot apply (or failed to apply), by name.
+    #[error("{field}: {reason}")]
+    Refused { field: String, reason: String },
+    /// Loading or attaching the device cgroup's BPF program (cgroup v2).
+    #[error("linux.resources.devices: {what}: {source}{log}")]
+    Bpf {
+        what: &'static str,
+        source: nix::errno::Errno,
+        /// The verifier's log, if it had something to say (starts with a newline).
+        log: String,
+    },
+}
+
+pub(crate) fn refused(field: &str, reason: impl Into<String>) -> CgroupError {
+    CgroupError::Refused {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// One value for one cgroup interface file, and the config field it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    /// The field of config.json, named in errors (`linux.resources.memory.limit`).
+    pub field: String,
+    /// The controller owning the file (`cgroup` for core files).
+    pub controller: String,
+    /// (file, value): the first whose file exists is written (kernels name some files
+    /// differently, e.g. `blkio.weight` and `blkio.bfq.weight`).
+    pub choices: Vec<(String, String)>,
+    /// A companion write skipped when no file exists (e.g. the hugetlb reservation limit).
+    pub if_present: bool,
+    /// Read back after writing: refused if the kernel took the value but does not enforce it.
+    pub verify: bool,
+}
+
+impl Write {
+    pub fn new(field: &str, controller: &str, file: &str, value: impl ToString) -> Self {
+        Self {
+            field: field.to_owned(),
+            controller: controller.to_owned(),
+            choices: vec![(file.to_owned(), value.to_string())],
+            if_present: false,
+            verify: false,
+        }
+    }
+
+    /// Another file to write if the ones before do not exist.
+    pub fn or(mut self, file: &str, value: impl ToString) -> Self {
+        self.choices.push((file.to_owned(), value.to_string()));
+        self
+    }
+
+    pub fn if_present(mut self) -> Self {
+        self.if_present = true;
+        self
+    }
+
+    pub fn verified(mut self) -> Self {
+        self.verify = true;
+        self
+    }
+
+    /// Writes it into the cgroup directory `dir`.
+    pub fn apply(&self, dir: &Path) -> Result<(), CgroupError> {
+        let Some((file, value)) = self.choices.iter().find(|(f, _)| dir.join(f).exists()) else {
+            if self.if_present {
+                return Ok(());
+            }
+            let names: Vec<&str> = self.choices.iter().map(|(f, _)| f.as_str()).collect();
+            return Err(refused(
+                &self.field,
+                format!(
+                    "this kernel has no {} (in {})",
+                    names.join(" or "),
+                    dir.display()
+                ),
+            ));
+        };
+        write(dir, file, value).map_err(|e| refused(&self.field, e.to_string()))?;
+        if self.verify {
+            verify(dir, file, value).map_err(|reason| refused(&self.field, reason))?;
+        }
+        Ok(())
+    }
+}
+
+/// A line of `rdma.max` (same on v1 and v2); an absent limit is "max".
+pub(crate) fn rdma_line(r: &crate::spec::Rdma) -> String {
+    let n = |v: Option<u32>| v.map_or_else(|| "max".to_owned(), |v| v.to_string());
+    format!(
+        "{} hca_handle={} hca_object={}",
+        r.device,
+        n(r.hca_handles),
+        n(r.hca_objects)
+    )
+}
+
+/// The value in `file` is the byte count just written, give or take the kernel's rounding down
+/// to a page (some v1 files accept any value and ignore it, e.g. kmem.limit_in_bytes since 5.16).
+fn verify(dir: &Path, file: &str, value: &str) -> Result<(), String> {
+    let Ok(wanted) = value.parse::<u64>() else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(dir.join(file))
+        .map_err(|e| format!("cannot read back {file}: {e}"))?;
+    let page = 4096;
+    match text.trim().parse::<u64>() {
+        Ok(seen) if seen <= wanted && wanted - seen < page => Ok(()),
+        _ => Err(format!(
+            "this kernel accepts {file} but does not enforce it (wrote {wanted}, it reads {})",
+            text.trim()
+        )),
+    }
 }
 
 /// What `delete` needs to undo, persisted in state.json.

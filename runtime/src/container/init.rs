@@ -3,13 +3,14 @@
 //! 1. The intermediate process joins the cgroup, sets oom_score_adj, joins/unshares namespaces and
 //!    forks the init (which becomes pid 1 of a new pid namespace), reports the init's pid and exits
 //!    so the init is not left as the child of a lingering process.
-//! 2. The init prepares the rootfs, pivots into it, drops privileges, reports `Ready`, blocks on
-//!    the exec fifo until `start`, and execs the user's process.
+//! 2. The init prepares the rootfs, has `create` run the runtime's hooks and runs createContainer
+//!    hooks before its pivot, pivots into the rootfs, drops privileges, reports `Ready`, blocks on
+//!    the exec fifo until `start`, runs startContainer hooks and execs the user's process.
 
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,8 @@ use super::inroot::RootDir;
 use super::nsjoin::{self, NsFile};
 use super::{Message, Receiver, Sender, rootfs};
 use crate::cgroups::{CgroupError, Layout};
-use crate::spec::{Plan, ProcessPlan, idmap};
+use crate::hooks::{HookError, HookKind, HookPlan};
+use crate::spec::{Plan, idmap};
 use crate::sys;
 use crate::syscall::{LinuxSyscall, Syscall};
 
@@ -49,6 +51,9 @@ pub enum InitError {
         what: String,
         source: caps::errors::CapsError,
     },
+    /// Something the runtime will not do, with the reason (naming the config field).
+    #[error("{0}")]
+    Refused(String),
     #[error("exec: {0:?}: executable file not found in $PATH")]
     ExecutableNotFound(String),
     #[error("palisade-runtime create did not place the init in its cgroup")]
@@ -59,6 +64,12 @@ pub enum InitError {
     UserNamespace { field: String, reason: String },
     #[error("exec fifo closed without a start signal")]
     StartAborted,
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error("palisade-runtime create did not run the prestart and createRuntime hooks")]
+    RuntimeHooksNotRun,
     #[error("reporting to palisade-runtime create: {0}")]
     Channel(std::io::Error),
 }
@@ -79,6 +90,12 @@ pub struct InitContext<'a> {
     pub layout: &'a Layout,
     /// Read end of the exec fifo, opened non-blocking by `create`.
     pub fifo: File,
+    /// Where the init reports a failure after `create` has returned (`start` reads it).
+    pub start_error: File,
+    /// Descriptors 3..3+n are passed on to the container process (`--preserve-fds n`).
+    pub preserve_fds: u32,
+    /// The seccomp agent's socket (`listenerPath`), connected by `create` on the host side.
+    pub seccomp_listener: Option<crate::seccomp::ListenerConnection>,
 }
 
 /// Waits (once) until `create` has moved the init into its cgroups, then unshares the cgroup
@@ -90,6 +107,8 @@ pub struct CgroupGate {
     rx: Receiver,
     new_cgroup_ns: bool,
     done: bool,
+    /// The init's pid as the runtime sees it, once `create` has said so.
+    pid: Option<i32>,
 }
 
 impl CgroupGate {
@@ -98,6 +117,7 @@ impl CgroupGate {
             rx,
             new_cgroup_ns: plan.has_new_namespace(CloneFlags::CLONE_NEWCGROUP),
             done: false,
+            pid: None,
         }
     }
 
@@ -109,12 +129,22 @@ impl CgroupGate {
         }
     }
 
+    /// The init's pid in the runtime's pid namespace (after [`CgroupGate::wait`]).
+    pub fn pid(&self) -> Option<i32> {
+        self.pid
+    }
+
+    /// The next message from `create` after the cgroup placement.
+    pub fn recv(&mut self) -> Result<Option<Message>, InitError> {
+        self.rx.recv().map_err(InitError::Channel)
+    }
+
     pub fn wait(&mut self, sys: &dyn Syscall) -> Result<(), InitError> {
         if self.done {
             return Ok(());
         }
         match self.rx.recv().map_err(InitError::Channel)? {
-            Some(Message::CgroupJoined) => {}
+            Some(Message::CgroupJoined { pid }) => self.pid = Some(pid),
             _ => return Err(InitError::CgroupNotJoined),
         }
         if self.new_cgroup_ns {
@@ -163,6 +193,7 @@ fn intermediate_steps(
     if ctx.plan.user_namespace().is_some() {
         check_rootfs_reachable(ctx.plan)?;
     }
+    set_time_offsets(&sys, ctx.plan)?;
     // A new pid (and time) namespace only applies to children: fork so the init is pid 1.
     match sys::fork().map_err(sys_err("fork container init"))? {
         ForkResult::Parent { child } => tx
@@ -187,15 +218,42 @@ fn init_steps(
     gate: &mut CgroupGate,
 ) -> Result<Infallible, InitError> {
     let plan = ctx.plan;
-    setup(sys, plan, ctx.layout, gate)?;
-    let exe = find_executable(&plan.process)?;
-    // Descriptors leaked into `create` by its caller must not reach the container process.
-    sys::cloexec_from(3).map_err(sys_err("close_range"))?;
+    let listener = ctx
+        .seccomp_listener
+        .as_ref()
+        .map(crate::seccomp::ListenerConnection::try_clone)
+        .transpose()?;
+    setup(sys, plan, ctx.layout, gate, tx, listener)?;
+    let exe = find_executable(plan)?;
+    // Descriptors leaked into `create` by its caller must not reach the container process; the
+    // first `--preserve-fds` ones above stdio are meant for it (`create` keeps its own above them).
+    let first_closed = 3u32.saturating_add(ctx.preserve_fds);
+    sys::cloexec_from(first_closed).map_err(sys_err("close_range"))?;
     sys::reset_sigpipe().map_err(sys_err("reset SIGPIPE"))?;
     tx.send(&Message::Ready).map_err(InitError::Channel)?;
+    // `create` has returned: a failure from here on is for `start` (which reads `start_error`)
+    // and for the container's stderr.
+    let err = match after_start(sys, ctx, gate, &exe) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let mut report = &ctx.start_error;
+    let _ = report.write_all(err.to_string().as_bytes());
+    eprintln!("palisade-runtime: error: {err}");
+    std::process::exit(1)
+}
+
+/// Waits for `start`, runs the startContainer hooks and execs the container's process.
+fn after_start(
+    sys: &dyn Syscall,
+    ctx: &InitContext<'_>,
+    gate: &CgroupGate,
+    exe: &CString,
+) -> Result<Infallible, InitError> {
+    let plan = ctx.plan;
     wait_for_start(&ctx.fifo)?;
-    let Err(errno) = nix::unistd::execve(&exe, &plan.process.args, &plan.process.env);
-    // `create` has exited by now; the error goes to the container's stderr via `fail`.
+    run_start_container_hooks(sys, plan, gate.pid())?;
+    let Err(errno) = nix::unistd::execve(exe, &plan.process.args, &plan.process.env);
     Err(InitError::Syscall {
         what: format!("exec {}", exe.to_string_lossy()),
         source: errno,
@@ -208,6 +266,10 @@ pub struct Setup<'a> {
     pub plan: &'a Plan,
     pub layout: &'a Layout,
     pub gate: &'a mut CgroupGate,
+    /// To `create` (the runtime's hooks).
+    pub tx: &'a mut Sender,
+    /// Where the seccomp notify listener goes, taken when the filter is loaded.
+    pub seccomp_listener: Option<crate::seccomp::ListenerConnection>,
 }
 
 type Step = fn(&mut Setup<'_>) -> Result<(), InitError>;
@@ -216,41 +278,111 @@ type Step = fn(&mut Setup<'_>) -> Result<(), InitError>;
 /// maps written by the parent, a hook, seccomp right before exec) is one more entry here.
 const INIT_STEPS: &[(&str, Step)] = &[
     ("hostname", |s| set_hostname(s.sys, s.plan)),
+    ("domainname", |s| set_domainname(s.sys, s.plan)),
     ("mounts below the rootfs", |s| {
         prepare_rootfs(s.sys, s.plan, s.layout, s.gate)
     }),
+    // The runtime environment exists, the pivot has not happened (config.md, POSIX hooks).
+    ("prestart, createRuntime and createContainer hooks", |s| {
+        run_create_hooks(s.sys, s.plan, s.gate, s.tx)
+    }),
     ("pivot", |s| pivot_into_rootfs(s.sys, s.plan)),
+    // Before privileges are dropped: unsharing the cgroup namespace needs CAP_SYS_ADMIN.
+    ("cgroup namespace", |s| s.gate.wait(s.sys)),
+    // Through the container's /proc, before /proc/sys can be made read-only (as runc).
+    ("sysctl", |s| apply_sysctl(s.sys, s.plan)),
     ("masked and read-only paths", |s| {
         finish_rootfs(s.sys, s.plan)
     }),
-    // Before privileges are dropped: unsharing the cgroup namespace needs CAP_SYS_ADMIN.
-    ("cgroup namespace", |s| s.gate.wait(s.sys)),
-    ("sysctl", |s| apply_sysctl(s.sys, s.plan)),
-    // These four are the process's own: `exec` applies them too, through PROCESS_STEPS.
-    ("rlimits", |s| apply_rlimits(s.sys, &s.plan.process)),
-    ("user", |s| switch_user(s.sys, &s.plan.process)),
-    ("capabilities", |s| {
-        apply_capabilities(s.sys, &s.plan.process)
+    // Labels for the exec, written while /proc/thread-self/attr is still ours to write.
+    ("LSM labels", |s| apply_lsm_labels(s.sys, s.plan)),
+    ("rlimits", |s| apply_rlimits(s.sys, s.plan)),
+    // Both may need CAP_SYS_NICE / CAP_SYS_ADMIN (real-time classes), so before the user switch.
+    ("scheduler and I/O priority", |s| {
+        apply_scheduling(s.sys, s.plan)
     }),
-    ("no_new_privs", |s| set_no_new_privs(s.sys, &s.plan.process)),
+    // Without no_new_privs the kernel loads a filter only for CAP_SYS_ADMIN: load it now, while
+    // the init still has it (runc does the same); the rest of the steps then run under it.
+    ("seccomp, without no_new_privs", |s| load_seccomp(s, false)),
+    ("user", |s| switch_user(s.sys, s.plan)),
+    ("capabilities", |s| apply_capabilities(s.sys, s.plan)),
+    ("no_new_privs", |s| set_no_new_privs(s.sys, s.plan)),
     ("cwd", |s| {
         let cwd = &s.plan.process.cwd;
         s.sys
             .chdir(cwd)
             .map_err(sys_err(format!("chdir {}", cwd.display())))
     }),
+    // After everything the runtime creates, so only the container's own files get this umask.
+    ("umask", |s| {
+        if let Some(mask) = s.plan.process.umask {
+            s.sys.umask(mask);
+        }
+        Ok(())
+    }),
+    // Last: the execution domain only matters to what runs after the exec.
+    ("personality", |s| match s.plan.personality {
+        Some(p) => s
+            .sys
+            .personality(p)
+            .map_err(sys_err(format!("personality {p:#x} (linux.personality)"))),
+        None => Ok(()),
+    }),
+    // As late as the spec says: after the capabilities and no_new_privs, right before the exec.
+    ("seccomp", |s| load_seccomp(s, true)),
 ];
 
-/// A step of the process's own set-up, shared by the init and `exec`.
-type ProcessStep = fn(&dyn Syscall, &ProcessPlan) -> Result<(), InitError>;
+/// A step of `exec`'s process.
+type ExecStep = fn(&dyn Syscall, &Plan) -> Result<(), InitError>;
 
-/// What `exec` applies of its process, in the init's order (see [`INIT_STEPS`]).
-pub const PROCESS_STEPS: &[(&str, ProcessStep)] = &[
+/// What `exec` applies to its process, in the order of [`INIT_STEPS`] (keep them in step): the
+/// whole process section, and what of the container applies per process (seccomp, personality).
+/// `plan` is the container's, with the exec'd process. The cwd is changed into by `exec` itself,
+/// which checks it (CVE-2024-21626), right after no_new_privs.
+pub const EXEC_STEPS: &[(&str, ExecStep)] = &[
+    ("LSM labels", apply_lsm_labels),
     ("rlimits", apply_rlimits),
+    ("scheduler and I/O priority", apply_scheduling),
+    ("seccomp, without no_new_privs", |sys, plan| {
+        load_exec_seccomp(sys, plan, false)
+    }),
     ("user", switch_user),
     ("capabilities", apply_capabilities),
     ("no_new_privs", set_no_new_privs),
 ];
+
+/// What `exec` applies after the cwd, as [`INIT_STEPS`] does.
+pub const EXEC_STEPS_AFTER_CWD: &[(&str, ExecStep)] = &[
+    ("umask", |sys, plan| {
+        if let Some(mask) = plan.process.umask {
+            sys.umask(mask);
+        }
+        Ok(())
+    }),
+    ("personality", |sys, plan| match plan.personality {
+        Some(p) => sys
+            .personality(p)
+            .map_err(sys_err(format!("personality {p:#x} (linux.personality)"))),
+        None => Ok(()),
+    }),
+    ("seccomp", |sys, plan| load_exec_seccomp(sys, plan, true)),
+];
+
+/// The container's seccomp filter for an exec'd process, at the point [`load_seccomp`] loads the
+/// init's. `exec` refuses a profile with a notify listener before it gets here.
+fn load_exec_seccomp(
+    sys: &dyn Syscall,
+    plan: &Plan,
+    with_no_new_privs: bool,
+) -> Result<(), InitError> {
+    match &plan.seccomp {
+        Some(seccomp) if plan.process.no_new_privileges == with_no_new_privs => {
+            sys.seccomp_load(seccomp)?;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
 
 /// Runs [`INIT_STEPS`].
 pub fn setup(
@@ -258,15 +390,55 @@ pub fn setup(
     plan: &Plan,
     layout: &Layout,
     gate: &mut CgroupGate,
+    tx: &mut Sender,
+    seccomp_listener: Option<crate::seccomp::ListenerConnection>,
 ) -> Result<(), InitError> {
     let mut s = Setup {
         sys,
         plan,
         layout,
         gate,
+        tx,
+        seccomp_listener,
     };
     for (_, step) in INIT_STEPS {
         step(&mut s)?;
+    }
+    Ok(())
+}
+
+/// Loads `linux.seccomp` at the one point that fits the process: last with no_new_privs (as late
+/// as the spec says), or before the capabilities are dropped without it. A notify listener goes to
+/// the agent with the container process state.
+fn load_seccomp(s: &mut Setup<'_>, with_no_new_privs: bool) -> Result<(), InitError> {
+    let Some(plan) = &s.plan.seccomp else {
+        return Ok(());
+    };
+    if s.plan.process.no_new_privileges != with_no_new_privs {
+        return Ok(());
+    }
+    let listener = s.sys.seccomp_load(plan)?;
+    if let (Some(fd), Some(connection)) = (listener, s.seccomp_listener.take()) {
+        use std::os::fd::AsFd;
+        let pid = s.gate.pid().unwrap_or_else(|| std::process::id() as i32);
+        let state = oci_spec::runtime::StateBuilder::default()
+            .version(s.plan.oci_version.clone())
+            .id(s.plan.id.clone())
+            .status(oci_spec::runtime::ContainerState::Creating)
+            .pid(pid)
+            .bundle(s.plan.bundle.clone())
+            .annotations(
+                s.plan
+                    .annotations
+                    .clone()
+                    .into_iter()
+                    .collect::<std::collections::HashMap<_, _>>(),
+            )
+            .build()
+            .map_err(|e| {
+                InitError::Refused(format!("the container state for the seccomp agent: {e}"))
+            })?;
+        crate::seccomp::send_listener_fd(connection, plan, fd.as_fd(), pid, &state)?;
     }
     Ok(())
 }
@@ -401,6 +573,118 @@ fn set_hostname(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
     }
 }
 
+fn set_domainname(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
+    match &plan.domainname {
+        Some(d) => sys.setdomainname(d).map_err(sys_err("setdomainname")),
+        None => Ok(()),
+    }
+}
+
+/// `linux.timeOffsets`, by the process that unshared the time namespace and before the init (the
+/// namespace's first process) is forked: the kernel refuses them afterwards.
+pub fn set_time_offsets(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
+    if plan.time_offsets.is_empty() {
+        return Ok(());
+    }
+    let text: String = plan
+        .time_offsets
+        .iter()
+        .map(|o| format!("{} {} {}\n", o.clock, o.secs, o.nanosecs))
+        .collect();
+    sys.write_file(Path::new("/proc/self/timens_offsets"), &text)
+        .map_err(|source| InitError::Io {
+            what: "write /proc/self/timens_offsets (linux.timeOffsets)".into(),
+            source,
+        })
+}
+
+/// The state document hooks run by the init read.
+fn hook_state(plan: &Plan, status: oci_spec::runtime::ContainerState, pid: Option<i32>) -> Vec<u8> {
+    crate::hooks::state_json(
+        &plan.oci_version,
+        &plan.id,
+        status,
+        pid,
+        &plan.bundle,
+        &plan.annotations,
+    )
+}
+
+/// Has `create` run the prestart and createRuntime hooks (in the runtime's namespaces) and waits
+/// for them, then runs the createContainer hooks here, in the container's namespaces with the
+/// host's paths (the pivot is still to come).
+pub fn run_create_hooks(
+    sys: &dyn Syscall,
+    plan: &Plan,
+    gate: &mut CgroupGate,
+    tx: &mut Sender,
+) -> Result<(), InitError> {
+    let hooks = &plan.hooks;
+    if !hooks.has_runtime_hooks() && hooks.create_container.is_empty() {
+        return Ok(());
+    }
+    // In its cgroup (and cgroup namespace) first: that is part of the runtime environment, and
+    // it tells the init its pid for the state.
+    gate.wait(sys)?;
+    if hooks.has_runtime_hooks() {
+        tx.send(&Message::RuntimeHooks)
+            .map_err(InitError::Channel)?;
+        match gate.recv()? {
+            Some(Message::RuntimeHooksDone) => {}
+            _ => return Err(InitError::RuntimeHooksNotRun),
+        }
+    }
+    let state = hook_state(
+        plan,
+        oci_spec::runtime::ContainerState::Creating,
+        gate.pid(),
+    );
+    for hook in &hooks.create_container {
+        sys.run_hook(
+            HookKind::CreateContainer,
+            &with_process_env(hook, plan),
+            &state,
+        )?;
+    }
+    Ok(())
+}
+
+/// The startContainer hooks: after `start`, in the container (paths inside it), before the exec.
+pub fn run_start_container_hooks(
+    sys: &dyn Syscall,
+    plan: &Plan,
+    pid: Option<i32>,
+) -> Result<(), InitError> {
+    if plan.hooks.start_container.is_empty() {
+        return Ok(());
+    }
+    let state = hook_state(plan, oci_spec::runtime::ContainerState::Created, pid);
+    for hook in &plan.hooks.start_container {
+        sys.run_hook(
+            HookKind::StartContainer,
+            &with_process_env(hook, plan),
+            &state,
+        )?;
+    }
+    Ok(())
+}
+
+/// A hook of the init without an env of its own gets the container process's (as in runc),
+/// never the environment `create` was called with.
+pub fn with_process_env(hook: &HookPlan, plan: &Plan) -> HookPlan {
+    let mut hook = hook.clone();
+    if hook.env.is_none() {
+        hook.env = Some(
+            plan.process
+                .env
+                .iter()
+                .map(|e| e.to_string_lossy().into_owned())
+                .collect(),
+        );
+    }
+    hook
+}
+
 /// Mounts everything below the rootfs, still seen from the host's path names.
 pub fn prepare_rootfs(
     sys: &dyn Syscall,
@@ -408,6 +692,10 @@ pub fn prepare_rootfs(
     layout: &Layout,
     gate: &mut CgroupGate,
 ) -> Result<(), InitError> {
+    // Without a mount namespace there is nothing to mount: it would land on the host's mounts.
+    if !plan.has_mount_namespace() {
+        return Ok(());
+    }
     let mnt = |src: Option<&Path>, dst: &Path, flags: MsFlags| {
         sys.mount(src, dst, None, flags, None)
             .map_err(|source| InitError::Mount {
@@ -436,12 +724,24 @@ pub fn prepare_rootfs(
         what: format!("open rootfs {}", plan.rootfs.display()),
         source,
     })?;
-    for m in &plan.mounts {
-        if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+    // In a user namespace only the owner of the cgroup namespace may mount cgroupfs: without a
+    // cgroup namespace of its own, the container gets its cgroup directories bound, as with runc.
+    let bind_cgroups = plan.user_namespace().is_some()
+        && !plan
+            .namespaces
+            .iter()
+            .any(|n| n.flag == CloneFlags::CLONE_NEWCGROUP);
+    for (i, m) in plan.mounts.iter().enumerate() {
+        let cgroup = m.fstype == "cgroup" || m.fstype == "cgroup2";
+        if cgroup {
             // A cgroup mount shows the cgroup namespace's root, which must exist by now.
             gate.wait(sys)?;
         }
-        rootfs::mount_entry(sys, &root, m, layout)?;
+        if cgroup && bind_cgroups {
+            rootfs::bind_cgroups(sys, &root, m, i, layout, &plan.cgroup_path)?;
+        } else {
+            rootfs::mount_entry(sys, &root, m, i, layout)?;
+        }
     }
     rootfs::create_devices(sys, &root, plan)
 }
@@ -453,6 +753,11 @@ pub fn pivot_into_rootfs(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError
     let dot = Path::new(".");
     sys.chdir(root)
         .map_err(sys_err(format!("chdir {}", root.display())))?;
+    if !plan.has_mount_namespace() {
+        // Nothing to pivot (and no mount of ours to change): a chroot, as runc does.
+        sys.chroot(dot).map_err(sys_err("chroot"))?;
+        return sys.chdir(Path::new("/")).map_err(sys_err("chdir /"));
+    }
     if plan.chroot_only {
         sys.chroot(dot).map_err(sys_err("chroot"))?;
     } else if plan.no_pivot {
@@ -524,8 +829,50 @@ fn apply_sysctl(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
     Ok(())
 }
 
-fn apply_rlimits(sys: &dyn Syscall, p: &ProcessPlan) -> Result<(), InitError> {
-    for (res, soft, hard) in &p.rlimits {
+/// `process.apparmorProfile` and `process.selinuxLabel`: the labels the exec transitions to (the
+/// plan only has them on a host with that LSM).
+fn apply_lsm_labels(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
+    let p = &plan.process;
+    if let Some(profile) = &p.apparmor_profile {
+        // The AppArmor-specific file when the kernel has it (stacked LSMs), the shared one before.
+        let own = Path::new("/proc/thread-self/attr/apparmor/exec");
+        let path = if sys.file_kind(own, true).is_some() {
+            own
+        } else {
+            Path::new("/proc/thread-self/attr/exec")
+        };
+        sys.write_file(path, &format!("exec {profile}"))
+            .map_err(|source| InitError::Io {
+                what: format!("set AppArmor profile {profile} (process.apparmorProfile)"),
+                source,
+            })?;
+    }
+    if let Some(label) = &p.selinux_label {
+        sys.write_file(Path::new("/proc/thread-self/attr/exec"), label)
+            .map_err(|source| InitError::Io {
+                what: format!("set SELinux label {label} (process.selinuxLabel)"),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// `process.scheduler` and `process.ioPriority`.
+fn apply_scheduling(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
+    let p = &plan.process;
+    if let Some(attr) = &p.scheduler {
+        sys.sched_setattr(attr)
+            .map_err(sys_err("sched_setattr (process.scheduler)"))?;
+    }
+    if let Some(value) = p.io_priority {
+        sys.ioprio_set(value)
+            .map_err(sys_err("ioprio_set (process.ioPriority)"))?;
+    }
+    Ok(())
+}
+
+fn apply_rlimits(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
+    for (res, soft, hard) in &plan.process.rlimits {
         sys.setrlimit(*res, *soft, *hard)
             .map_err(sys_err(format!("setrlimit {res:?}")))?;
     }
@@ -533,7 +880,8 @@ fn apply_rlimits(sys: &dyn Syscall, p: &ProcessPlan) -> Result<(), InitError> {
 }
 
 /// Bounding set, then uid/gid/groups (keeping permitted capabilities across setuid).
-pub fn switch_user(sys: &dyn Syscall, p: &ProcessPlan) -> Result<(), InitError> {
+pub fn switch_user(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
+    let p = &plan.process;
     // The bounding set first: dropping from it needs CAP_SETPCAP, which may be gone later.
     let bounding = sys
         .read_caps(CapSet::Bounding)
@@ -557,8 +905,8 @@ pub fn switch_user(sys: &dyn Syscall, p: &ProcessPlan) -> Result<(), InitError> 
 
 /// The four remaining capability sets, in an order the kernel accepts: inheritable while
 /// permitted is still full, effective before permitted shrinks, ambient last.
-pub fn apply_capabilities(sys: &dyn Syscall, p: &ProcessPlan) -> Result<(), InitError> {
-    let c = &p.caps;
+pub fn apply_capabilities(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
+    let c = &plan.process.caps;
     sys.set_caps(CapSet::Inheritable, &c.inheritable)
         .map_err(caps_err("set inheritable capabilities"))?;
     sys.set_caps(CapSet::Effective, &c.effective)
@@ -586,8 +934,8 @@ pub fn apply_capabilities(sys: &dyn Syscall, p: &ProcessPlan) -> Result<(), Init
 
 /// After the capabilities: no_new_privs does not stop this process from dropping them, but it
 /// is the last thing that changes what the exec may gain.
-fn set_no_new_privs(sys: &dyn Syscall, p: &ProcessPlan) -> Result<(), InitError> {
-    if p.no_new_privileges {
+fn set_no_new_privs(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
+    if plan.process.no_new_privileges {
         sys.set_no_new_privs()
             .map_err(sys_err("set no_new_privs"))?;
     }
@@ -595,8 +943,13 @@ fn set_no_new_privs(sys: &dyn Syscall, p: &ProcessPlan) -> Result<(), InitError>
 }
 
 /// Looks args[0] up in the process's PATH, so a missing binary fails `create`, not `start`.
-pub fn find_executable(p: &ProcessPlan) -> Result<CString, InitError> {
-    let arg0 = p.args.first().map(|a| a.as_bytes()).unwrap_or_default();
+pub fn find_executable(plan: &Plan) -> Result<CString, InitError> {
+    let arg0 = plan
+        .process
+        .args
+        .first()
+        .map(|a| a.as_bytes())
+        .unwrap_or_default();
     let name = Path::new(std::ffi::OsStr::from_bytes(arg0));
     let executable = |p: &Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -604,7 +957,8 @@ pub fn find_executable(p: &ProcessPlan) -> Result<CString, InitError> {
     let found = if arg0.contains(&b'/') {
         executable(name).then(|| name.to_path_buf())
     } else {
-        p.path_env
+        plan.process
+            .path_env
             .split(':')
             .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(name))
             .find(|p| executable(p))

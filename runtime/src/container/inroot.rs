@@ -107,6 +107,11 @@ impl RootDir {
         })
     }
 
+    /// The root's path on the host.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     #[cfg(test)]
     pub fn resolver(&self) -> Resolver {
         self.resolver

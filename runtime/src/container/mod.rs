@@ -12,6 +12,8 @@ pub mod nsjoin;
 mod rootfs;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lifecycle;
 
 /// Messages from the intermediate process and the container init to `create`, one JSON object
 /// per line on a close-on-exec pipe.
@@ -24,8 +26,14 @@ pub enum Message {
     Ready,
     /// Sent by either: setup failed; the sender exits.
     Error { message: String },
-    /// Sent by `create` to the init: it has been moved into its cgroups.
-    CgroupJoined,
+    /// Sent by `create` to the init: it has been moved into its cgroups; `pid` is its pid as the
+    /// runtime sees it (for the state hooks read).
+    CgroupJoined { pid: i32 },
+    /// Sent by the init, with its rootfs mounted and before its pivot: run the prestart and
+    /// createRuntime hooks now. It waits for [`Message::RuntimeHooksDone`].
+    RuntimeHooks,
+    /// Sent by `create` to the init: the runtime's hooks succeeded.
+    RuntimeHooksDone,
     /// Sent by the intermediate process: it is in a new user namespace, whose uid and gid maps
     /// `create` (outside it) must write.
     UserNs,

@@ -70,20 +70,22 @@ fn resolve(root: &RootDir, path: &Path, create: Create<'_>) -> Result<Target, In
         .map_err(io_err(format!("resolve {}", path.display())))
 }
 
-/// Mounts one entry of config.json's `mounts` below the rootfs.
+/// Mounts one entry of config.json's `mounts` (`mounts[index]`) below the rootfs.
 pub fn mount_entry(
     sys: &dyn Syscall,
     root: &RootDir,
     m: &MountPlan,
+    index: usize,
     layout: &Layout,
 ) -> Result<(), InitError> {
     let dest = &m.destination;
     if m.fstype == "cgroup" || m.fstype == "cgroup2" {
-        mount_cgroup(sys, root, m, layout)?;
+        mount_cgroup(sys, root, m, index, layout)?;
     } else if m.bind {
         let src = m.source.as_deref().unwrap_or(Path::new(""));
         let is_dir = std::fs::metadata(src).map(|md| md.is_dir()).unwrap_or(true);
         let target = resolve(root, dest, if is_dir { Create::Dir } else { Create::File })?;
+        check_destination(root, m, index, &target)?;
         mnt_at(
             sys,
             Some(src),
@@ -110,6 +112,7 @@ pub fn mount_entry(
         }
     } else {
         let target = resolve(root, dest, Create::Dir)?;
+        check_destination(root, m, index, &target)?;
         let src = m.source.clone().unwrap_or_else(|| PathBuf::from(&m.fstype));
         let data = (!m.data.is_empty()).then_some(m.data.as_str());
         match mnt_at(sys, Some(&src), &target, Some(&m.fstype), m.flags, data) {
@@ -145,6 +148,107 @@ pub fn mount_entry(
             mnt_at(sys, None, &target, NONE, *p, NONE)?;
         }
     }
+    if let Some(rec) = m.recursive {
+        // On the tree now mounted there: looked up again to reach the new mount.
+        let target = resolve(root, dest, Create::Nothing)?;
+        sys.mount_setattr(&target.proc_path(), true, rec.set, rec.clear)
+            .map_err(|source| match source {
+                Errno::ENOSYS => InitError::Refused(format!(
+                    "mounts[{index}] ({}): recursive mount options (rro, rnosuid, …) need \
+                     mount_setattr(2), Linux 5.12 or later, and this kernel does not have it",
+                    dest.display()
+                )),
+                source => InitError::Mount {
+                    what: format!(
+                        "mounts[{index}]: recursive mount attributes on {} (mount_setattr set \
+                         {:#x}, clear {:#x})",
+                        target.shown().display(),
+                        rec.set,
+                        rec.clear
+                    ),
+                    source,
+                },
+            })?;
+    }
+    Ok(())
+}
+
+/// Files below /proc that may be mounted over (what lxcfs emulates; runc's list).
+const PROC_MOUNTABLE: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// Refuses a destination that the rootfs's symlinks turned into a place nothing may be mounted
+/// (as runc): procfs and sysfs go on the very directory named, reached without a symlink (a
+/// hostile image could otherwise move them), and /proc takes only procfs, and the files inside
+/// it only what lxcfs emulates (a mount over /proc/sys/… would undo the read-only paths).
+fn check_destination(
+    root: &RootDir,
+    m: &MountPlan,
+    index: usize,
+    target: &Target,
+) -> Result<(), InitError> {
+    let requested: PathBuf =
+        Path::new("/").join(m.destination.strip_prefix("/").unwrap_or(&m.destination));
+    let real = std::fs::read_link(target.proc_path())
+        .ok()
+        .and_then(|p| {
+            p.strip_prefix(root.path())
+                .ok()
+                .map(|rel| Path::new("/").join(rel))
+        })
+        .ok_or_else(|| {
+            InitError::Refused(format!(
+                "mounts[{index}]: cannot tell where {} is in the rootfs",
+                m.destination.display()
+            ))
+        })?;
+    let through = if real == requested {
+        String::new()
+    } else {
+        format!(
+            " (through a symlink, it is {} in the rootfs)",
+            real.display()
+        )
+    };
+    if (m.fstype == "proc" || m.fstype == "sysfs") && real != requested {
+        return Err(InitError::Refused(format!(
+            "mounts[{index}]: {} must be mounted on an ordinary directory, and {} is reached \
+             through a symlink in the rootfs (to {}); refused, as runc does",
+            m.fstype,
+            requested.display(),
+            real.display()
+        )));
+    }
+    if real == Path::new("/proc") {
+        let procfs_bind = m.bind
+            && m.source.as_deref().is_some_and(|s| {
+                nix::sys::statfs::statfs(s)
+                    .is_ok_and(|st| st.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+            });
+        if m.fstype != "proc" && !procfs_bind {
+            return Err(InitError::Refused(format!(
+                "mounts[{index}]: {}{through} is /proc, where only procfs may be mounted",
+                requested.display()
+            )));
+        }
+    } else if real.starts_with("/proc") && !PROC_MOUNTABLE.iter().any(|p| real == Path::new(p)) {
+        return Err(InitError::Refused(format!(
+            "mounts[{index}]: {}{through} is inside /proc, where nothing but lxcfs's files ({}) \
+             may be mounted",
+            requested.display(),
+            PROC_MOUNTABLE.join(", ")
+        )));
+    }
     Ok(())
 }
 
@@ -165,10 +269,12 @@ fn mount_cgroup(
     sys: &dyn Syscall,
     root: &RootDir,
     m: &MountPlan,
+    index: usize,
     layout: &Layout,
 ) -> Result<(), InitError> {
     let dest = &m.destination;
     let target = resolve(root, dest, Create::Dir)?;
+    check_destination(root, m, index, &target)?;
     let flags = m.flags - MsFlags::MS_REC;
     match layout {
         Layout::V2 => mnt_at(
@@ -222,6 +328,67 @@ fn mount_cgroup(
                     flags,
                     NONE,
                 )?;
+            }
+            if flags.contains(MsFlags::MS_RDONLY) {
+                remount(sys, root, dest, flags | MsFlags::MS_REMOUNT)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A `cgroup` mount in a user namespace that shares the host's cgroup namespace, which only the
+/// host may mount cgroupfs in: the container's own cgroup directories bound instead, as runc does
+/// (`rel` is the container's cgroup path). On cgroup v1, a tmpfs holds one per hierarchy.
+pub fn bind_cgroups(
+    sys: &dyn Syscall,
+    root: &RootDir,
+    m: &MountPlan,
+    index: usize,
+    layout: &Layout,
+    rel: &Path,
+) -> Result<(), InitError> {
+    let dest = &m.destination;
+    let target = resolve(root, dest, Create::Dir)?;
+    check_destination(root, m, index, &target)?;
+    let flags = m.flags - MsFlags::MS_REC;
+    let rel = rel.strip_prefix("/").unwrap_or(rel);
+    let bind = |src: &Path, at: &Path| -> Result<(), InitError> {
+        let sub = resolve(root, at, Create::Dir)?;
+        mnt_at(sys, Some(src), &sub, NONE, MsFlags::MS_BIND, NONE)?;
+        if flags.is_empty() {
+            return Ok(());
+        }
+        let remount_flags = flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+        match remount(sys, root, at, remount_flags) {
+            // The host's cgroup mounts' own flags are locked in a user namespace: repeat them.
+            Err(InitError::Mount {
+                source: Errno::EPERM,
+                ..
+            }) => remount(sys, root, at, remount_flags | existing_flags(sys, src)),
+            other => other,
+        }
+    };
+    match layout {
+        Layout::V2 => bind(&Path::new(crate::cgroups::CGROUP_ROOT).join(rel), dest),
+        Layout::V1 {
+            hierarchies,
+            unified,
+        } => {
+            mnt_at(
+                sys,
+                Some(Path::new("tmpfs")),
+                &target,
+                Some("tmpfs"),
+                flags - MsFlags::MS_RDONLY,
+                Some("mode=755"),
+            )?;
+            let mountpoints = hierarchies.iter().map(|h| &h.mountpoint).chain(unified);
+            for mountpoint in mountpoints {
+                let Some(name) = mountpoint.file_name() else {
+                    continue;
+                };
+                bind(&mountpoint.join(rel), &dest.join(name))?;
             }
             if flags.contains(MsFlags::MS_RDONLY) {
                 remount(sys, root, dest, flags | MsFlags::MS_REMOUNT)?;

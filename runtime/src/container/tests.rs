@@ -51,7 +51,8 @@ fn config() -> Value {
             {"destination": "/data", "source": "vol", "options": ["rbind", "ro", "rshared"]}
         ],
         "linux": {
-            "namespaces": [{"type": "pid"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+            "namespaces": [{"type": "pid"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"},
+                           {"type": "network"}],
             "sysctl": {"net.ipv4.ip_forward": "1"}
         }
     })
@@ -81,7 +82,7 @@ impl Bundle {
 fn open_gate(plan: &Plan) -> CgroupGate {
     let (rx, tx) = nix::unistd::pipe().expect("pipe");
     Sender::new(tx)
-        .send(&Message::CgroupJoined)
+        .send(&Message::CgroupJoined { pid: 4242 })
         .expect("send CgroupJoined");
     CgroupGate::new(Receiver::new(rx), plan)
 }
@@ -471,7 +472,16 @@ fn run_setup(c: &Value, sys: impl FnOnce(&Bundle) -> Recorder) -> (Bundle, Recor
     std::fs::write(b.plan.rootfs.join("proc/kcore"), "").expect("write");
     let sys = sys(&b);
     let mut gate = open_gate(&b.plan);
-    init::setup(&sys, &b.plan, &Layout::V2, &mut gate).expect("set up");
+    let (_rx, tx) = nix::unistd::pipe().expect("pipe");
+    init::setup(
+        &sys,
+        &b.plan,
+        &Layout::V2,
+        &mut gate,
+        &mut Sender::new(tx),
+        None,
+    )
+    .expect("set up");
     (b, sys)
 }
 
@@ -540,10 +550,6 @@ fn privileges_are_dropped_in_an_order_the_kernel_accepts() {
     assert_eq!(calls[0], Call::Sethostname("box".into()));
     // Kernel settings while still privileged, in the new cgroup namespace.
     let cgroup_ns = at(Call::Unshare(CloneFlags::CLONE_NEWCGROUP));
-    let sysctl = at(Call::Write(
-        "/proc/sys/net/ipv4/ip_forward".into(),
-        "1".into(),
-    ));
     let rlimit = at(Call::Setrlimit(Resource::RLIMIT_NOFILE, 100, 200));
     // The bounding set while CAP_SETPCAP is still there, everything but the configured set.
     let drop_sys_admin = at(Call::DropCap("bounding", CAP_SYS_ADMIN));
@@ -573,7 +579,6 @@ fn privileges_are_dropped_in_an_order_the_kernel_accepts() {
     let cwd = at(Call::Chdir("/work".into()));
     let order = [
         cgroup_ns,
-        sysctl,
         rlimit,
         drop_sys_admin,
         last_drop,
@@ -627,6 +632,8 @@ fn namespaces_are_joined_by_path_before_the_new_ones_are_unshared() {
         {"type": "ipc", "path": "/proc/self/ns/ipc"}
     ]);
     c["hostname"] = Value::Null;
+    // The runtime's own network namespace owns no sysctl of the container's.
+    c["linux"]["sysctl"] = Value::Null;
     c["process"]["oomScoreAdj"] = json!(100);
     let b = Bundle::new(&c);
     let sys = b.recorder();
@@ -656,6 +663,7 @@ fn a_namespace_path_that_cannot_be_opened_fails_before_any_setns() {
         {"type": "ipc", "path": "/nonexistent/ns/ipc"}
     ]);
     c["hostname"] = Value::Null;
+    c["linux"]["sysctl"] = Value::Null;
     let b = Bundle::new(&c);
     let sys = b.recorder();
     let err = init::join_namespaces(&sys, &b.plan, &mut || Ok(())).expect_err("cannot open");
@@ -837,5 +845,316 @@ fn config_devices_in_a_user_namespace_are_bound_from_the_host() {
         !sys.calls()
             .iter()
             .any(|c| matches!(c, Call::Mknod { .. } | Call::Chmod(..) | Call::Chown(..)))
+    );
+}
+#[test]
+fn sysctls_are_written_after_the_pivot_and_before_proc_sys_is_made_read_only() {
+    let mut c = config();
+    c["linux"]["readonlyPaths"] = json!(["/proc/sys"]);
+    let (_b, sys) = run_setup(&c, Bundle::recorder);
+    let pivot = position(&sys, &Call::PivotRoot(".".into(), ".".into()));
+    let sysctl = position(
+        &sys,
+        &Call::Write("/proc/sys/net/ipv4/ip_forward".into(), "1".into()),
+    );
+    let readonly = position(
+        &sys,
+        &mount(
+            Some("/proc/sys"),
+            "/proc/sys",
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        ),
+    );
+    assert!(
+        pivot < sysctl && sysctl < readonly,
+        "pivot {pivot}, sysctl {sysctl}, read-only /proc/sys {readonly}"
+    );
+}
+
+#[test]
+fn recursive_options_are_set_on_the_whole_tree_after_the_mount() {
+    use crate::spec::RecursiveAttr;
+    let mut c = config();
+    c["mounts"] = json!([{"destination": "/data", "source": "vol",
+                          "options": ["rbind", "rro", "rnosuid", "rprivate"]}]);
+    let b = Bundle::new(&c);
+    assert_eq!(
+        b.plan.mounts[0].recursive,
+        Some(RecursiveAttr {
+            set: 0x1 | 0x2,
+            clear: 0
+        })
+    );
+    let sys = b.recorder();
+    let mut gate = open_gate(&b.plan);
+    init::prepare_rootfs(&sys, &b.plan, &Layout::V2, &mut gate).expect("prepared");
+    let vol = b.path.join("vol").display().to_string();
+    let calls = sys.calls();
+    let bind = position(
+        &sys,
+        &mount(
+            Some(&vol),
+            "fd:$ROOTFS/data",
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        ),
+    );
+    assert_eq!(
+        calls[bind + 1..bind + 3],
+        [
+            mount(
+                None,
+                "fd:$ROOTFS/data",
+                None,
+                MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+                None
+            ),
+            Call::MountSetattr {
+                target: "fd:$ROOTFS/data".into(),
+                recursive: true,
+                set: 0x1 | 0x2,
+                clear: 0,
+            },
+        ]
+    );
+}
+
+#[test]
+fn recursive_options_on_a_kernel_without_mount_setattr_fail_clearly() {
+    let mut c = config();
+    c["mounts"] = json!([{"destination": "/data", "source": "vol", "options": ["rbind", "rro"]}]);
+    let b = Bundle::new(&c);
+    let sys = b.recorder().failing(|call| match call {
+        Call::MountSetattr { .. } => Some(Errno::ENOSYS),
+        _ => None,
+    });
+    let mut gate = open_gate(&b.plan);
+    let err =
+        init::prepare_rootfs(&sys, &b.plan, &Layout::V2, &mut gate).expect_err("no mount_setattr");
+    assert_eq!(
+        err.to_string(),
+        "mounts[0] (/data): recursive mount options (rro, rnosuid, …) need mount_setattr(2), \
+         Linux 5.12 or later, and this kernel does not have it"
+    );
+}
+
+/// A rootfs entry made before the mounts: a directory, or a symlink to the target.
+enum Made {
+    Dir(&'static str),
+    Link(&'static str, &'static str),
+}
+
+#[rstest::rstest]
+#[case::proc_to_the_root(&[Made::Link("proc", "/")], json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+    "mounts[0]: proc must be mounted on an ordinary directory, and /proc is reached through a symlink in the rootfs (to /); refused, as runc does")]
+#[case::proc_elsewhere(&[Made::Dir("tmp"), Made::Link("proc", "tmp")], json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+    "mounts[0]: proc must be mounted on an ordinary directory, and /proc is reached through a symlink in the rootfs (to /tmp); refused, as runc does")]
+#[case::sys_escaping(&[Made::Link("sys", "../../../etc")], json!({"destination": "/sys", "type": "sysfs", "source": "sysfs"}),
+    "mounts[0]: sysfs must be mounted on an ordinary directory, and /sys is reached through a symlink in the rootfs (to /etc); refused, as runc does")]
+#[case::symlink_in_a_parent(&[Made::Dir("real/fs"), Made::Link("sys", "real")], json!({"destination": "/sys/fs", "type": "sysfs", "source": "sysfs"}),
+    "mounts[0]: sysfs must be mounted on an ordinary directory, and /sys/fs is reached through a symlink in the rootfs (to /real/fs); refused, as runc does")]
+#[case::volume_into_proc_sys(&[Made::Dir("proc/sys"), Made::Link("data", "/proc/sys")], json!({"destination": "/data", "source": "vol", "options": ["rbind"]}),
+    "mounts[0]: /data (through a symlink, it is /proc/sys in the rootfs) is inside /proc, where nothing but lxcfs's files (/proc/cpuinfo, /proc/diskstats, /proc/meminfo, /proc/stat, /proc/swaps, /proc/uptime, /proc/loadavg, /proc/slabinfo, /proc/net/dev, /proc/sys/kernel/ns_last_pid) may be mounted")]
+#[case::tmpfs_over_proc(&[], json!({"destination": "/proc", "type": "tmpfs", "source": "tmpfs"}),
+    "mounts[0]: /proc is /proc, where only procfs may be mounted")]
+#[case::volume_onto_proc_through_a_symlink(&[Made::Dir("proc"), Made::Link("data", "proc")], json!({"destination": "/data", "source": "vol", "options": ["rbind"]}),
+    "mounts[0]: /data (through a symlink, it is /proc in the rootfs) is /proc, where only procfs may be mounted")]
+fn unsafe_destinations_are_refused(
+    #[case] made: &[Made],
+    #[case] entry: Value,
+    #[case] error: &str,
+) {
+    let mut c = config();
+    c["mounts"] = json!([entry]);
+    let b = Bundle::new(&c);
+    for m in made {
+        match m {
+            Made::Dir(p) => std::fs::create_dir_all(b.plan.rootfs.join(p)).expect("mkdir"),
+            Made::Link(p, to) => symlink(to, b.plan.rootfs.join(p)).expect("symlink"),
+        }
+    }
+    let sys = b.recorder();
+    let mut gate = open_gate(&b.plan);
+    let err = init::prepare_rootfs(&sys, &b.plan, &Layout::V2, &mut gate).expect_err("refused");
+    assert_eq!(err.to_string(), error);
+    // Refused before anything was mounted there.
+    assert_eq!(sys.mounts().len(), 2, "{:#?}", sys.mounts());
+}
+
+#[rstest::rstest]
+#[case::proc_on_a_directory(&[Made::Dir("proc")], json!({"destination": "/proc", "type": "proc", "source": "proc"}))]
+#[case::proc_made_missing(&[], json!({"destination": "/proc", "type": "proc", "source": "proc"}))]
+#[case::lxcfs_file(&[Made::Dir("proc")], json!({"destination": "/proc/meminfo", "source": "vol", "options": ["bind"]}))]
+#[case::symlinked_volume_elsewhere(&[Made::Dir("srv"), Made::Link("data", "/srv")], json!({"destination": "/data", "source": "vol", "options": ["rbind"]}))]
+#[case::sysfs_below_a_directory(&[Made::Dir("sys")], json!({"destination": "/sys", "type": "sysfs", "source": "sysfs"}))]
+fn safe_destinations_are_mounted(#[case] made: &[Made], #[case] entry: Value) {
+    let mut c = config();
+    c["mounts"] = json!([entry]);
+    let b = Bundle::new(&c);
+    for m in made {
+        match m {
+            Made::Dir(p) => std::fs::create_dir_all(b.plan.rootfs.join(p)).expect("mkdir"),
+            Made::Link(p, to) => symlink(to, b.plan.rootfs.join(p)).expect("symlink"),
+        }
+    }
+    let sys = b.recorder();
+    let mut gate = open_gate(&b.plan);
+    init::prepare_rootfs(&sys, &b.plan, &Layout::V2, &mut gate).expect("mounted");
+}
+
+/// With no_new_privs the filter is loaded last, after the capabilities; without it, before the
+/// user and capabilities change (the kernel wants CAP_SYS_ADMIN then), as runc does.
+#[rstest::rstest]
+#[case::with_no_new_privs(true)]
+#[case::without(false)]
+fn seccomp_is_loaded_where_the_kernel_allows_it(#[case] no_new_privs: bool) {
+    let mut c = config();
+    c["process"]["noNewPrivileges"] = json!(no_new_privs);
+    c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]});
+    let (_b, sys) = run_setup(&c, Bundle::recorder);
+    let calls = sys.calls();
+    let at = |wanted: &dyn Fn(&Call) -> bool| calls.iter().position(wanted);
+    let seccomp = at(&|c| matches!(c, Call::Seccomp(_))).expect("the filter is loaded");
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| matches!(c, Call::Seccomp(_)))
+            .count(),
+        1,
+        "loaded once"
+    );
+    let setuid = at(&|c| matches!(c, Call::Setresuid(_))).expect("setresuid");
+    if no_new_privs {
+        let nnp = at(&|c| matches!(c, Call::NoNewPrivs)).expect("no_new_privs");
+        assert!(seccomp > nnp && seccomp > setuid, "{calls:#?}");
+    } else {
+        assert!(seccomp < setuid, "{calls:#?}");
+    }
+}
+
+#[test]
+fn cgroups_in_a_user_namespace_without_a_cgroup_namespace_are_the_container_s_bound() {
+    let mut c = user_ns_config(
+        json!([{"type": "mount"}, {"type": "user"}, {"type": "pid"}]),
+        true,
+    );
+    c["mounts"] = json!([{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                          "options": ["nosuid", "ro"]}]);
+    c["linux"]["cgroupsPath"] = json!("/pal/c1");
+    let b = Bundle::new(&c);
+    let layout = Layout::V1 {
+        hierarchies: vec![Hierarchy {
+            mountpoint: "/sys/fs/cgroup/cpu".into(),
+            options: vec!["cpu".into()],
+        }],
+        unified: Some("/sys/fs/cgroup/unified".into()),
+    };
+    // Under the bind's remount the kernel refuses to drop the host mount's locked flags once.
+    let sys = b
+        .recorder()
+        .failing(|call| match call {
+            Call::Mount { flags, .. }
+                if flags.contains(MsFlags::MS_REMOUNT | MsFlags::MS_BIND)
+                    && !flags.contains(MsFlags::MS_NODEV) =>
+            {
+                Some(Errno::EPERM)
+            }
+            _ => None,
+        })
+        .with_statvfs(FsFlags::ST_NODEV | FsFlags::ST_NOEXEC);
+    let mut gate = open_gate(&b.plan);
+    init::prepare_rootfs(&sys, &b.plan, &layout, &mut gate).expect("prepared");
+    let mounts = sys.mounts();
+    let ro = MsFlags::MS_NOSUID | MsFlags::MS_RDONLY;
+    let locked = MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+    assert_eq!(
+        mounts[2..10],
+        [
+            mount(
+                Some("tmpfs"),
+                "fd:$ROOTFS/sys/fs/cgroup",
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID,
+                Some("mode=755")
+            ),
+            // No cgroupfs: the container's own directory of each hierarchy.
+            mount(
+                Some("/sys/fs/cgroup/cpu/pal/c1"),
+                "fd:$ROOTFS/sys/fs/cgroup/cpu",
+                None,
+                MsFlags::MS_BIND,
+                None
+            ),
+            mount(
+                None,
+                "fd:$ROOTFS/sys/fs/cgroup/cpu",
+                None,
+                ro | remount,
+                None
+            ),
+            mount(
+                None,
+                "fd:$ROOTFS/sys/fs/cgroup/cpu",
+                None,
+                ro | remount | locked,
+                None
+            ),
+            mount(
+                Some("/sys/fs/cgroup/unified/pal/c1"),
+                "fd:$ROOTFS/sys/fs/cgroup/unified",
+                None,
+                MsFlags::MS_BIND,
+                None
+            ),
+            mount(
+                None,
+                "fd:$ROOTFS/sys/fs/cgroup/unified",
+                None,
+                ro | remount,
+                None
+            ),
+            mount(
+                None,
+                "fd:$ROOTFS/sys/fs/cgroup/unified",
+                None,
+                ro | remount | locked,
+                None
+            ),
+            mount(
+                None,
+                "fd:$ROOTFS/sys/fs/cgroup",
+                None,
+                ro | MsFlags::MS_REMOUNT,
+                None
+            ),
+        ]
+    );
+    assert!(
+        !mounts
+            .iter()
+            .any(|m| matches!(m, Call::Mount { fstype: Some(t), .. } if t.starts_with("cgroup")))
+    );
+
+    // Pure cgroup v2: the one directory.
+    let sys = b.recorder();
+    let mut gate = open_gate(&b.plan);
+    init::prepare_rootfs(&sys, &b.plan, &Layout::V2, &mut gate).expect("prepared");
+    assert_eq!(
+        sys.mounts()[2..4],
+        [
+            mount(
+                Some("/sys/fs/cgroup/pal/c1"),
+                "fd:$ROOTFS/sys/fs/cgroup",
+                None,
+                MsFlags::MS_BIND,
+                None
+            ),
+            mount(None, "fd:$ROOTFS/sys/fs/cgroup", None, ro | remount, None),
+        ]
     );
 }

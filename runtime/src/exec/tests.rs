@@ -300,7 +300,7 @@ fn a_bad_process_json_names_the_field(
 #[rstest]
 #[case::empty_args(json!({"args": [], "cwd": "/", "user": {"uid": 0, "gid": 0}}), "process.args must not be empty")]
 #[case::relative_cwd(json!({"args": ["id"], "cwd": "tmp", "user": {"uid": 0, "gid": 0}}), "invalid config: process.cwd: must be absolute")]
-#[case::terminal(json!({"args": ["id"], "cwd": "/", "terminal": true, "user": {"uid": 0, "gid": 0}}), "process.terminal is not supported by palisade-runtime")]
+#[case::terminal(json!({"args": ["id"], "cwd": "/", "terminal": true, "user": {"uid": 0, "gid": 0}}), "process.terminal (no --console-socket: run without a terminal) is not supported by palisade-runtime")]
 fn a_process_json_the_runtime_cannot_apply_is_refused(#[case] process: Value, #[case] error: &str) {
     let p = parse_process(process.to_string().as_bytes()).expect("well-formed");
     assert_eq!(spec::process(&p).expect_err("refused").to_string(), error);

@@ -1,6 +1,32 @@
-//! fstab-style mount options (`mounts[].options`) → mount(2) flags, propagation and data.
+//! fstab-style mount options (`mounts[].options`) → mount(2) flags, propagation, recursive
+//! attributes (mount_setattr(2)) and data.
 
 use nix::mount::MsFlags;
+
+/// mount(2)'s MS_NOSYMFOLLOW (Linux 5.10), which nix does not name.
+pub const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(256);
+
+/// `MOUNT_ATTR_*` of mount_setattr(2) (linux/mount.h).
+pub mod attr {
+    pub const RDONLY: u64 = 0x0000_0001;
+    pub const NOSUID: u64 = 0x0000_0002;
+    pub const NODEV: u64 = 0x0000_0004;
+    pub const NOEXEC: u64 = 0x0000_0008;
+    /// The mask of the three atime modes below (relatime is 0).
+    pub const ATIME: u64 = 0x0000_0070;
+    pub const RELATIME: u64 = 0x0000_0000;
+    pub const NOATIME: u64 = 0x0000_0010;
+    pub const STRICTATIME: u64 = 0x0000_0020;
+    pub const NODIRATIME: u64 = 0x0000_0080;
+    pub const NOSYMFOLLOW: u64 = 0x0020_0000;
+}
+
+/// Attributes set on a mount and every mount below it (mount_setattr(2) with AT_RECURSIVE).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecursiveAttr {
+    pub set: u64,
+    pub clear: u64,
+}
 
 /// What a list of mount options asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,14 +35,24 @@ pub struct MountOptions {
     pub flags: MsFlags,
     /// Propagation changes, in order, each applied by its own mount(2) call after the mount.
     pub propagation: Vec<MsFlags>,
+    /// Recursive attributes (`rro`, `rnosuid`, …), applied to the whole tree after the mount;
+    /// `None` if no option asks for one.
+    pub recursive: Option<RecursiveAttr>,
     /// Filesystem-specific options, passed on as mount(2)'s data.
     pub data: String,
     /// `bind` or `rbind` (the latter also sets MS_REC).
     pub bind: bool,
 }
 
-/// What one option means. Recursive attributes (`rro`, `rnosuid`, … applied with
-/// mount_setattr(2)) would be one more kind here; until then they are filesystem data.
+/// An option this runtime refuses rather than passing it on, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{option}: {reason}")]
+pub struct RefusedOption {
+    pub option: String,
+    pub reason: &'static str,
+}
+
+/// What one option means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     /// Sets (`true`) or clears a mount(2) flag.
@@ -25,12 +61,18 @@ enum Kind {
     Bind { recursive: bool },
     /// A propagation type, possibly with MS_REC.
     Propagation(MsFlags),
+    /// Sets (`true`) or clears a recursive attribute.
+    Recursive(bool, u64),
+    /// A recursive atime mode: clears the atime mask, then sets this mode.
+    RecursiveAtime(u64),
+    /// Refused, with the reason.
+    Refused(&'static str),
     /// Anything else: passed to the filesystem.
     Data,
 }
 
 fn kind(option: &str) -> Kind {
-    use Kind::Flag;
+    use Kind::{Flag, Recursive, RecursiveAtime};
     match option {
         "ro" => Flag(true, MsFlags::MS_RDONLY),
         "rw" => Flag(false, MsFlags::MS_RDONLY),
@@ -54,6 +96,8 @@ fn kind(option: &str) -> Kind {
         "norelatime" => Flag(false, MsFlags::MS_RELATIME),
         "strictatime" => Flag(true, MsFlags::MS_STRICTATIME),
         "nostrictatime" => Flag(false, MsFlags::MS_STRICTATIME),
+        "nosymfollow" => Flag(true, MS_NOSYMFOLLOW),
+        "symfollow" => Flag(false, MS_NOSYMFOLLOW),
         "bind" => Kind::Bind { recursive: false },
         "rbind" => Kind::Bind { recursive: true },
         "private" => Kind::Propagation(MsFlags::MS_PRIVATE),
@@ -64,15 +108,38 @@ fn kind(option: &str) -> Kind {
         "rslave" => Kind::Propagation(MsFlags::MS_SLAVE | MsFlags::MS_REC),
         "unbindable" => Kind::Propagation(MsFlags::MS_UNBINDABLE),
         "runbindable" => Kind::Propagation(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC),
+        // The runtime spec's recursive options (mount_setattr(2), as runc and crun).
+        "rro" => Recursive(true, attr::RDONLY),
+        "rrw" => Recursive(false, attr::RDONLY),
+        "rnosuid" => Recursive(true, attr::NOSUID),
+        "rsuid" => Recursive(false, attr::NOSUID),
+        "rnodev" => Recursive(true, attr::NODEV),
+        "rdev" => Recursive(false, attr::NODEV),
+        "rnoexec" => Recursive(true, attr::NOEXEC),
+        "rexec" => Recursive(false, attr::NOEXEC),
+        "rnodiratime" => Recursive(true, attr::NODIRATIME),
+        "rdiratime" => Recursive(false, attr::NODIRATIME),
+        "rnosymfollow" => Recursive(true, attr::NOSYMFOLLOW),
+        "rsymfollow" => Recursive(false, attr::NOSYMFOLLOW),
+        "rrelatime" => RecursiveAtime(attr::RELATIME),
+        "rnoatime" => RecursiveAtime(attr::NOATIME),
+        "rstrictatime" => RecursiveAtime(attr::STRICTATIME),
+        // Back to the kernel's default atime mode.
+        "ratime" | "rnorelatime" | "rnostrictatime" => RecursiveAtime(attr::RELATIME),
+        "idmap" | "ridmap" => Kind::Refused(
+            "id-mapped mounts need user namespaces, which palisade-runtime does not support yet",
+        ),
         _ => Kind::Data,
     }
 }
 
-/// Splits mount options into flags, propagation changes, filesystem data and whether it is a bind.
-pub fn parse_mount_options(options: &[String]) -> MountOptions {
+/// Splits mount options into flags, propagation changes, recursive attributes, filesystem data
+/// and whether it is a bind; refuses options this runtime cannot apply.
+pub fn parse_mount_options(options: &[String]) -> Result<MountOptions, RefusedOption> {
     let mut parsed = MountOptions {
         flags: MsFlags::empty(),
         propagation: Vec::new(),
+        recursive: None,
         data: String::new(),
         bind: false,
     };
@@ -88,11 +155,33 @@ pub fn parse_mount_options(options: &[String]) -> MountOptions {
                 }
             }
             Kind::Propagation(p) => parsed.propagation.push(p),
+            Kind::Recursive(set, bit) => {
+                let r = parsed.recursive.get_or_insert_with(RecursiveAttr::default);
+                // Later options override earlier ones, as for the plain flags.
+                if set {
+                    r.set |= bit;
+                    r.clear &= !bit;
+                } else {
+                    r.clear |= bit;
+                    r.set &= !bit;
+                }
+            }
+            Kind::RecursiveAtime(mode) => {
+                let r = parsed.recursive.get_or_insert_with(RecursiveAttr::default);
+                r.set = (r.set & !attr::ATIME) | mode;
+                r.clear |= attr::ATIME;
+            }
+            Kind::Refused(reason) => {
+                return Err(RefusedOption {
+                    option: option.clone(),
+                    reason,
+                });
+            }
             Kind::Data => data.push(option),
         }
     }
     parsed.data = data.join(",");
-    parsed
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -110,7 +199,7 @@ mod tests {
             .filter(|o| !o.is_empty())
             .map(str::to_owned)
             .collect();
-        parse_mount_options(&options)
+        parse_mount_options(&options).expect("accepted options")
     }
 
     #[rstest]
@@ -180,13 +269,61 @@ mod tests {
     #[case::tmpfs("nosuid,strictatime,mode=755,size=65536k", MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, "mode=755,size=65536k")]
     #[case::devpts("nosuid,noexec,newinstance,ptmxmode=0666,mode=0620", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")]
     #[case::unknown_word("x-palisade", NONE, "x-palisade")]
-    // Recursive attributes are not applied yet: they reach the filesystem as data, as before.
-    #[case::rro_is_data("rro", NONE, "rro")]
-    #[case::rnosuid_is_data("rbind,rnosuid", REC, "rnosuid")]
-    #[case::rnoexec_is_data("rnoexec,ro", MsFlags::MS_RDONLY, "rnoexec")]
     fn data_options(#[case] options: &str, #[case] flags: MsFlags, #[case] data: &str) {
         let parsed = parse(options);
         assert_eq!(parsed.flags, flags);
         assert_eq!(parsed.data, data);
+        assert_eq!(parsed.recursive, None);
+    }
+
+    #[rstest]
+    #[case::nosymfollow("nosymfollow", MS_NOSYMFOLLOW)]
+    #[case::symfollow_clears("nosymfollow,symfollow", NONE)]
+    fn nosymfollow(#[case] options: &str, #[case] flags: MsFlags) {
+        assert_eq!(parse(options).flags, flags);
+    }
+
+    const fn rec(set: u64, clear: u64) -> Option<RecursiveAttr> {
+        Some(RecursiveAttr { set, clear })
+    }
+
+    #[rstest]
+    #[case::rro("rbind,rro", rec(attr::RDONLY, 0))]
+    #[case::rrw("rrw", rec(0, attr::RDONLY))]
+    #[case::rro_then_rrw("rro,rrw", rec(0, attr::RDONLY))]
+    #[case::rrw_then_rro("rrw,rro", rec(attr::RDONLY, 0))]
+    #[case::rnosuid("rnosuid", rec(attr::NOSUID, 0))]
+    #[case::rsuid("rsuid", rec(0, attr::NOSUID))]
+    #[case::rnodev("rnodev", rec(attr::NODEV, 0))]
+    #[case::rdev("rdev", rec(0, attr::NODEV))]
+    #[case::rnoexec("rnoexec", rec(attr::NOEXEC, 0))]
+    #[case::rexec("rexec", rec(0, attr::NOEXEC))]
+    #[case::rnodiratime("rnodiratime", rec(attr::NODIRATIME, 0))]
+    #[case::rdiratime("rdiratime", rec(0, attr::NODIRATIME))]
+    #[case::rnosymfollow("rnosymfollow", rec(attr::NOSYMFOLLOW, 0))]
+    #[case::rsymfollow("rsymfollow", rec(0, attr::NOSYMFOLLOW))]
+    // An atime mode clears the whole atime mask and sets one mode.
+    #[case::rnoatime("rnoatime", rec(attr::NOATIME, attr::ATIME))]
+    #[case::rstrictatime("rstrictatime", rec(attr::STRICTATIME, attr::ATIME))]
+    #[case::rrelatime("rrelatime", rec(attr::RELATIME, attr::ATIME))]
+    #[case::ratime_is_the_default_mode("rnoatime,ratime", rec(attr::RELATIME, attr::ATIME))]
+    #[case::last_atime_mode_wins("rnoatime,rstrictatime", rec(attr::STRICTATIME, attr::ATIME))]
+    #[case::several("rro,rnosuid,rnodev,rnoexec", rec(attr::RDONLY | attr::NOSUID | attr::NODEV | attr::NOEXEC, 0))]
+    fn recursive_options(#[case] options: &str, #[case] expected: Option<RecursiveAttr>) {
+        let parsed = parse(options);
+        assert_eq!(parsed.recursive, expected);
+        // Never reaches the filesystem, nor the mount(2) flags.
+        assert_eq!(parsed.data, "");
+        assert_eq!(parsed.flags - REC, NONE);
+    }
+
+    #[rstest]
+    #[case::idmap("idmap")]
+    #[case::ridmap("rbind,ridmap")]
+    fn id_mapped_mounts_are_refused(#[case] options: &str) {
+        let options: Vec<String> = options.split(',').map(str::to_owned).collect();
+        let err = parse_mount_options(&options).expect_err("refused");
+        assert!(err.option.ends_with("idmap"));
+        assert!(err.to_string().contains("need user namespaces"), "{err}");
     }
 }

@@ -80,8 +80,6 @@ fn namespaces_plan(#[case] namespaces: Value, #[case] expected: Vec<NamespacePla
 }
 
 #[rstest]
-#[case::none(json!([]), "invalid config: linux.namespaces: a mount namespace is required")]
-#[case::no_mount(json!([{"type": "pid"}]), "invalid config: linux.namespaces: a mount namespace is required")]
 #[case::twice(json!([{"type": "mount"}, {"type": "pid"}, {"type": "pid"}]), "invalid config: linux.namespaces[2]: namespace pid listed twice")]
 fn namespaces_refused(#[case] namespaces: Value, #[case] error: &str) {
     let result = super::namespaces(&linux(json!({"namespaces": namespaces})));
@@ -95,13 +93,19 @@ fn without_a_linux_section_the_default_namespaces_apply() {
 }
 
 #[test]
-fn seccomp_is_refused() {
+fn seccomp_is_compiled_or_refused_by_field() {
     let l = linux(json!({"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}));
-    assert_eq!(
-        message(seccomp(&l)),
-        "linux.seccomp is not supported by palisade-runtime"
+    assert!(seccomp(&l).expect("compiles").is_some());
+    assert!(seccomp(&Linux::default()).expect("none").is_none());
+    let bad = linux(json!({"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO",
+                      "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}}));
+    assert!(
+        message(seccomp(&bad))
+            .starts_with("invalid config: linux.seccomp.syscalls[0].args[0].index"),
+        "{}",
+        message(seccomp(&bad))
     );
-    assert!(seccomp(&Linux::default()).is_ok());
 }
 
 // --- process ----------------------------------------------------------------------------------
@@ -123,6 +127,12 @@ fn process_minimal() {
             rlimits: vec![],
             no_new_privileges: false,
             oom_score_adj: None,
+            umask: None,
+            scheduler: None,
+            io_priority: None,
+            exec_cpu_affinity: None,
+            apparmor_profile: None,
+            selinux_label: None,
         }
     );
 }
@@ -168,12 +178,18 @@ fn process_everything() {
             ],
             no_new_privileges: true,
             oom_score_adj: Some(500),
+            umask: None,
+            scheduler: None,
+            io_priority: None,
+            exec_cpu_affinity: None,
+            apparmor_profile: None,
+            selinux_label: None,
         }
     );
 }
 
 #[rstest]
-#[case::terminal(json!({"terminal": true}), "process.terminal is not supported by palisade-runtime")]
+#[case::terminal(json!({"terminal": true}), "process.terminal (no --console-socket: run without a terminal) is not supported by palisade-runtime")]
 #[case::no_args(json!({"args": []}), "process.args must not be empty")]
 #[case::relative_cwd(json!({"cwd": "work"}), "invalid config: process.cwd: must be absolute")]
 #[case::nul_in_args(json!({"args": ["a\u{0}b"]}), "invalid config: process.args: contains a NUL byte")]
@@ -229,14 +245,25 @@ fn hostname_plan(
     );
 }
 
-#[rstest]
-#[case::no_uts(vec![ns(CloneFlags::CLONE_NEWNS)])]
-#[case::joined_uts(vec![NamespacePlan { flag: CloneFlags::CLONE_NEWUTS, path: Some("/proc/1/ns/uts".into()) }])]
-fn hostname_refused(#[case] namespaces: Vec<NamespacePlan>) {
+#[test]
+fn hostname_without_a_uts_namespace_is_refused() {
     let s = spec(json!({"hostname": "box"}));
     assert_eq!(
-        message(super::hostname(&s, &namespaces)),
-        "invalid config: hostname: requires a new uts namespace"
+        message(super::hostname(&s, &[ns(CloneFlags::CLONE_NEWNS)])),
+        "invalid config: hostname: requires a uts namespace"
+    );
+}
+
+#[test]
+fn hostname_in_a_joined_uts_namespace_is_set_there() {
+    let s = spec(json!({"hostname": "box"}));
+    let joined = NamespacePlan {
+        flag: CloneFlags::CLONE_NEWUTS,
+        path: Some("/proc/1/ns/uts".into()),
+    };
+    assert_eq!(
+        super::hostname(&s, &[joined]).expect("valid").as_deref(),
+        Some("box")
     );
 }
 
@@ -257,6 +284,7 @@ fn mount_plan(
         bind,
         flags,
         propagation: vec![],
+        recursive: None,
         data: data.into(),
     }
 }
@@ -273,7 +301,9 @@ fn mounts_in_config_order() {
         {"destination": "/data", "source": "vol", "options": ["rbind", "ro", "rshared"]},
         // Type bind without a bind option is a bind too.
         {"destination": "/etc/hosts", "type": "bind", "source": "/etc/hosts"},
-        {"destination": "/mnt", "source": "none"}
+        {"destination": "/mnt", "source": "none"},
+        // Recursive attributes are not mount(2) flags nor data.
+        {"destination": "/vol", "source": "vol", "options": ["rbind", "rro", "rnosuid", "rnoatime"]}
     ]}));
     let plans = mounts(&s, b).expect("valid");
     let mut data = mount_plan(
@@ -321,6 +351,20 @@ fn mounts_in_config_order() {
                 MsFlags::empty(),
                 ""
             ),
+            MountPlan {
+                recursive: Some(RecursiveAttr {
+                    set: options::attr::RDONLY | options::attr::NOSUID | options::attr::NOATIME,
+                    clear: options::attr::ATIME,
+                }),
+                ..mount_plan(
+                    "/vol",
+                    "bind",
+                    Some(&b.join("vol")),
+                    true,
+                    MsFlags::MS_REC,
+                    ""
+                )
+            },
         ]
     );
 }
@@ -330,6 +374,10 @@ fn mounts_in_config_order() {
 #[case::dotdot_destination(json!({"destination": "/a/../b", "type": "tmpfs"}), "invalid config: mounts[1].destination: /a/../b must be absolute without ..")]
 #[case::missing_bind_source(json!({"destination": "/data", "source": "/no/such/dir", "options": ["bind"]}), "invalid config: mounts[1].source: bind mount source /no/such/dir of /data does not exist")]
 #[case::bind_without_source(json!({"destination": "/data", "type": "bind"}), "invalid config: mounts[1].source: bind mount source  of /data does not exist")]
+#[case::idmap(json!({"destination": "/data", "source": "/", "options": ["rbind", "idmap"]}), "invalid config: mounts[1].options: idmap: id-mapped mounts need user namespaces, which palisade-runtime does not support yet")]
+#[case::ridmap(json!({"destination": "/data", "source": "/", "options": ["ridmap", "rbind"]}), "invalid config: mounts[1].options: ridmap: id-mapped mounts need user namespaces, which palisade-runtime does not support yet")]
+#[case::uid_mappings(json!({"destination": "/data", "source": "/", "options": ["rbind"], "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}), "mounts[1].uidMappings (id-mapped mounts) is not supported by palisade-runtime")]
+#[case::gid_mappings(json!({"destination": "/data", "source": "/", "options": ["rbind"], "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}), "mounts[1].gidMappings (id-mapped mounts) is not supported by palisade-runtime")]
 fn mounts_refused(#[case] bad: Value, #[case] error: &str) {
     let s = spec(json!({"mounts": [{"destination": "/proc", "type": "proc"}, bad]}));
     assert_eq!(message(mounts(&s, Path::new("/nonexistent-bundle"))), error);
@@ -407,8 +455,9 @@ fn unknown_propagation_is_refused() {
 // --- linux.cgroupsPath and linux.resources ----------------------------------------------------
 
 #[rstest]
-#[case::default(Value::Null, "/palisade-runtime/c1")]
-#[case::empty_is_default(json!(""), "/palisade-runtime/c1")]
+// As runc: directly below the root, so there is no parent to leave behind.
+#[case::default(Value::Null, "/c1")]
+#[case::empty_is_default(json!(""), "/c1")]
 #[case::relative_is_below_the_root(json!("a/b"), "/a/b")]
 #[case::absolute(json!("/a/b"), "/a/b")]
 fn cgroup_path_plan(#[case] path: Value, #[case] expected: &str) {
@@ -428,19 +477,84 @@ fn cgroup_path_with_dotdot_is_refused() {
     );
 }
 
+// linux.resources: spec/resources/tests.rs.
+
+// --- linux.sysctl -----------------------------------------------------------------------------
+
+fn sysctl_plan(
+    sysctl: Value,
+    namespaces: Vec<NamespacePlan>,
+) -> Result<Vec<(String, String)>, SpecError> {
+    super::sysctl(&linux(json!({"sysctl": sysctl})), &namespaces)
+}
+
 #[rstest]
-#[case::none(json!({}), Resources::default())]
-#[case::cpu(
-    json!({"cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0-1", "mems": ""}}),
-    Resources { cpu_shares: Some(512), cpu_quota: Some(50000), cpu_period: Some(100000), cpuset_cpus: Some("0-1".into()), ..Resources::default() }
-)]
-#[case::memory_and_pids(
-    json!({"memory": {"limit": 1048576, "swap": 2097152}, "pids": {"limit": 64}}),
-    Resources { memory_limit: Some(1048576), memory_swap: Some(2097152), pids_limit: Some(64), ..Resources::default() }
-)]
-fn resources_plan(#[case] resources: Value, #[case] expected: Resources) {
-    let l = linux(json!({"resources": resources}));
-    assert_eq!(super::resources(&l), expected);
+#[case::net_with_netns(json!({"net.ipv4.ip_forward": "1"}), CloneFlags::CLONE_NEWNET)]
+#[case::ipc_key(json!({"kernel.shmmax": "65536"}), CloneFlags::CLONE_NEWIPC)]
+#[case::mqueue(json!({"fs.mqueue.msg_max": "20"}), CloneFlags::CLONE_NEWIPC)]
+#[case::hostname(json!({"kernel.hostname": "box"}), CloneFlags::CLONE_NEWUTS)]
+#[case::domainname(json!({"kernel.domainname": "example"}), CloneFlags::CLONE_NEWUTS)]
+fn sysctls_of_owned_namespaces_are_accepted(#[case] sysctl: Value, #[case] ns_flag: CloneFlags) {
+    let plan = sysctl_plan(
+        sysctl.clone(),
+        vec![ns(CloneFlags::CLONE_NEWNS), ns(ns_flag)],
+    )
+    .expect("owned");
+    let (key, value) = sysctl
+        .as_object()
+        .and_then(|o| o.iter().next())
+        .expect("one sysctl");
+    assert_eq!(
+        plan,
+        [(key.clone(), value.as_str().unwrap_or_default().to_owned())]
+    );
+}
+
+#[test]
+fn sysctls_are_sorted_by_key() {
+    let plan = sysctl_plan(
+        json!({"net.ipv4.ip_forward": "1", "net.core.somaxconn": "512"}),
+        vec![ns(CloneFlags::CLONE_NEWNET)],
+    )
+    .expect("owned");
+    let keys: Vec<&str> = plan.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["net.core.somaxconn", "net.ipv4.ip_forward"]);
+}
+
+#[test]
+fn a_joined_namespace_owns_its_sysctls_unless_it_is_the_runtimes() {
+    let joined = |path: &str| NamespacePlan {
+        flag: CloneFlags::CLONE_NEWNET,
+        path: Some(path.into()),
+    };
+    // Not the runtime's own network namespace (any other file is, for this check).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other = dir.path().join("netns");
+    std::fs::write(&other, "").expect("write");
+    let sysctl = json!({"net.ipv4.ip_forward": "1"});
+    sysctl_plan(sysctl.clone(), vec![joined(&other.display().to_string())]).expect("owned");
+    assert_eq!(
+        message(sysctl_plan(sysctl, vec![joined("/proc/self/ns/net")])),
+        "invalid config: linux.sysctl.\"net.ipv4.ip_forward\": the net namespace joined at \
+         /proc/self/ns/net is the runtime's own (the host's)"
+    );
+}
+
+#[rstest]
+#[case::net_without_netns(json!({"net.ipv4.ip_forward": "1"}), CloneFlags::CLONE_NEWIPC, "invalid config: linux.sysctl.\"net.ipv4.ip_forward\": needs a net namespace of the container's own, and it has none")]
+#[case::ipc_without_ipcns(json!({"kernel.msgmax": "1"}), CloneFlags::CLONE_NEWNET, "invalid config: linux.sysctl.\"kernel.msgmax\": needs a ipc namespace of the container's own, and it has none")]
+#[case::hostname_without_uts(json!({"kernel.hostname": "x"}), CloneFlags::CLONE_NEWNET, "invalid config: linux.sysctl.\"kernel.hostname\": needs a uts namespace of the container's own, and it has none")]
+#[case::host_wide(json!({"vm.swappiness": "10"}), CloneFlags::CLONE_NEWNET, "invalid config: linux.sysctl.\"vm.swappiness\": not a sysctl of a namespace the container can own: it would change the host")]
+#[case::kernel_not_ipc(json!({"kernel.panic": "1"}), CloneFlags::CLONE_NEWIPC, "invalid config: linux.sysctl.\"kernel.panic\": not a sysctl of a namespace the container can own: it would change the host")]
+#[case::slash_traversal(json!({"net/../../vm/swappiness": "1"}), CloneFlags::CLONE_NEWNET, "invalid config: linux.sysctl.\"net/../../vm/swappiness\": not a sysctl name (dot-separated, no empty parts, no /)")]
+#[case::dot_traversal(json!({"net...vm": "1"}), CloneFlags::CLONE_NEWNET, "invalid config: linux.sysctl.\"net...vm\": not a sysctl name (dot-separated, no empty parts, no /)")]
+#[case::empty(json!({"": "1"}), CloneFlags::CLONE_NEWNET, "invalid config: linux.sysctl.\"\": not a sysctl name (dot-separated, no empty parts, no /)")]
+fn sysctls_the_container_does_not_own_are_refused(
+    #[case] sysctl: Value,
+    #[case] ns_flag: CloneFlags,
+    #[case] error: &str,
+) {
+    assert_eq!(message(sysctl_plan(sysctl, vec![ns(ns_flag)])), error);
 }
 
 // --- root, annotations, the whole config ------------------------------------------------------
@@ -485,7 +599,7 @@ fn a_runc_like_config_loads() {
     let mut config = minimal();
     config["hostname"] = json!("box");
     config["linux"] = json!({
-        "namespaces": [{"type": "pid"}, {"type": "uts"}, {"type": "mount"}],
+        "namespaces": [{"type": "pid"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}],
         "maskedPaths": ["/proc/kcore"],
         "readonlyPaths": ["/proc/sys"],
         "sysctl": {"net.ipv4.ip_forward": "1"}
@@ -501,11 +615,12 @@ fn a_runc_like_config_loads() {
         plan.sysctl,
         [("net.ipv4.ip_forward".to_owned(), "1".to_owned())]
     );
-    assert_eq!(plan.cgroup_path, PathBuf::from("/palisade-runtime/c1"));
+    assert_eq!(plan.cgroup_path, PathBuf::from("/c1"));
     assert_eq!(plan.oci_version, "1.0.2");
     assert_eq!(plan.annotations.get("a").map(String::as_str), Some("b"));
     assert!(plan.has_new_namespace(CloneFlags::CLONE_NEWPID));
-    assert!(!plan.has_new_namespace(CloneFlags::CLONE_NEWNET));
+    assert!(plan.has_new_namespace(CloneFlags::CLONE_NEWNET));
+    assert!(!plan.has_new_namespace(CloneFlags::CLONE_NEWIPC));
 }
 
 #[rstest]
@@ -569,7 +684,7 @@ fn user_config(linux_extra: Value, process_extra: Value) -> Value {
 fn plan_of(config: &Value) -> Result<Plan, SpecError> {
     let dir = bundle(config);
     let spec = spec(config.clone());
-    super::plan(&spec, dir.path().to_owned(), "c1", false)
+    super::plan(&spec, dir.path().to_owned(), "c1", false, Lsm::default())
 }
 
 #[test]
@@ -663,11 +778,6 @@ fn user_namespace_refused(#[case] linux: Value, #[case] process: Value, #[case] 
     json!([{"type": "mount"}, {"type": "user"}]),
     json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue"}),
     "invalid config: mounts[0]: mqueue cannot be mounted in a user namespace that shares the host's ipc namespace: add {\"type\": \"ipc\"} to linux.namespaces"
-)]
-#[case::cgroup_without_cgroup_ns(
-    json!([{"type": "mount"}, {"type": "user"}]),
-    json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup"}),
-    "invalid config: mounts[0]: cgroup cannot be mounted in a user namespace that shares the host's cgroup namespace: add {\"type\": \"cgroup\"} to linux.namespaces"
 )]
 #[case::devpts_group_unmapped(
     json!([{"type": "mount"}, {"type": "user"}]),

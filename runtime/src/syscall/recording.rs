@@ -24,6 +24,8 @@ use nix::sys::statvfs::FsFlags;
 use procfs::process::MountInfo;
 
 use super::{FileKind, Syscall, kind_of};
+use crate::hooks::{HookError, HookKind, HookPlan};
+use crate::spec::SchedAttr;
 
 /// One recorded call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,12 @@ pub enum Call {
         data: Option<String>,
     },
     Umount2(String, MntFlags),
+    MountSetattr {
+        target: String,
+        recursive: bool,
+        set: u64,
+        clear: u64,
+    },
     PivotRoot(String, String),
     Chroot(String),
     Chdir(String),
@@ -67,6 +75,15 @@ pub enum Call {
     Setresgid(u32),
     Setresuid(u32),
     Setrlimit(Resource, u64, u64),
+    Setdomainname(String),
+    Umask(u32),
+    Personality(u32),
+    IoprioSet(u16),
+    SchedSetattr(SchedAttr),
+    /// A hook run by the init: its kind, path and the state it was given.
+    Hook(&'static str, String, String),
+    /// A seccomp filter of this many instructions.
+    Seccomp(usize),
 }
 
 impl Call {
@@ -233,6 +250,21 @@ impl Syscall for Recorder {
         self.record(Call::Umount2(self.show(target), flags))
     }
 
+    fn mount_setattr(
+        &self,
+        target: &Path,
+        recursive: bool,
+        set: u64,
+        clear: u64,
+    ) -> nix::Result<()> {
+        self.record(Call::MountSetattr {
+            target: self.show(target),
+            recursive,
+            set,
+            clear,
+        })
+    }
+
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> nix::Result<()> {
         self.record(Call::PivotRoot(self.show(new_root), self.show(put_old)))?;
         let new_root = self.host_path(new_root);
@@ -390,5 +422,47 @@ impl Syscall for Recorder {
 
     fn setrlimit(&self, resource: Resource, soft: u64, hard: u64) -> nix::Result<()> {
         self.record(Call::Setrlimit(resource, soft, hard))
+    }
+
+    fn setdomainname(&self, name: &str) -> nix::Result<()> {
+        self.record(Call::Setdomainname(name.to_owned()))
+    }
+
+    fn umask(&self, mask: u32) {
+        let _ = self.record(Call::Umask(mask));
+    }
+
+    fn personality(&self, persona: u32) -> nix::Result<()> {
+        self.record(Call::Personality(persona))
+    }
+
+    fn ioprio_set(&self, value: u16) -> nix::Result<()> {
+        self.record(Call::IoprioSet(value))
+    }
+
+    fn sched_setattr(&self, attr: &SchedAttr) -> nix::Result<()> {
+        self.record(Call::SchedSetattr(*attr))
+    }
+
+    fn run_hook(&self, kind: HookKind, hook: &HookPlan, state: &[u8]) -> Result<(), HookError> {
+        let call = Call::Hook(
+            kind.name(),
+            hook.path.display().to_string(),
+            String::from_utf8_lossy(state).into_owned(),
+        );
+        self.record(call).map_err(|errno| HookError::Spawn {
+            kind,
+            path: hook.path.clone(),
+            source: errno.into(),
+        })
+    }
+
+    fn seccomp_load(
+        &self,
+        plan: &crate::seccomp::SeccompPlan,
+    ) -> Result<Option<std::os::fd::OwnedFd>, crate::seccomp::SeccompError> {
+        self.record(Call::Seccomp(plan.instructions().len()))
+            .map_err(|source| crate::seccomp::SeccompError::Load { source })?;
+        Ok(None)
     }
 }
