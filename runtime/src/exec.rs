@@ -12,7 +12,7 @@
 //! its status (signals are forwarded to it), or with `--detach` returns once it has exec'd.
 
 use std::collections::HashSet;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -20,7 +20,6 @@ use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::unistd::{ForkResult, Pid};
 use oci_spec::runtime::{Capability, LinuxCapabilities, Process};
-use palisade_common::annotations;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
 use crate::cgroups;
@@ -39,11 +38,6 @@ pub enum ExecError {
     State(#[from] StateError),
     #[error("cannot exec in container {id:?}: it is {status}")]
     NotRunning { id: String, status: Status },
-    #[error(
-        "exec is not supported in a container in the test-only chroot mode ({})",
-        annotations::CHROOT_ONLY
-    )]
-    ChrootOnly,
     #[error("{0}")]
     Usage(String),
     #[error("{0} is not supported by palisade-runtime")]
@@ -98,14 +92,6 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<u8, ExecError> {
             status,
         });
     }
-    if st
-        .annotations
-        .get(annotations::CHROOT_ONLY)
-        .map(String::as_str)
-        == Some("true")
-    {
-        return Err(ExecError::ChrootOnly);
-    }
     let process = match &args.process {
         Some(path) => {
             flags_absent_with_process(args)?;
@@ -129,7 +115,11 @@ pub fn exec(root: &Path, args: &ExecArgs) -> Result<u8, ExecError> {
         ));
     }
     check_user_mapped(st.pid, &plan.process)?;
-    let target = Target::open(&st)?;
+    // Joining the mount namespace sets the root to the namespace's (the rootfs, after a pivot or
+    // a move); a container that only chroot'ed (no mount namespace, the test-only modes) is
+    // entered through its init's root instead.
+    let chrooted = !plan.has_mount_namespace() || plan.chroot_only || plan.no_pivot;
+    let target = Target::open(&st, chrooted)?;
 
     let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
     if !args.detach {
@@ -404,14 +394,16 @@ const NAMESPACES: [(&str, CloneFlags); 8] = [
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 
-/// The container's init, pinned by a pidfd, and its namespaces that differ from ours.
+/// The container's init, pinned by a pidfd, its namespaces that differ from ours and, for a
+/// chroot'ed container, its root.
 struct Target {
     _pidfd: OwnedFd,
     files: Vec<NsFile>,
+    root: Option<OwnedFd>,
 }
 
 impl Target {
-    fn open(st: &ContainerState) -> Result<Self, ExecError> {
+    fn open(st: &ContainerState, chrooted: bool) -> Result<Self, ExecError> {
         let stopped = || ExecError::NotRunning {
             id: st.id.clone(),
             status: Status::Stopped,
@@ -441,6 +433,23 @@ impl Target {
             }
             files.push(f);
         }
+        let root = if chrooted {
+            let path = format!("/proc/{}/root", st.pid);
+            let fd = rustix::fs::open(
+                &path,
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(|e| ExecError::Sys {
+                what: format!("open {path}"),
+                source: Errno::from_raw(e.raw_os_error()),
+            })?;
+            Some(fd)
+        } else {
+            None
+        };
         // Still alive after the opens: the files are its namespaces, not a successor's.
         let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
         let zero = Timespec {
@@ -457,6 +466,7 @@ impl Target {
         Ok(Self {
             _pidfd: pidfd,
             files,
+            root,
         })
     }
 }
@@ -478,6 +488,18 @@ fn intermediate(st: &ContainerState, plan: &Plan, target: Target, mut tx: Sender
         cgroups::enter(&st.cgroup, std::process::id() as i32)?;
         set_affinity(affinity.and_then(|a| a.after_cgroup.as_deref()), "final")?;
         nsjoin::join(&sys, &target.files, &mut || Ok(()))?;
+        if let Some(root) = &target.root {
+            sys.fchdir(root.as_fd())
+                .map_err(|source| InitError::Syscall {
+                    what: "fchdir to the container's root".into(),
+                    source,
+                })?;
+            sys.chroot(Path::new("."))
+                .map_err(|source| InitError::Syscall {
+                    what: "chroot into the container's root".into(),
+                    source,
+                })?;
+        }
         drop(target);
         // The pid namespace applies to children only.
         match sys::fork().map_err(|source| InitError::Syscall {

@@ -156,6 +156,10 @@ fn main() -> ExitCode {
             exec_applies_user_capabilities_and_no_new_privs,
         ),
         Test::new("exec_refuses_bad_input", exec_refuses_bad_input),
+        Test::new(
+            "exec_into_a_chrooted_container_lands_in_its_root",
+            exec_into_a_chrooted_container_lands_in_its_root,
+        ),
         Test::new("ps_lists_init_and_exec", ps_lists_init_and_exec),
         Test::new(
             "pause_freezes_and_resume_thaws",
@@ -2364,5 +2368,35 @@ fn paused_container_can_be_killed_and_force_deleted() -> TestResult {
     // The exec'd process went with it (gone, or a zombie its new parent has yet to reap).
     let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     assert!(state.is_empty() || state.contains(") Z "), "{state}");
+    Ok(())
+}
+
+fn exec_into_a_chrooted_container_lands_in_its_root() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["sleep", "100"]);
+    let rootfs = file_id(f.bundle.join("rootfs"));
+    // Without a mount namespace (the init only chroots), and in the test-only chroot mode: the
+    // exec'd process takes the init's root, not the mount namespace's (the host's).
+    let mut no_mnt = f.config(&["sleep", "100"]);
+    no_mnt["mounts"] = json!([]);
+    no_mnt["root"]["readonly"] = json!(false);
+    no_mnt["linux"]["namespaces"] =
+        json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "network"}]);
+    no_mnt["linux"]["maskedPaths"] = json!([]);
+    no_mnt["linux"]["readonlyPaths"] = json!([]);
+    let mut chroot_only = f.config(&["sleep", "100"]);
+    chroot_only["annotations"] = json!({palisade_common::annotations::CHROOT_ONLY: "true"});
+    for config in [no_mnt, chroot_only] {
+        f.write_config(&config);
+        let id = unique("chrooted");
+        f.create_and_start(&id);
+        let pid = f.exec_detached(&id, &["sleep", "100"]);
+        assert_eq!(file_id(format!("/proc/{pid}/root")), rootfs);
+        assert_eq!(file_id(format!("/proc/{pid}/cwd")), rootfs);
+        let out = f.exec_output(&[&id, "ls", "/"]);
+        assert!(out.lines().any(|l| l == "bin"), "{out}");
+        assert!(!out.lines().any(|l| l == "etc" || l == "usr"), "{out}");
+        f.delete_force(&id);
+    }
     Ok(())
 }

@@ -216,4 +216,33 @@ mod tests {
             serde_json::from_str(r#"{"paths": [], "created": []}"#).expect("old state");
         assert_eq!(r.freezer, None);
     }
+
+    #[test]
+    fn exec_enters_the_cgroup_of_every_hierarchy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths: Vec<PathBuf> = ["cpu/c", "freezer/c", "unified/c"]
+            .iter()
+            .map(|p| dir.path().join(p))
+            .collect();
+        for p in &paths {
+            std::fs::create_dir_all(p).expect("mkdir");
+        }
+        let record = super::super::CgroupRecord {
+            paths: paths.clone(),
+            ..Default::default()
+        };
+        super::super::enter(&record, 4242).expect("entered");
+        for p in &paths {
+            assert_eq!(
+                std::fs::read_to_string(p.join("cgroup.procs")).expect("read"),
+                "4242"
+            );
+        }
+        // A hierarchy that cannot take it fails the exec instead of leaving it half outside.
+        let record = super::super::CgroupRecord {
+            paths: vec![dir.path().join("missing")],
+            ..Default::default()
+        };
+        assert!(super::super::enter(&record, 4242).is_err());
+    }
 }

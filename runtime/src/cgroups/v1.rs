@@ -637,4 +637,29 @@ mod tests {
              host's cgroup2 mount has no memory.high (its controller is on cgroup v1)"
         );
     }
+
+    #[test]
+    fn the_freezer_is_the_v1_freezer_hierarchy_else_the_unified_mount() {
+        let (tmp, h) = fake(&["devices", "freezer"], DEVICE_FILES);
+        let mut m = V1Manager::new(h, None, Path::new("/ctr"));
+        m.create(&resources(serde_json::json!({})))
+            .expect("created");
+        assert_eq!(
+            m.record().freezer,
+            Some(Freezer::V1(tmp.path().join("freezer/ctr")))
+        );
+        // No v1 freezer: cgroup v2's core freezer on the hybrid layout's cgroup2 mount.
+        let (tmp, h) = fake(&["devices"], DEVICE_FILES);
+        let unified = tmp.path().join("unified");
+        std::fs::create_dir(&unified).expect("mkdir");
+        let mut m = V1Manager::new(h, Some(unified.clone()), Path::new("/ctr"));
+        m.create(&resources(serde_json::json!({})))
+            .expect("created");
+        assert_eq!(m.record().freezer, Some(Freezer::V2(unified.join("ctr"))));
+        let (_tmp, h) = fake(&["devices"], DEVICE_FILES);
+        let mut m = V1Manager::new(h, None, Path::new("/ctr"));
+        m.create(&resources(serde_json::json!({})))
+            .expect("created");
+        assert_eq!(m.record().freezer, None);
+    }
 }
