@@ -157,6 +157,10 @@ fn main() -> ExitCode {
         ),
         Test::new("exec_refuses_bad_input", exec_refuses_bad_input),
         Test::new(
+            "exec_runs_under_the_container_s_seccomp_filter",
+            exec_runs_under_the_container_s_seccomp_filter,
+        ),
+        Test::new(
             "exec_into_a_chrooted_container_lands_in_its_root",
             exec_into_a_chrooted_container_lands_in_its_root,
         ),
@@ -2398,5 +2402,32 @@ fn exec_into_a_chrooted_container_lands_in_its_root() -> TestResult {
         assert!(!out.lines().any(|l| l == "etc" || l == "usr"), "{out}");
         f.delete_force(&id);
     }
+    Ok(())
+}
+
+fn exec_runs_under_the_container_s_seccomp_filter() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["sleep", "100"]);
+    let mut c = f.config(&["sleep", "100"]);
+    c["root"]["readonly"] = json!(false);
+    c["process"]["noNewPrivileges"] = json!(false);
+    c["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    f.write_config(&c);
+    let id = unique("execseccomp");
+    f.create_and_start(&id);
+    let probe = "grep Seccomp: /proc/self/status; mkdir /made && echo made || echo refused";
+    // Loaded before the capabilities go (no no_new_privs), and last with --no-new-privs.
+    for nnp in [&[][..], &["--no-new-privs"][..]] {
+        let mut args: Vec<&str> = nnp.to_vec();
+        args.extend([id.as_str(), "sh", "-c", probe]);
+        let out = f.exec_output(&args);
+        assert_eq!(words(&out), ["Seccomp: 2", "refused"], "{nnp:?}");
+    }
+    assert!(!f.bundle.join("rootfs/made").exists());
+    f.delete_force(&id);
     Ok(())
 }
