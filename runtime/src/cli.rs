@@ -71,6 +71,93 @@ pub struct CreateArgs {
     pub id: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PsFormat {
+    Table,
+    Json,
+}
+
+/// `exec`'s options, as runc's: `exec [options] <id> <command>...`, or `exec -p process.json <id>`.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// The whole process as a process.json (then no other process option, and no command).
+    #[arg(short = 'p', long)]
+    pub process: Option<PathBuf>,
+    /// Return once the process has started instead of waiting for it.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// File to write the process's host pid to.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Working directory in the container (absolute).
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Add an environment variable (KEY=VALUE); repeatable.
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// The user to run as: UID[:GID], numeric.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Add a supplementary group (numeric); repeatable.
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability (CAP_…) to the bounding, effective and permitted sets; repeatable.
+    #[arg(short = 'c', long = "cap")]
+    pub caps: Vec<String>,
+    /// Set no_new_privs for the process.
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// Pass file descriptors 3 to 3+N-1 on to the process (all others are closed).
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    // runc options this runtime does not implement, refused by name.
+    #[arg(short = 't', long, hide = true)]
+    pub tty: bool,
+    #[arg(long, hide = true)]
+    pub console_socket: Option<String>,
+    #[arg(long, hide = true)]
+    pub process_label: Option<String>,
+    #[arg(long, hide = true)]
+    pub apparmor: Option<String>,
+    #[arg(long, hide = true)]
+    pub cgroup: Option<String>,
+    #[arg(long, hide = true)]
+    pub ignore_paused: bool,
+    /// The container id, then the command and its arguments (everything after the id is the
+    /// command's, as in runc).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ID> <COMMAND"
+    )]
+    pub args: Vec<String>,
+}
+
+impl ExecArgs {
+    pub fn id(&self) -> &str {
+        self.args.first().map(String::as_str).unwrap_or_default()
+    }
+
+    pub fn command(&self) -> &[String] {
+        self.args.get(1..).unwrap_or_default()
+    }
+
+    /// runc options of `exec` that are parsed but not implemented.
+    pub fn unsupported_flag(&self) -> Option<&'static str> {
+        [
+            (self.tty, "--tty"),
+            (self.console_socket.is_some(), "--console-socket"),
+            (self.process_label.is_some(), "--process-label"),
+            (self.apparmor.is_some(), "--apparmor"),
+            (self.cgroup.is_some(), "--cgroup"),
+            (self.ignore_paused, "--ignore-paused"),
+        ]
+        .into_iter()
+        .find_map(|(set, name)| set.then_some(name))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a container; its process waits for `start`.
@@ -94,6 +181,22 @@ pub enum Command {
         force: bool,
         id: String,
     },
+    /// Run a process in a running container; exits with its exit code (unless --detach).
+    Exec(ExecArgs),
+    /// List the processes of a container (its cgroup's).
+    Ps {
+        /// table (the host's ps(1) output, filtered) or json (an array of host pids).
+        #[arg(short, long, value_enum, default_value_t = PsFormat::Table)]
+        format: PsFormat,
+        id: String,
+        /// Options for ps(1) (table format; default -ef).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        options: Vec<String>,
+    },
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
     /// Print the runtime's features document (runtime-spec features.md) as JSON.
     Features,
     /// Create, start and wait for a container, then delete it; exits with its exit code.
@@ -121,6 +224,7 @@ impl Cli {
         let create = match &self.command {
             Some(Command::Create(c)) => c,
             Some(Command::Run { create, .. }) => create,
+            Some(Command::Exec(e)) => return e.unsupported_flag(),
             _ => return None,
         };
         if create.console_socket.is_some() {

@@ -50,6 +50,8 @@ pub enum CreateError {
     Channel(std::io::Error),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error("cannot write the id maps of the user namespace of pid {pid}: {source}")]
+    IdMaps { pid: i32, source: std::io::Error },
     #[error("cannot write pid file {path}: {source}")]
     PidFile {
         path: PathBuf,
@@ -265,6 +267,28 @@ fn spawn(
                 }
             }
             Ok(Some(Message::Ready)) => ready = true,
+            Ok(Some(Message::UserNs)) => {
+                let maps = plan.id_maps.as_ref().ok_or(CreateError::IdMaps {
+                    pid: child.as_raw(),
+                    source: std::io::Error::other("the config has no id maps"),
+                });
+                let written = maps.and_then(|maps| {
+                    write_id_maps(child.as_raw(), maps).map_err(|source| CreateError::IdMaps {
+                        pid: child.as_raw(),
+                        source,
+                    })
+                });
+                if let Err(e) = written {
+                    break Err(e);
+                }
+                // An intermediate that already failed has closed its end: its error, still to
+                // be read, is the one to report.
+                if let Err(e) = gate_tx.send(&Message::IdMapsWritten)
+                    && e.kind() != ErrorKind::BrokenPipe
+                {
+                    break Err(CreateError::Channel(e));
+                }
+            }
             // The init sends this after it got CgroupJoined, so its pid is known.
             Ok(Some(Message::RuntimeHooks)) => {
                 let Some(pid) = init_pid else {
@@ -279,7 +303,12 @@ fn spawn(
                     break Err(CreateError::Channel(e));
                 }
             }
-            Ok(Some(Message::CgroupJoined { .. } | Message::RuntimeHooksDone)) => {
+            Ok(Some(
+                Message::CgroupJoined { .. }
+                | Message::RuntimeHooksDone
+                | Message::IdMapsWritten
+                | Message::ExecPid { .. },
+            )) => {
                 break Err(CreateError::Channel(std::io::Error::other(
                     "unexpected message",
                 )));
@@ -316,6 +345,34 @@ fn spawn(
     Ok(st)
 }
 
+/// Writes the uid and gid maps of the user namespace `pid` has just unshared. Each map is one
+/// write(2), as the kernel requires. setgroups(2) stays allowed: the kernel requires "deny" only
+/// from a writer without CAP_SETGID over the parent namespace (runc denies it only when rootless),
+/// and this runtime refuses to run without it.
+fn write_id_maps(pid: i32, maps: &spec::IdMaps) -> std::io::Result<()> {
+    use std::io::Write;
+    if !caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SETGID)
+        .map_err(std::io::Error::other)?
+    {
+        return Err(std::io::Error::other(
+            "writing a gid map needs CAP_SETGID (rootless operation is not supported)",
+        ));
+    }
+    for (file, list) in [("uid_map", &maps.uid), ("gid_map", &maps.gid)] {
+        let path = format!("/proc/{pid}/{file}");
+        let text = spec::idmap::format(list);
+        let mut f = OpenOptions::new().write(true).open(&path)?;
+        let n = f.write(text.as_bytes())?;
+        if n != text.len() {
+            return Err(std::io::Error::other(format!(
+                "{path}: short write ({n} of {} bytes)",
+                text.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The poststop hooks of a container that was destroyed before it was created.
 fn run_poststop_hooks(plan: &spec::Plan, warn: &dyn Fn(&str)) {
     if plan.hooks.poststop.is_empty() {
@@ -348,7 +405,7 @@ fn run_runtime_hooks(plan: &spec::Plan, pid: i32) -> Result<(), HookError> {
 }
 
 /// Written via rename so a watcher never reads a partial pid.
-fn write_pid_file(path: &Path, pid: i32) -> std::io::Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> std::io::Result<()> {
     let path = std::path::absolute(path)?;
     let mut tmp = path.clone().into_os_string();
     tmp.push(".tmp");

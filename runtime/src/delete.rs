@@ -14,6 +14,8 @@ pub enum DeleteError {
     State(#[from] StateError),
     #[error("cannot delete container {0:?}: it is running (stop it first or use --force)")]
     Running(String),
+    #[error("cannot delete container {0:?}: it is paused (stop it first or use --force)")]
+    Paused(String),
     #[error("cannot kill container {id:?}: {source}")]
     Kill { id: String, source: std::io::Error },
     #[error(transparent)]
@@ -35,6 +37,20 @@ pub fn delete(root: &Path, id: &str, force: bool, warn: &dyn Fn(&str)) -> Result
     };
     match st.status(root) {
         Status::Running if !force => return Err(DeleteError::Running(id.to_owned())),
+        Status::Paused if !force => return Err(DeleteError::Paused(id.to_owned())),
+        Status::Paused => {
+            // A frozen process only dies once thawed: SIGKILL everything, then thaw (as runc).
+            cgroups::signal_all(&st.cgroup, Signal::SIGKILL);
+            if let Some(freezer) = &st.cgroup.freezer {
+                freezer.set(false)?;
+            }
+            crate::kill::kill_and_wait(st.pid, st.pid_start_time).map_err(|source| {
+                DeleteError::Kill {
+                    id: id.to_owned(),
+                    source,
+                }
+            })?;
+        }
         Status::Running | Status::Created => {
             crate::kill::kill_and_wait(st.pid, st.pid_start_time).map_err(|source| {
                 DeleteError::Kill {

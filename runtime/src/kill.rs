@@ -20,6 +20,8 @@ pub enum KillError {
     InvalidSignal(String),
     #[error("container {0:?} is not running")]
     NotRunning(String),
+    #[error(transparent)]
+    Cgroup(#[from] cgroups::CgroupError),
     #[error("cannot send {signal} to pid {pid}: {source}")]
     Signal {
         pid: i32,
@@ -49,18 +51,30 @@ pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> Result<()
         .transpose()?
         .unwrap_or(Signal::SIGTERM);
     let st = ContainerState::load(root, id)?;
-    if st.status(root) == Status::Stopped {
+    let status = st.status(root);
+    if status == Status::Stopped {
         return Err(KillError::NotRunning(id.to_owned()));
     }
     if all {
         cgroups::signal_all(&st.cgroup, signal);
-        return Ok(());
+    } else {
+        nix::sys::signal::kill(Pid::from_raw(st.pid), signal).map_err(|source| {
+            KillError::Signal {
+                pid: st.pid,
+                signal,
+                source,
+            }
+        })?;
     }
-    nix::sys::signal::kill(Pid::from_raw(st.pid), signal).map_err(|source| KillError::Signal {
-        pid: st.pid,
-        signal,
-        source,
-    })
+    // A frozen process acts on SIGKILL only once thawed: thaw it, as runc does. Other signals
+    // stay pending until `resume`.
+    if status == Status::Paused
+        && signal == Signal::SIGKILL
+        && let Some(freezer) = &st.cgroup.freezer
+    {
+        freezer.set(false)?;
+    }
+    Ok(())
 }
 
 /// SIGKILLs `pid` (if it is still the process started at `start_time`) and waits for it to die.

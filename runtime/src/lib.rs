@@ -13,11 +13,14 @@ mod cli;
 mod container;
 mod create;
 mod delete;
+mod exec;
 mod features;
 mod hooks;
 mod kill;
 mod logging;
 mod mountinfo;
+mod pause;
+mod ps;
 mod run;
 mod seccomp;
 mod spec;
@@ -76,6 +79,17 @@ fn dispatch(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Kill { all, id, signal }) => kill::kill(root, id, signal.as_deref(), *all)?,
         Some(Command::Delete { force, id }) => delete::delete(root, id, *force, &warn)?,
         Some(Command::Features) => println!("{}", features::json()),
+        Some(Command::Exec(args)) => {
+            let code = exec::exec(root, args)?;
+            return Ok(ExitCode::from(code));
+        }
+        Some(Command::Ps {
+            format,
+            id,
+            options,
+        }) => ps::ps(root, id, *format, options)?,
+        Some(Command::Pause { id }) => pause::pause(root, id)?,
+        Some(Command::Resume { id }) => pause::resume(root, id)?,
         Some(Command::Run { create, detach }) => {
             let code = run::run(root, create, cli.no_pivot, *detach, &warn)?;
             return Ok(ExitCode::from(code));

@@ -80,7 +80,7 @@ const FORWARDED: &[Signal] = &[
     Signal::SIGWINCH,
 ];
 
-fn forward_signals() -> nix::Result<SignalFd> {
+pub(crate) fn forward_signals() -> nix::Result<SignalFd> {
     let mut mask = SigSet::empty();
     for s in FORWARDED {
         mask.add(*s);
@@ -92,7 +92,7 @@ fn forward_signals() -> nix::Result<SignalFd> {
 
 /// Waits for the init, forwarding signals to it and reaping any other orphan this subreaper
 /// inherits (containers without their own pid namespace).
-fn wait_forwarding(init: Pid, signals: &SignalFd) -> nix::Result<u8> {
+pub(crate) fn wait_forwarding(init: Pid, signals: &SignalFd) -> nix::Result<u8> {
     loop {
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {

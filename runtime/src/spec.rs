@@ -21,6 +21,7 @@ mod attrs;
 #[cfg(test)]
 mod fields;
 mod hooks;
+pub mod idmap;
 mod options;
 mod refused;
 mod resources;
@@ -28,6 +29,7 @@ mod resources;
 mod tests;
 
 pub use attrs::{CpuAffinity, Lsm, SchedAttr, TimeOffset};
+pub use idmap::IdMaps;
 pub use options::{RecursiveAttr, parse_mount_options};
 pub use resources::{HostLimits, Rdma, Resources, ThrottleDevice};
 
@@ -207,12 +209,22 @@ pub struct Plan {
     pub resources: Resources,
     pub annotations: BTreeMap<String, String>,
     pub oci_version: String,
+    /// The id maps of the user namespace: those to write for a new one, those to expect of one
+    /// joined by path; `None` without a user namespace, or for one joined without mappings.
+    pub id_maps: Option<IdMaps>,
 }
 
 impl Plan {
     /// Whether the container gets a new namespace of this type (not one joined by path).
     pub fn has_new_namespace(&self, flag: CloneFlags) -> bool {
         has_new_namespace(&self.namespaces, flag)
+    }
+
+    /// The container's user namespace (new, or joined by path), if it has one.
+    pub fn user_namespace(&self) -> Option<&NamespacePlan> {
+        self.namespaces
+            .iter()
+            .find(|n| n.flag == CloneFlags::CLONE_NEWUSER)
     }
 
     /// Whether the container has a mount namespace of its own (new or joined). Without one
@@ -257,7 +269,30 @@ pub fn load(bundle: &Path, id: &str, no_pivot_flag: bool) -> Result<Plan, SpecEr
         source,
     })?;
     let spec = parse(&text, &path)?;
-    plan(&spec, bundle, id, no_pivot_flag, Lsm::detect())
+    let plan = plan(&spec, bundle, id, no_pivot_flag, Lsm::detect())?;
+    subordinate_ids(&plan, Path::new("/etc"))?;
+    Ok(plan)
+}
+
+/// An exec'd process, planned as the init's (its labels checked against this host's LSMs).
+pub fn exec_process(process: &Process) -> Result<ProcessPlan, SpecError> {
+    let mut plan = self::process(process)?;
+    (plan.apparmor_profile, plan.selinux_label) = attrs::process_labels(process, Lsm::detect())?;
+    Ok(plan)
+}
+
+/// The `process` of `<bundle>/config.json`, for `exec` without `--process` (as runc, which reads
+/// the bundle's config again).
+pub fn load_process(bundle: &Path) -> Result<Process, SpecError> {
+    let path = bundle.join("config.json");
+    let text = std::fs::read(&path).map_err(|source| SpecError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    parse(&text, &path)?
+        .process()
+        .clone()
+        .ok_or(SpecError::MissingProcess)
 }
 
 /// config.json's text → [`Spec`]; `path` is only named in errors.
@@ -302,7 +337,6 @@ fn plan(
     let namespaces = namespaces(&linux)?;
     let seccomp = seccomp(&linux)?;
     refused::linux(&linux)?;
-    refused::not_yet_applied(spec, &linux)?;
     let process_spec = spec.process().as_ref().ok_or(SpecError::MissingProcess)?;
     let mut process = process(process_spec)?;
     (process.apparmor_profile, process.selinux_label) = attrs::process_labels(process_spec, lsm)?;
@@ -332,6 +366,8 @@ fn plan(
     }
     let sysctl = sysctl(&linux, &namespaces)?;
     let resources = resources::resources(&linux, &HostLimits::detect())?;
+    let id_maps = user_namespace(&linux, &namespaces, &process, &mounts)?;
+    user_namespace_devices(&linux, &namespaces, id_maps.as_ref())?;
     Ok(Plan {
         seccomp,
         id: id.to_owned(),
@@ -358,6 +394,7 @@ fn plan(
         resources,
         annotations,
         oci_version: spec.version().clone(),
+        id_maps,
     })
 }
 
@@ -394,11 +431,6 @@ fn namespaces(linux: &Linux) -> Result<Vec<NamespacePlan>, SpecError> {
     let mut namespaces: Vec<NamespacePlan> = Vec::new();
     for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
         let flag = CloneFlags::from_bits_retain(ns.typ() as i32);
-        if flag == CloneFlags::CLONE_NEWUSER {
-            return Err(SpecError::Unsupported(format!(
-                "linux.namespaces[{i}]: the user namespace"
-            )));
-        }
         if namespaces.iter().any(|n| n.flag == flag) {
             return Err(invalid(
                 format!("linux.namespaces[{i}]"),
@@ -458,8 +490,9 @@ fn seccomp(linux: &Linux) -> Result<Option<crate::seccomp::SeccompPlan>, SpecErr
         .transpose()
 }
 
-/// `process`: what the init execs, as whom, with which capabilities and limits.
-fn process(process: &Process) -> Result<ProcessPlan, SpecError> {
+/// `process`: what the init execs, as whom, with which capabilities and limits. `exec` plans its
+/// process with this too.
+pub(crate) fn process(process: &Process) -> Result<ProcessPlan, SpecError> {
     refused::process(process)?;
     let args = process.args().clone().unwrap_or_default();
     if args.is_empty() {
@@ -818,4 +851,249 @@ fn is_own_namespace(path: &Path, ns: &str) -> bool {
 #[cfg(test)]
 pub fn resources_for_tests(linux: &Linux, host: &HostLimits) -> Result<Resources, SpecError> {
     resources::resources(linux, host)
+}
+
+/// `linux.uidMappings` / `linux.gidMappings`, and what a user namespace asks of the rest of the
+/// config. A new user namespace needs both maps; one joined by path may name them, and is then
+/// checked against them at `create`.
+fn user_namespace(
+    linux: &Linux,
+    namespaces: &[NamespacePlan],
+    process: &ProcessPlan,
+    mounts: &[MountPlan],
+) -> Result<Option<IdMaps>, SpecError> {
+    let uid = idmap::from_spec(linux.uid_mappings().as_deref().unwrap_or_default());
+    let gid = idmap::from_spec(linux.gid_mappings().as_deref().unwrap_or_default());
+    let Some(user) = namespaces
+        .iter()
+        .find(|n| n.flag == CloneFlags::CLONE_NEWUSER)
+    else {
+        for (maps, field) in [(&uid, "linux.uidMappings"), (&gid, "linux.gidMappings")] {
+            if !maps.is_empty() {
+                return Err(invalid(
+                    field,
+                    "requires a user namespace in linux.namespaces",
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    user_namespace_mounts(namespaces, mounts)?;
+    if user.path.is_some() && uid.is_empty() && gid.is_empty() {
+        return Ok(None);
+    }
+    for (maps, field) in [(&uid, "linux.uidMappings"), (&gid, "linux.gidMappings")] {
+        if maps.is_empty() {
+            let reason = if user.path.is_none() {
+                "a new user namespace needs it (an unmapped namespace has no root to set it up)"
+            } else {
+                "must be given together with the other map, or neither"
+            };
+            return Err(invalid(field, reason));
+        }
+        idmap::validate(maps, field)?;
+    }
+    let maps = IdMaps { uid, gid };
+    // The runtime sets the container up as root of its user namespace, as runc does; the
+    // process then becomes its own user, which must exist there too.
+    if maps.uid_to_host(0).is_none() {
+        return Err(invalid(
+            "linux.uidMappings",
+            "container uid 0 is not mapped (the container is set up by root of its user namespace)",
+        ));
+    }
+    if maps.gid_to_host(0).is_none() {
+        return Err(invalid(
+            "linux.gidMappings",
+            "container gid 0 is not mapped (the container is set up by root of its user namespace)",
+        ));
+    }
+    let unmapped = |field: String, id: u32, map: &str| {
+        invalid(field, format!("{id} is not mapped by linux.{map}"))
+    };
+    if maps.uid_to_host(process.uid).is_none() {
+        return Err(unmapped(
+            "process.user.uid".into(),
+            process.uid,
+            "uidMappings",
+        ));
+    }
+    if maps.gid_to_host(process.gid).is_none() {
+        return Err(unmapped(
+            "process.user.gid".into(),
+            process.gid,
+            "gidMappings",
+        ));
+    }
+    for (i, g) in process.additional_gids.iter().enumerate() {
+        if maps.gid_to_host(*g).is_none() {
+            return Err(unmapped(
+                format!("process.user.additionalGids[{i}]"),
+                *g,
+                "gidMappings",
+            ));
+        }
+    }
+    // devpts refuses (EINVAL) an owner that is not mapped in the mounting user namespace.
+    for (i, m) in mounts.iter().enumerate() {
+        if m.fstype != "devpts" {
+            continue;
+        }
+        for option in m.data.split(',') {
+            let (key, to_host): (_, &dyn Fn(u32) -> Option<u32>) = match option.split_once('=') {
+                Some(("uid", _)) => ("uid", &|id| maps.uid_to_host(id)),
+                Some(("gid", _)) => ("gid", &|id| maps.gid_to_host(id)),
+                _ => continue,
+            };
+            let value = option.split_once('=').map(|(_, v)| v).unwrap_or_default();
+            let mapped = value.parse().ok().and_then(to_host);
+            if mapped.is_none() {
+                return Err(invalid(
+                    format!("mounts[{i}].options"),
+                    format!("{key}={value}: not mapped in the container's user namespace"),
+                ));
+            }
+        }
+    }
+    Ok(Some(maps))
+}
+
+/// Filesystems that only the owner of another namespace may mount: in a user namespace they need
+/// that namespace to be the container's own, not the host's (which the host's user namespace owns).
+fn user_namespace_mounts(
+    namespaces: &[NamespacePlan],
+    mounts: &[MountPlan],
+) -> Result<(), SpecError> {
+    let listed = |flag: CloneFlags| namespaces.iter().any(|n| n.flag == flag);
+    for (i, m) in mounts.iter().enumerate() {
+        let needs = match m.fstype.as_str() {
+            "proc" => ("pid", CloneFlags::CLONE_NEWPID),
+            "mqueue" => ("ipc", CloneFlags::CLONE_NEWIPC),
+            // cgroup: the container's cgroup directories are bound instead (see rootfs).
+            _ => continue,
+        };
+        if !listed(needs.1) {
+            return Err(invalid(
+                format!("mounts[{i}]"),
+                format!(
+                    "{} cannot be mounted in a user namespace that shares the host's {} \
+                     namespace: add {{\"type\": \"{}\"}} to linux.namespaces",
+                    m.fstype, needs.0, needs.0
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `linux.devices` in a user namespace: mknod is not allowed there, so each node is bind-mounted
+/// from the host's node at the same path (as runc and crun do). That node must be the device the
+/// config names, and a fileMode, uid or gid the config sets must be what the bind shows.
+fn user_namespace_devices(
+    linux: &Linux,
+    namespaces: &[NamespacePlan],
+    maps: Option<&IdMaps>,
+) -> Result<(), SpecError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    if !namespaces
+        .iter()
+        .any(|n| n.flag == CloneFlags::CLONE_NEWUSER)
+    {
+        return Ok(());
+    }
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        let field = format!("linux.devices[{i}]");
+        let path = d.path();
+        let md = std::fs::metadata(path).map_err(|e| {
+            invalid(
+                &field,
+                format!(
+                    "in a user namespace devices are bind-mounted from the host, and {} cannot be \
+                     read on the host: {e}",
+                    path.display()
+                ),
+            )
+        })?;
+        let kind_ok = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => md.file_type().is_char_device(),
+            LinuxDeviceType::B => md.file_type().is_block_device(),
+            LinuxDeviceType::P => md.file_type().is_fifo(),
+            LinuxDeviceType::A => false,
+        };
+        let rdev = nix::sys::stat::makedev(
+            u64::try_from(d.major()).unwrap_or(u64::MAX),
+            u64::try_from(d.minor()).unwrap_or(u64::MAX),
+        );
+        if !kind_ok || (d.typ() != LinuxDeviceType::P && md.rdev() != rdev) {
+            return Err(invalid(
+                &field,
+                format!(
+                    "in a user namespace devices are bind-mounted from the host, and the host's {} \
+                     is not a {:?} device {}:{}",
+                    path.display(),
+                    d.typ(),
+                    d.major(),
+                    d.minor()
+                ),
+            ));
+        }
+        let shown = |what: &str, want: u32, have: String| {
+            invalid(
+                format!("{field}.{what}"),
+                format!(
+                    "{want} cannot be applied in a user namespace: the node is bind-mounted \
+                     from the host, where {} has {what} {have}",
+                    path.display()
+                ),
+            )
+        };
+        if let Some(mode) = d.file_mode()
+            && mode & 0o7777 != md.mode() & 0o7777
+        {
+            return Err(shown("fileMode", mode, format!("{:o}", md.mode() & 0o7777)));
+        }
+        let seen_uid = maps.and_then(|m| m.host_uid_to_container(md.uid()));
+        if let Some(uid) = d.uid()
+            && seen_uid != Some(uid)
+        {
+            return Err(shown("uid", uid, format!("{} on the host", md.uid())));
+        }
+        let seen_gid = maps.and_then(|m| m.host_gid_to_container(md.gid()));
+        if let Some(gid) = d.gid()
+            && seen_gid != Some(gid)
+        {
+            return Err(shown("gid", gid, format!("{} on the host", md.gid())));
+        }
+    }
+    Ok(())
+}
+
+/// When `<etc>/subuid` or `<etc>/subgid` grants subordinate ids to root, the maps of a new user
+/// namespace must stay inside them, so that the container's ids cannot land on the host's own
+/// users. Without such entries this runtime does as runc and crun running as root: the kernel
+/// takes any mapping from root, and the config is trusted.
+fn subordinate_ids(plan: &Plan, etc: &Path) -> Result<(), SpecError> {
+    let Some(maps) = &plan.id_maps else {
+        return Ok(());
+    };
+    if plan.user_namespace().is_some_and(|n| n.path.is_some()) {
+        // A joined namespace's maps were written by whoever made it.
+        return Ok(());
+    }
+    for (file, list, field) in [
+        ("subuid", &maps.uid, "linux.uidMappings"),
+        ("subgid", &maps.gid, "linux.gidMappings"),
+    ] {
+        let path = etc.join(file);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(SpecError::Read { path, source }),
+        };
+        let ranges = idmap::subordinate_ranges(&text, &["root", "0"]);
+        if !ranges.is_empty() {
+            idmap::check_subordinate(list, &ranges, field, &path)?;
+        }
+    }
+    Ok(())
 }

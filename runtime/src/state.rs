@@ -1,8 +1,8 @@
 //! The persisted state of a container (`<root>/<id>/state.json`) and the `state` verb.
 //!
 //! Status is never stored: it is derived from the init pid (checked against its recorded start
-//! time so a recycled pid is not mistaken for the container) and from whether the exec fifo, which
-//! `start` removes, still exists.
+//! time so a recycled pid is not mistaken for the container), from the cgroup freezer (`paused`)
+//! and from whether the exec fifo, which `start` removes, still exists.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -40,6 +40,8 @@ pub enum StateError {
 pub enum Status {
     Created,
     Running,
+    /// Frozen by `pause` (the cgroup freezer's state, not anything stored).
+    Paused,
     Stopped,
 }
 
@@ -48,6 +50,7 @@ impl std::fmt::Display for Status {
         f.write_str(match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         })
     }
@@ -126,6 +129,9 @@ impl ContainerState {
     pub fn status(&self, root: &Path) -> Status {
         if !pid_alive(self.pid, self.pid_start_time) {
             return Status::Stopped;
+        }
+        if self.cgroup.freezer.as_ref().is_some_and(|f| f.is_frozen()) {
+            return Status::Paused;
         }
         if root.join(&self.id).join(EXEC_FIFO).exists() {
             Status::Created

@@ -364,3 +364,35 @@ pub fn bpf_attach_cgroup_device(
     };
     Errno::result(res).map(drop)
 }
+
+/// Closes every descriptor from `first` to `last` (inclusive), for `exec`: a descriptor left
+/// open while the process changes into its working directory could be followed out of the
+/// container through /proc/self/fd (CVE-2024-21626), so closing on exec is not enough.
+pub fn close_range(first: u32, last: u32) -> nix::Result<()> {
+    if first > last {
+        return Ok(());
+    }
+    // SAFETY: close_range only closes descriptors; the callers hold no Rust owner of any
+    // descriptor in the range that they use afterwards (`exec` passes the ranges around the
+    // ones it keeps).
+    let res = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_close_range,
+            first as nix::libc::c_uint,
+            last as nix::libc::c_uint,
+            0 as nix::libc::c_uint,
+        )
+    };
+    Errno::result(res).map(drop)
+}
+
+/// The user namespace that owns the namespace `ns` (ioctl NS_GET_USERNS).
+pub fn ns_owner(ns: std::os::fd::BorrowedFd<'_>) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    nix::ioctl_none!(ns_get_userns, 0xb7, 0x1);
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new descriptor, which is owned here
+    // and nowhere else.
+    let fd = unsafe { ns_get_userns(ns.as_raw_fd()) }?;
+    // SAFETY: `fd` was just returned by the kernel and is not owned by anything else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}

@@ -5,6 +5,7 @@
 //! /bin/busybox for the rootfs, are reported as ignored, with the reason, when those are missing.
 //! Config validation that needs neither is unit-tested in the runtime (`spec::tests`).
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, ExitCode, Stdio};
@@ -122,6 +123,56 @@ fn main() -> ExitCode {
             "sysctl_is_written_before_proc_sys_is_read_only",
             sysctl_is_written_before_proc_sys_is_read_only,
         ),
+        Test::new(
+            "user_namespace_maps_container_root_to_host_100000",
+            user_namespace_maps_container_root_to_host_100000,
+        ),
+        Test::new(
+            "user_namespace_joined_by_path",
+            user_namespace_joined_by_path,
+        ),
+        Test::new(
+            "user_namespace_bad_mappings_are_refused",
+            user_namespace_bad_mappings_are_refused,
+        ),
+        Test::new(
+            "user_namespace_mappings_outside_subordinate_ids_are_refused",
+            user_namespace_mappings_outside_subordinate_ids_are_refused,
+        ),
+        Test::new(
+            "user_namespace_rootfs_unreachable_by_mapped_root",
+            user_namespace_rootfs_unreachable_by_mapped_root,
+        ),
+        Test::new(
+            "exec_joins_every_namespace_and_the_cgroup",
+            exec_joins_every_namespace_and_the_cgroup,
+        ),
+        Test::new(
+            "exec_keeps_host_descriptors_and_cwd_out",
+            exec_keeps_host_descriptors_and_cwd_out,
+        ),
+        Test::new(
+            "exec_applies_user_capabilities_and_no_new_privs",
+            exec_applies_user_capabilities_and_no_new_privs,
+        ),
+        Test::new("exec_refuses_bad_input", exec_refuses_bad_input),
+        Test::new(
+            "exec_runs_under_the_container_s_seccomp_filter",
+            exec_runs_under_the_container_s_seccomp_filter,
+        ),
+        Test::new(
+            "exec_into_a_chrooted_container_lands_in_its_root",
+            exec_into_a_chrooted_container_lands_in_its_root,
+        ),
+        Test::new("ps_lists_init_and_exec", ps_lists_init_and_exec),
+        Test::new(
+            "pause_freezes_and_resume_thaws",
+            pause_freezes_and_resume_thaws,
+        ),
+        Test::new(
+            "paused_container_can_be_killed_and_force_deleted",
+            paused_container_can_be_killed_and_force_deleted,
+        ),
     ])
 }
 
@@ -169,6 +220,22 @@ struct Fixture {
     root: PathBuf,
     bundle: PathBuf,
     cgroup: String,
+    /// Containers created here, force-deleted when the fixture goes (also when a test fails).
+    ids: std::cell::RefCell<Vec<String>>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        for id in self.ids.borrow().iter() {
+            let _ = StdCommand::new(runtime_bin())
+                .arg("--root")
+                .arg(&self.root)
+                .args(["delete", "--force", id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 impl Fixture {
@@ -181,7 +248,7 @@ impl Fixture {
         std::fs::copy("/bin/busybox", bin.join("busybox")).expect("copy busybox");
         for l in [
             "sh", "true", "hostname", "cat", "sleep", "ls", "echo", "readlink", "touch", "uname",
-            "stat", "ionice",
+            "stat", "ionice", "id", "grep",
         ] {
             std::os::unix::fs::symlink("busybox", bin.join(l)).expect("symlink");
         }
@@ -191,6 +258,7 @@ impl Fixture {
             root,
             bundle,
             cgroup,
+            ids: Default::default(),
         };
         f.write_config(&f.config(args));
         f
@@ -235,6 +303,11 @@ impl Fixture {
         })
     }
 
+    /// Deletes container `id` (if it exists) when the fixture is dropped.
+    fn track(&self, id: &str) {
+        self.ids.borrow_mut().push(id.to_owned());
+    }
+
     fn write_config(&self, config: &Value) {
         std::fs::write(self.bundle.join("config.json"), config.to_string()).expect("write config");
     }
@@ -249,6 +322,7 @@ impl Fixture {
     /// `create` with stdout/stderr not on pipes: a successful create leaves its stdio with the
     /// container, so reading a pipe to EOF would wait for the container to exit.
     fn create(&self, id: &str) -> assert_cmd::assert::Assert {
+        self.track(id);
         let err_path = self.root.with_file_name(format!("{id}.stderr"));
         let err_file = std::fs::File::create(&err_path).expect("stderr file");
         let status = StdCommand::new(runtime_bin())
@@ -474,6 +548,7 @@ fn lifecycle_with_stdout_pipe() -> TestResult {
     can_run_containers()?;
     let f = Fixture::new(&["sh", "-c", "echo pid=$$ host=$(hostname); sleep 1"]);
     let id = unique("life");
+    f.track(&id);
     let pid_file = f.root.with_file_name("pid");
     // create gets a pipe as stdout, like a harness would pass; it must exit while the
     // container's init keeps the pipe.
@@ -1463,5 +1538,896 @@ fn sysctl_is_written_before_proc_sys_is_read_only() -> TestResult {
         "invalid config: linux.sysctl.\"vm.swappiness\": not a sysctl of a namespace the container can own",
     ));
     f.assert_nothing_left(&id);
+    Ok(())
+}
+
+// --- user namespaces, exec, ps, pause/resume ---------------------------------------------------
+
+/// Namespace files of /proc/<pid>/ns.
+const NAMESPACES: [&str; 8] = ["user", "ipc", "uts", "net", "pid", "cgroup", "time", "mnt"];
+
+/// (device, inode) of a file, following symlinks (so /proc/<pid>/ns/* names the namespace).
+fn file_id(path: impl AsRef<Path>) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+fn ns_id(pid: &str, name: &str) -> Option<(u64, u64)> {
+    file_id(format!("/proc/{pid}/ns/{name}"))
+}
+
+/// `lchown -R`.
+fn chown_tree(path: &Path, id: u32) {
+    std::os::unix::fs::lchown(path, Some(id), Some(id)).expect("chown");
+    if path.is_dir() && !path.is_symlink() {
+        for entry in std::fs::read_dir(path).expect("read dir").flatten() {
+            chown_tree(&entry.path(), id);
+        }
+    }
+}
+
+impl Fixture {
+    /// The directory holding the bundle and the state (a temporary directory).
+    fn dir(&self) -> &Path {
+        self.root
+            .parent()
+            .expect("the state is in the temporary directory")
+    }
+
+    /// Makes the rootfs usable by root of a user namespace mapped to host `host`: owned by it,
+    /// below directories it can search (runc, too, changes no owner for it).
+    fn prepare_for_mapped_root(&self, host: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        for dir in [self.dir(), self.bundle.as_path()] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        chown_tree(&self.bundle.join("rootfs"), host);
+    }
+
+    fn create_and_start(&self, id: &str) {
+        self.create(id).success();
+        self.cmd().args(["start", id]).assert().success();
+    }
+
+    /// `exec --detach --pid-file` with the process's stdio on /dev/null or a file (a pipe would
+    /// stay open as long as the process); the process's host pid.
+    fn exec_detached(&self, id: &str, args: &[&str]) -> i32 {
+        let name = unique("exec");
+        let pid_file = self.dir().join(format!("{name}.pid"));
+        let err_path = self.dir().join(format!("{name}.stderr"));
+        let err_file = std::fs::File::create(&err_path).expect("stderr file");
+        let status = StdCommand::new(runtime_bin())
+            .arg("--root")
+            .arg(&self.root)
+            .args(["exec", "--detach", "--pid-file"])
+            .arg(&pid_file)
+            .arg(id)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err_file)
+            .status()
+            .expect("run exec");
+        let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+        assert!(status.success(), "exec failed: {status}: {stderr}");
+        std::fs::read_to_string(&pid_file)
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("a pid")
+    }
+
+    /// `exec` (waiting), its stdout; fails the test unless it exits 0.
+    fn exec_output(&self, args: &[&str]) -> String {
+        let out = self.cmd().arg("exec").args(args).output().expect("exec");
+        assert!(out.status.success(), "exec {args:?} failed: {out:?}");
+        String::from_utf8(out.stdout).expect("UTF-8")
+    }
+
+    fn delete_force(&self, id: &str) {
+        self.cmd()
+            .args(["delete", "--force", id])
+            .assert()
+            .success();
+        self.assert_nothing_left(id);
+    }
+}
+
+/// The fixture's config with a user namespace mapping 0-65535 to `host`-(`host`+65535).
+fn with_user_namespace(config: &mut Value, host: u32) {
+    config["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+        .push(json!({"type": "user"}));
+    let map = json!([{"containerID": 0, "hostID": host, "size": 65536}]);
+    config["linux"]["uidMappings"] = map.clone();
+    config["linux"]["gidMappings"] = map;
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+fn user_namespace_maps_container_root_to_host_100000() -> TestResult {
+    can_run_containers()?;
+    let args = [
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /created",
+    ];
+    let f = Fixture::new(&args);
+    let mut c = f.config(&args);
+    c["root"]["readonly"] = json!(false);
+    with_user_namespace(&mut c, 100_000);
+    f.write_config(&c);
+    f.prepare_for_mapped_root(100_000);
+    let id = unique("userns");
+    f.track(&id);
+    let out = f
+        .cmd()
+        .args(["run", "--bundle"])
+        .arg(&f.bundle)
+        .arg(&id)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        words(&String::from_utf8_lossy(&out.stdout)),
+        ["0 100000 65536", "0 100000 65536", "0"]
+    );
+    // Root in the container made it; on the host it belongs to 100000.
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(f.bundle.join("rootfs/created")).expect("created by the container");
+    assert_eq!((md.uid(), md.gid()), (100_000, 100_000));
+    f.assert_nothing_left(&id);
+
+    // And its processes are 100000 for the host.
+    let mut c = f.config(&["sleep", "100"]);
+    with_user_namespace(&mut c, 100_000);
+    f.write_config(&c);
+    let id = unique("userns");
+    f.create_and_start(&id);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", f.pid(&id))).expect("status");
+    let uids = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .expect("a Uid line");
+    assert_eq!(words(uids), ["100000 100000 100000 100000"]);
+    assert_ne!(
+        ns_id(&f.pid(&id).to_string(), "user"),
+        ns_id("self", "user")
+    );
+    f.delete_force(&id);
+    Ok(())
+}
+
+fn user_namespace_joined_by_path() -> TestResult {
+    can_run_containers()?;
+    let a = Fixture::new(&["sleep", "100"]);
+    let mut c = a.config(&["sleep", "100"]);
+    with_user_namespace(&mut c, 100_000);
+    a.write_config(&c);
+    a.prepare_for_mapped_root(100_000);
+    let a_id = unique("userns-a");
+    a.create_and_start(&a_id);
+    let user_ns = format!("/proc/{}/ns/user", a.pid(&a_id));
+
+    let args = ["sh", "-c", "readlink /proc/self/ns/user; id -u"];
+    let b = Fixture::new(&args);
+    b.prepare_for_mapped_root(100_000);
+    let mut c = b.config(&args);
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+        .push(json!({"type": "user", "path": user_ns}));
+    b.write_config(&c);
+    let run = |id: &str| {
+        b.cmd()
+            .args(["run", "--bundle"])
+            .arg(&b.bundle)
+            .arg(id)
+            .output()
+            .expect("run")
+    };
+    let id = unique("userns-b");
+    let out = run(&id);
+    assert!(out.status.success(), "{out:?}");
+    let expected = std::fs::read_link(&user_ns).expect("readlink");
+    assert_eq!(
+        words(&String::from_utf8_lossy(&out.stdout)),
+        [expected.display().to_string(), "0".into()]
+    );
+    b.assert_nothing_left(&id);
+
+    // Mappings given with the path must be the namespace's.
+    with_user_namespace(&mut c, 200_000);
+    let ns = c["linux"]["namespaces"].as_array_mut().expect("namespaces");
+    ns.pop();
+    b.write_config(&c);
+    let id = unique("userns-b");
+    b.cmd()
+        .args(["run", "--bundle"])
+        .arg(&b.bundle)
+        .arg(&id)
+        .assert()
+        .failure()
+        .stderr(contains(format!(
+            "linux.uidMappings: the user namespace {user_ns} maps \"0 100000 65536\", not \"0 200000 65536\""
+        )));
+    b.assert_nothing_left(&id);
+    with_user_namespace(&mut c, 100_000);
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+        .pop();
+    b.write_config(&c);
+    let id = unique("userns-b");
+    assert!(run(&id).status.success());
+    b.assert_nothing_left(&id);
+
+    a.delete_force(&a_id);
+    Ok(())
+}
+
+fn user_namespace_bad_mappings_are_refused() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["true"]);
+    let map = |c: u64, h: u64, s: u64| json!([{"containerID": c, "hostID": h, "size": s}]);
+    let cases: [(&str, Value, &str); 6] = [
+        (
+            "uidMappings",
+            json!([{"containerID": 0, "hostID": 100000, "size": 65536},
+                   {"containerID": 1000, "hostID": 300000, "size": 1}]),
+            "invalid config: linux.uidMappings[1]: container ids 1000-1000 overlap those of linux.uidMappings[0] (0-65535)",
+        ),
+        (
+            "gidMappings",
+            json!([{"containerID": 0, "hostID": 100000, "size": 65536},
+                   {"containerID": 70000, "hostID": 165535, "size": 1}]),
+            "invalid config: linux.gidMappings[1]: host ids 165535-165535 overlap those of linux.gidMappings[0] (100000-165535)",
+        ),
+        (
+            "uidMappings",
+            map(0, 100_000, 0),
+            "invalid config: linux.uidMappings[0].size: must be greater than 0",
+        ),
+        (
+            "uidMappings",
+            map(0, 4_294_000_000, 1_000_000),
+            "invalid config: linux.uidMappings[0]: hostID 4294000000 + size 1000000 goes beyond the last id, 4294967294",
+        ),
+        (
+            "gidMappings",
+            map(1, 100_000, 65536),
+            "invalid config: linux.gidMappings: container gid 0 is not mapped",
+        ),
+        (
+            "uidMappings",
+            map(0, 100_000, 10),
+            "invalid config: process.user.uid: 0 is not mapped",
+        ),
+    ];
+    for (i, (field, value, error)) in cases.into_iter().enumerate() {
+        let mut c = f.config(&["true"]);
+        with_user_namespace(&mut c, 100_000);
+        c["linux"][field] = value;
+        if i == 5 {
+            c["process"]["user"]["uid"] = json!(10);
+        }
+        f.write_config(&c);
+        let id = unique("badmap");
+        f.create(&id).failure().stderr(contains(error.replace(
+            "process.user.uid: 0 is not mapped",
+            "process.user.uid: 10 is not mapped by linux.uidMappings",
+        )));
+        f.assert_nothing_left(&id);
+    }
+    // Mappings without a user namespace to apply them to.
+    let mut c = f.config(&["true"]);
+    c["linux"]["uidMappings"] = map(0, 100_000, 65536);
+    f.write_config(&c);
+    let id = unique("badmap");
+    f.create(&id).failure().stderr(contains(
+        "invalid config: linux.uidMappings: requires a user namespace in linux.namespaces",
+    ));
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+/// `create` run in a private mount namespace whose /etc is `etc`.
+fn create_with_etc(f: &Fixture, etc: &Path, id: &str) -> std::process::Output {
+    f.track(id);
+    // stderr in a file: a created container keeps it open.
+    let err_path = f.dir().join(format!("{id}.stderr"));
+    let err_file = std::fs::File::create(&err_path).expect("stderr file");
+    let status = StdCommand::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount --bind \"$0\" /etc && exec \"$@\"")
+        .arg(etc)
+        .arg(runtime_bin())
+        .arg("--root")
+        .arg(&f.root)
+        .args(["create", "--bundle"])
+        .arg(&f.bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err_file)
+        .status()
+        .expect("run unshare");
+    std::process::Output {
+        status,
+        stdout: Vec::new(),
+        stderr: std::fs::read(&err_path).expect("read stderr"),
+    }
+}
+
+fn user_namespace_mappings_outside_subordinate_ids_are_refused() -> TestResult {
+    can_run_containers()?;
+    testkit::require_program("unshare")?;
+    let etc = tempfile::tempdir().expect("tempdir");
+    for file in ["subuid", "subgid"] {
+        std::fs::write(
+            etc.path().join(file),
+            "someone:100000:65536\nroot:200000:65536\n",
+        )
+        .expect("write");
+    }
+    let f = Fixture::new(&["sleep", "100"]);
+    let mut c = f.config(&["sleep", "100"]);
+    with_user_namespace(&mut c, 100_000);
+    f.write_config(&c);
+    f.prepare_for_mapped_root(100_000);
+    let id = unique("subid");
+    let out = create_with_etc(&f, etc.path(), &id);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "invalid config: linux.uidMappings[0]: host ids 100000-165535 are outside the \
+             subordinate ids /etc/subuid grants to root (200000-265535)"
+        ),
+        "{stderr}"
+    );
+    f.assert_nothing_left(&id);
+
+    // Inside them, the same container is created.
+    let mut c = f.config(&["sleep", "100"]);
+    with_user_namespace(&mut c, 200_000);
+    f.write_config(&c);
+    f.prepare_for_mapped_root(200_000);
+    let id = unique("subid");
+    let out = create_with_etc(&f, etc.path(), &id);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(f.status(&id), "created");
+    f.delete_force(&id);
+    Ok(())
+}
+
+fn user_namespace_rootfs_unreachable_by_mapped_root() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["true"]);
+    let mut c = f.config(&["true"]);
+    with_user_namespace(&mut c, 100_000);
+    f.write_config(&c);
+    // Owned by the mapped root, but below a directory only the host's root may search.
+    chown_tree(&f.bundle.join("rootfs"), 100_000);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(f.dir(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let id = unique("unreachable");
+    f.create(&id).failure().stderr(contains(format!(
+        "rootfs {} is not reachable by root of the container's user namespace (host uid 100000)",
+        f.bundle
+            .join("rootfs")
+            .canonicalize()
+            .expect("rootfs")
+            .display()
+    )));
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+fn exec_joins_every_namespace_and_the_cgroup() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["sleep", "100"]);
+    let mut c = f.config(&["sleep", "100"]);
+    for ns in ["cgroup", "time"] {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("namespaces")
+            .push(json!({"type": ns}));
+    }
+    with_user_namespace(&mut c, 100_000);
+    f.write_config(&c);
+    f.prepare_for_mapped_root(100_000);
+    let id = unique("exec");
+    f.create_and_start(&id);
+    let init = f.pid(&id).to_string();
+    let pid = f.exec_detached(&id, &["sleep", "100"]).to_string();
+    for ns in NAMESPACES {
+        let theirs = ns_id(&init, ns);
+        assert!(theirs.is_some(), "no {ns} namespace file");
+        // The container's own (not the host's), and the exec'd process is in it.
+        assert_ne!(theirs, ns_id("self", ns), "{ns}");
+        assert_eq!(ns_id(&pid, ns), theirs, "{ns}");
+    }
+    // In the container's cgroup, in every hierarchy.
+    let cgroups = |p: &str| std::fs::read_to_string(format!("/proc/{p}/cgroup")).expect("cgroup");
+    assert_eq!(cgroups(&pid), cgroups(&init));
+    for line in cgroups(&pid).lines() {
+        assert!(line.ends_with(&f.cgroup), "{line}");
+    }
+    // No descriptor but stdio, and the container's root as its root and cwd.
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, ["0", "1", "2"]);
+    let rootfs = file_id(f.bundle.join("rootfs"));
+    assert_eq!(file_id(format!("/proc/{pid}/cwd")), rootfs);
+    assert_eq!(file_id(format!("/proc/{pid}/root")), rootfs);
+
+    // Seen from inside: not pid 1, the init is, and the container's host name.
+    let out = f.exec_output(&[&id, "sh", "-c", "echo $$; hostname; cat /proc/1/cmdline"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_ne!(lines[0], "1");
+    assert_eq!(lines[1..], ["palisade-test", "sleep\x00100\x00"]);
+    // Its user must exist in the container's user namespace.
+    f.cmd()
+        .args(["exec", "--user", "70000", &id, "true"])
+        .assert()
+        .failure()
+        .stderr(contains(
+            "process.user.uid: 70000 is not mapped in the container's user namespace",
+        ));
+    f.delete_force(&id);
+    Ok(())
+}
+
+fn exec_keeps_host_descriptors_and_cwd_out() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["sleep", "100"]);
+    let id = unique("cve");
+    f.create_and_start(&id);
+    // The runtime started with descriptors set up by a shell: $0 runtime, $1 root, $2 id.
+    // Its stderr goes to a file: a detached process keeps it open.
+    let exec_with = |redirects: &str, exec_args: &str| {
+        let err_path = f.dir().join(format!("{}.stderr", unique("cve")));
+        let err_file = std::fs::File::create(&err_path).expect("stderr file");
+        let status = StdCommand::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "exec {redirects}; exec \"$0\" --root \"$1\" exec {exec_args}"
+            ))
+            .arg(runtime_bin())
+            .arg(&f.root)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err_file)
+            .status()
+            .expect("run sh");
+        std::process::Output {
+            status,
+            stdout: Vec::new(),
+            stderr: std::fs::read(&err_path).expect("read stderr"),
+        }
+    };
+    // A host directory leaked into the runtime cannot become the process's cwd...
+    let out = exec_with("5</", "--cwd /proc/self/fd/5 \"$2\" true");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("chdir /proc/self/fd/5"), "{stderr}");
+    // ... nor one passed on explicitly: the cwd check catches it.
+    let out = exec_with("3</", "--preserve-fds 1 --cwd /proc/self/fd/3 \"$2\" true");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the working directory is outside the container's root"),
+        "{stderr}"
+    );
+    // Only what is preserved reaches the process.
+    let file = f.dir().join("passed");
+    std::fs::write(&file, "x").expect("write");
+    let pid_file = f.dir().join("cve.pid");
+    let out = exec_with(
+        &format!("3<{} 4</ 7</tmp", file.display()),
+        &format!(
+            "--detach --pid-file {} --preserve-fds 1 \"$2\" sleep 100",
+            pid_file.display()
+        ),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let pid = std::fs::read_to_string(&pid_file).expect("pid file");
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", pid.trim()))
+        .expect("fds")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, ["0", "1", "2", "3"]);
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{}/fd/3", pid.trim())).expect("readlink"),
+        file
+    );
+    assert_eq!(
+        file_id(format!("/proc/{}/cwd", pid.trim())),
+        file_id(f.bundle.join("rootfs"))
+    );
+    // A descriptor to preserve that is not open is an error, not a leak of something else.
+    let out = exec_with("3</", "--preserve-fds 2 \"$2\" true");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--preserve-fds 2: file descriptor 4 is not open"),
+        "{out:?}"
+    );
+    f.delete_force(&id);
+    Ok(())
+}
+
+/// The lines of /proc/self/status the exec'd process sees, by name.
+fn status_lines(out: &str) -> BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+fn exec_applies_user_capabilities_and_no_new_privs() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["sleep", "100"]);
+    let mut c = f.config(&["sleep", "100"]);
+    c["process"]["noNewPrivileges"] = json!(false);
+    f.write_config(&c);
+    let id = unique("execproc");
+    f.create_and_start(&id);
+    let show = "grep -E '^(Uid|Gid|Groups|CapEff|CapPrm|CapBnd|NoNewPrivs):' /proc/self/status";
+    // The config's process (CAP_KILL only, root, no no_new_privs).
+    let s = status_lines(&f.exec_output(&[&id, "sh", "-c", show]));
+    assert_eq!(s["CapEff"], "0000000000000020");
+    assert_eq!(s["CapBnd"], "0000000000000020");
+    assert_eq!(s["NoNewPrivs"], "0");
+    assert_eq!(words(&s["Uid"]), ["0 0 0 0"]);
+    // --cap adds to bounding, effective and permitted; --no-new-privs sets it.
+    let s = status_lines(&f.exec_output(&[
+        "--cap",
+        "CAP_NET_ADMIN",
+        "--no-new-privs",
+        "--user",
+        "0:0",
+        &id,
+        "sh",
+        "-c",
+        show,
+    ]));
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(s[set], "0000000000001020", "{set}");
+    }
+    assert_eq!(s["NoNewPrivs"], "1");
+    // --user and --additional-gids.
+    let s =
+        status_lines(&f.exec_output(&["--user", "1000:1001", "-g", "5", &id, "sh", "-c", show]));
+    assert_eq!(words(&s["Uid"]), ["1000 1000 1000 1000"]);
+    assert_eq!(words(&s["Gid"]), ["1001 1001 1001 1001"]);
+    assert_eq!(s["Groups"], "5");
+    assert_eq!(s["CapEff"], "0000000000000000");
+    // --process: the file's process, whole.
+    let process = f.dir().join("process.json");
+    std::fs::write(
+        &process,
+        json!({
+            "args": ["sh", "-c", format!("{show}; pwd; echo X=$X")],
+            "cwd": "/dev", "env": ["PATH=/bin", "X=y"],
+            "user": {"uid": 7, "gid": 8},
+            "capabilities": {"bounding": ["CAP_CHOWN"]},
+            "noNewPrivileges": true
+        })
+        .to_string(),
+    )
+    .expect("write process.json");
+    let out = f.exec_output(&["--process", process.to_str().expect("UTF-8"), &id]);
+    let s = status_lines(&out);
+    assert_eq!(words(&s["Uid"]), ["7 7 7 7"]);
+    assert_eq!(words(&s["Gid"]), ["8 8 8 8"]);
+    assert_eq!(s["CapBnd"], "0000000000000001");
+    assert_eq!(s["CapEff"], "0000000000000000");
+    assert_eq!(s["NoNewPrivs"], "1");
+    assert!(out.contains("\n/dev\nX=y\n"), "{out}");
+    // The exit code is the process's.
+    f.cmd()
+        .args(["exec", &id, "sh", "-c", "exit 3"])
+        .assert()
+        .code(3);
+    f.delete_force(&id);
+    Ok(())
+}
+
+fn exec_refuses_bad_input() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["sleep", "100"]);
+    f.cmd()
+        .args(["exec", "no-such-container", "true"])
+        .assert()
+        .failure()
+        .stderr(contains("container \"no-such-container\" does not exist"));
+    let id = unique("execbad");
+    f.create_and_start(&id);
+    let bad = f.dir().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"args": ["id"], "cwd": "/", "user": {"uid": "root"}}"#,
+    )
+    .expect("write");
+    let refused: [(&[&str], String); 7] = [
+        (
+            &["--process", bad.to_str().expect("UTF-8"), &id],
+            format!(
+                "invalid process {}: process.user.uid: invalid type: string \"root\", expected u32",
+                bad.display()
+            ),
+        ),
+        (
+            &["--process", "/nonexistent/process.json", &id],
+            "cannot read /nonexistent/process.json".into(),
+        ),
+        (
+            &["--cwd", "tmp", &id, "true"],
+            "--cwd tmp: must be absolute".into(),
+        ),
+        (&[&id], "exec needs a command after the container id".into()),
+        (
+            &["--tty", &id, "true"],
+            "--tty is not supported by palisade-runtime".into(),
+        ),
+        (
+            &["--cap", "CAP_BOGUS", &id, "true"],
+            "--cap CAP_BOGUS: unknown capability".into(),
+        ),
+        (
+            &[&id, "no-such-binary"],
+            "exec failed: exec: \"no-such-binary\": executable file not found in $PATH".into(),
+        ),
+    ];
+    for (args, error) in refused {
+        f.cmd()
+            .arg("exec")
+            .args(args)
+            .assert()
+            .failure()
+            .stderr(contains(error));
+    }
+    // A stopped container has nothing to exec into.
+    f.cmd().args(["kill", &id, "KILL"]).assert().success();
+    f.wait_stopped(&id);
+    f.cmd()
+        .args(["exec", &id, "true"])
+        .assert()
+        .failure()
+        .stderr(contains(format!(
+            "cannot exec in container \"{id}\": it is stopped"
+        )));
+    f.cmd().args(["delete", &id]).assert().success();
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+fn ps_lists_init_and_exec() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["sleep", "100"]);
+    let id = unique("ps");
+    f.create_and_start(&id);
+    let init = f.pid(&id);
+    let pid = f.exec_detached(&id, &["sleep", "100"]);
+    let out = f
+        .cmd()
+        .args(["ps", "--format", "json", &id])
+        .output()
+        .expect("ps");
+    assert!(out.status.success(), "{out:?}");
+    let mut pids: Vec<i32> = serde_json::from_slice(&out.stdout).expect("a JSON array");
+    pids.sort();
+    let mut expected = vec![init, pid];
+    expected.sort();
+    assert_eq!(pids, expected);
+    let out = f.cmd().args(["ps", &id]).output().expect("ps");
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    let mut lines = table.lines();
+    assert!(lines.next().is_some_and(|h| h.contains("PID")), "{table}");
+    let listed: Vec<String> = lines
+        .map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(listed.len(), 2, "{table}");
+    assert!(listed.contains(&init.to_string()) && listed.contains(&pid.to_string()));
+    f.cmd()
+        .args(["ps", "--format", "json", &id, "-o", "pid"])
+        .assert()
+        .failure()
+        .stderr(contains("ps options are only accepted with --format table"));
+    f.delete_force(&id);
+    f.cmd()
+        .args(["ps", &id])
+        .assert()
+        .failure()
+        .stderr(contains("does not exist"));
+    Ok(())
+}
+
+/// Waits up to `ms` for `fd` to be readable.
+fn readable_within(fd: &impl std::os::fd::AsFd, ms: i64) -> bool {
+    let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+    let timeout = rustix::event::Timespec {
+        tv_sec: ms / 1000,
+        tv_nsec: (ms % 1000) * 1_000_000,
+    };
+    rustix::event::poll(&mut fds, Some(&timeout)).expect("poll") > 0
+}
+
+fn pause_freezes_and_resume_thaws() -> TestResult {
+    use std::io::{BufRead, BufReader, Write};
+    can_run_containers()?;
+    // `cat` echoes a line only while it runs.
+    let f = Fixture::new(&["cat"]);
+    let id = unique("pause");
+    f.track(&id);
+    let mut create = StdCommand::new(runtime_bin())
+        .arg("--root")
+        .arg(&f.root)
+        .args(["create", "--bundle"])
+        .arg(&f.bundle)
+        .arg(&id)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn create");
+    let mut stdin = create.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(create.stdout.take().expect("stdout"));
+    assert!(create.wait().expect("wait create").success());
+    f.cmd().args(["start", &id]).assert().success();
+    let mut line = String::new();
+    stdin.write_all(b"one\n").expect("write");
+    assert!(readable_within(stdout.get_ref(), 10_000));
+    stdout.read_line(&mut line).expect("read");
+    assert_eq!(line, "one\n");
+
+    f.cmd().args(["pause", &id]).assert().success();
+    assert_eq!(f.status(&id), "paused");
+    // Frozen: the line waits.
+    stdin.write_all(b"two\n").expect("write");
+    assert!(
+        !readable_within(stdout.get_ref(), 300),
+        "a paused container echoed"
+    );
+    f.cmd()
+        .args(["pause", &id])
+        .assert()
+        .failure()
+        .stderr(contains("it is paused"));
+    f.cmd()
+        .args(["exec", &id, "true"])
+        .assert()
+        .failure()
+        .stderr(contains(format!(
+            "cannot exec in container \"{id}\": it is paused"
+        )));
+    f.cmd()
+        .args(["start", &id])
+        .assert()
+        .failure()
+        .stderr(contains("it is paused"));
+
+    f.cmd().args(["resume", &id]).assert().success();
+    assert_eq!(f.status(&id), "running");
+    assert!(
+        readable_within(stdout.get_ref(), 10_000),
+        "no echo after resume"
+    );
+    line.clear();
+    stdout.read_line(&mut line).expect("read");
+    assert_eq!(line, "two\n");
+    f.cmd()
+        .args(["resume", &id])
+        .assert()
+        .failure()
+        .stderr(contains("it is running, not paused"));
+
+    drop(stdin);
+    f.wait_stopped(&id);
+    f.cmd()
+        .args(["pause", &id])
+        .assert()
+        .failure()
+        .stderr(contains("it is stopped"));
+    f.cmd().args(["delete", &id]).assert().success();
+    f.assert_nothing_left(&id);
+    Ok(())
+}
+
+fn paused_container_can_be_killed_and_force_deleted() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["sleep", "100"]);
+    let id = unique("pkill");
+    f.create_and_start(&id);
+    f.cmd().args(["pause", &id]).assert().success();
+    f.cmd().args(["kill", &id, "KILL"]).assert().success();
+    f.wait_stopped(&id);
+    f.cmd().args(["delete", &id]).assert().success();
+    f.assert_nothing_left(&id);
+
+    let id = unique("pdelete");
+    f.create_and_start(&id);
+    let pid = f.exec_detached(&id, &["sleep", "100"]);
+    f.cmd().args(["pause", &id]).assert().success();
+    f.cmd()
+        .args(["delete", &id])
+        .assert()
+        .failure()
+        .stderr(contains("it is paused"));
+    f.delete_force(&id);
+    // The exec'd process went with it (gone, or a zombie its new parent has yet to reap).
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(state.is_empty() || state.contains(") Z "), "{state}");
+    Ok(())
+}
+
+fn exec_into_a_chrooted_container_lands_in_its_root() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["sleep", "100"]);
+    let rootfs = file_id(f.bundle.join("rootfs"));
+    // Without a mount namespace (the init only chroots), and in the test-only chroot mode: the
+    // exec'd process takes the init's root, not the mount namespace's (the host's).
+    let mut no_mnt = f.config(&["sleep", "100"]);
+    no_mnt["mounts"] = json!([]);
+    no_mnt["root"]["readonly"] = json!(false);
+    no_mnt["linux"]["namespaces"] =
+        json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "network"}]);
+    no_mnt["linux"]["maskedPaths"] = json!([]);
+    no_mnt["linux"]["readonlyPaths"] = json!([]);
+    let mut chroot_only = f.config(&["sleep", "100"]);
+    chroot_only["annotations"] = json!({palisade_common::annotations::CHROOT_ONLY: "true"});
+    for config in [no_mnt, chroot_only] {
+        f.write_config(&config);
+        let id = unique("chrooted");
+        f.create_and_start(&id);
+        let pid = f.exec_detached(&id, &["sleep", "100"]);
+        assert_eq!(file_id(format!("/proc/{pid}/root")), rootfs);
+        assert_eq!(file_id(format!("/proc/{pid}/cwd")), rootfs);
+        let out = f.exec_output(&[&id, "ls", "/"]);
+        assert!(out.lines().any(|l| l == "bin"), "{out}");
+        assert!(!out.lines().any(|l| l == "etc" || l == "usr"), "{out}");
+        f.delete_force(&id);
+    }
+    Ok(())
+}
+
+fn exec_runs_under_the_container_s_seccomp_filter() -> TestResult {
+    can_run_containers()?;
+    let f = Fixture::new(&["sleep", "100"]);
+    let mut c = f.config(&["sleep", "100"]);
+    c["root"]["readonly"] = json!(false);
+    c["process"]["noNewPrivileges"] = json!(false);
+    c["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    f.write_config(&c);
+    let id = unique("execseccomp");
+    f.create_and_start(&id);
+    let probe = "grep Seccomp: /proc/self/status; mkdir /made && echo made || echo refused";
+    // Loaded before the capabilities go (no no_new_privs), and last with --no-new-privs.
+    for nnp in [&[][..], &["--no-new-privs"][..]] {
+        let mut args: Vec<&str> = nnp.to_vec();
+        args.extend([id.as_str(), "sh", "-c", probe]);
+        let out = f.exec_output(&args);
+        assert_eq!(words(&out), ["Seccomp: 2", "refused"], "{nnp:?}");
+    }
+    assert!(!f.bundle.join("rootfs/made").exists());
+    f.delete_force(&id);
     Ok(())
 }

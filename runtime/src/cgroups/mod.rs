@@ -13,8 +13,11 @@ use serde::{Deserialize, Serialize};
 use crate::spec::Resources;
 
 pub mod devices;
+mod freezer;
 mod v1;
 mod v2;
+
+pub use freezer::Freezer;
 
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
@@ -37,6 +40,18 @@ pub enum CgroupError {
     Remove {
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} did not reach {want} within {timeout:?} (it is {have:?})")]
+    Freeze {
+        path: PathBuf,
+        want: &'static str,
+        have: String,
+        timeout: Duration,
     },
     /// A field of config.json this host's cgroups cannot apply (or failed to apply), by name.
     #[error("{field}: {reason}")]
@@ -162,6 +177,9 @@ pub struct CgroupRecord {
     /// Directories this runtime created (parents before children), so empty parents it made can
     /// be removed too while pre-existing ones are left alone.
     pub created: Vec<PathBuf>,
+    /// How `pause` freezes the container (absent in the state of containers created before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freezer: Option<Freezer>,
 }
 
 /// One mounted cgroup v1 hierarchy.
@@ -308,6 +326,15 @@ pub(crate) fn mkdir_p(
         }
     }
     Ok(dir)
+}
+
+/// Moves `pid` into the container's cgroup in every hierarchy it was placed in (`exec`).
+pub fn enter(record: &CgroupRecord, pid: i32) -> Result<(), CgroupError> {
+    let pid = pid.to_string();
+    for dir in &record.paths {
+        write(dir, "cgroup.procs", &pid)?;
+    }
+    Ok(())
 }
 
 /// Pids in the container's cgroup (any hierarchy).

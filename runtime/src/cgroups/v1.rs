@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{CgroupError, CgroupManager, CgroupRecord, Hierarchy, Write, mkdir_p, refused, write};
+use super::{
+    CgroupError, CgroupManager, CgroupRecord, Freezer, Hierarchy, Write, mkdir_p, refused, write,
+};
 use crate::spec::{Resources, ThrottleDevice};
 
 pub struct V1Manager {
@@ -309,6 +311,9 @@ impl CgroupManager for V1Manager {
                 ensure_cpuset(&h.mountpoint, &dir)?;
             }
             self.record.paths.push(dir.clone());
+            if h.has("freezer") {
+                self.record.freezer = Some(Freezer::V1(dir.clone()));
+            }
             dirs.push((h, dir));
         }
         for w in &writes {
@@ -319,6 +324,11 @@ impl CgroupManager for V1Manager {
         if let Some(unified) = &self.unified {
             // Placement: controllers stay on v1 (enabling any here would break crun/runc).
             let dir = mkdir_p(unified, &self.rel, &mut self.record.created)?;
+            // Without a v1 freezer hierarchy, cgroup v2's own freezer does (its core files
+            // exist with no controller enabled).
+            if self.record.freezer.is_none() {
+                self.record.freezer = Some(Freezer::V2(dir.clone()));
+            }
             self.record.paths.push(dir.clone());
             // The core files (and any controller not bound to v1) are there to write.
             for (key, value) in &r.unified {
@@ -626,5 +636,30 @@ mod tests {
             "linux.resources.unified.\"memory.high\": unified needs cgroup v2, and this hybrid \
              host's cgroup2 mount has no memory.high (its controller is on cgroup v1)"
         );
+    }
+
+    #[test]
+    fn the_freezer_is_the_v1_freezer_hierarchy_else_the_unified_mount() {
+        let (tmp, h) = fake(&["devices", "freezer"], DEVICE_FILES);
+        let mut m = V1Manager::new(h, None, Path::new("/ctr"));
+        m.create(&resources(serde_json::json!({})))
+            .expect("created");
+        assert_eq!(
+            m.record().freezer,
+            Some(Freezer::V1(tmp.path().join("freezer/ctr")))
+        );
+        // No v1 freezer: cgroup v2's core freezer on the hybrid layout's cgroup2 mount.
+        let (tmp, h) = fake(&["devices"], DEVICE_FILES);
+        let unified = tmp.path().join("unified");
+        std::fs::create_dir(&unified).expect("mkdir");
+        let mut m = V1Manager::new(h, Some(unified.clone()), Path::new("/ctr"));
+        m.create(&resources(serde_json::json!({})))
+            .expect("created");
+        assert_eq!(m.record().freezer, Some(Freezer::V2(unified.join("ctr"))));
+        let (_tmp, h) = fake(&["devices"], DEVICE_FILES);
+        let mut m = V1Manager::new(h, None, Path::new("/ctr"));
+        m.create(&resources(serde_json::json!({})))
+            .expect("created");
+        assert_eq!(m.record().freezer, None);
     }
 }

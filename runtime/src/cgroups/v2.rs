@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{CgroupError, CgroupManager, CgroupRecord, Write, devices, refused, write};
+use super::{CgroupError, CgroupManager, CgroupRecord, Freezer, Write, devices, refused, write};
 use crate::spec::{Resources, ThrottleDevice};
 
 pub struct V2Manager {
@@ -338,6 +338,7 @@ impl CgroupManager for V2Manager {
             }
         }
         self.record.paths.push(dir.clone());
+        self.record.freezer = Some(Freezer::V2(dir.clone()));
         for w in &writes {
             w.apply(&dir)?;
         }

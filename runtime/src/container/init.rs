@@ -25,10 +25,11 @@ use nix::unistd::ForkResult;
 use rustix::event::{PollFd, PollFlags, poll};
 
 use super::inroot::RootDir;
+use super::nsjoin::{self, NsFile};
 use super::{Message, Receiver, Sender, rootfs};
 use crate::cgroups::{CgroupError, Layout};
 use crate::hooks::{HookError, HookKind, HookPlan};
-use crate::spec::Plan;
+use crate::spec::{Plan, idmap};
 use crate::sys;
 use crate::syscall::{LinuxSyscall, Syscall};
 
@@ -57,6 +58,10 @@ pub enum InitError {
     ExecutableNotFound(String),
     #[error("palisade-runtime create did not place the init in its cgroup")]
     CgroupNotJoined,
+    #[error("palisade-runtime create did not write the user namespace's id maps")]
+    IdMapsNotWritten,
+    #[error("{field}: {reason}")]
+    UserNamespace { field: String, reason: String },
     #[error("exec fifo closed without a start signal")]
     StartAborted,
     #[error(transparent)]
@@ -116,6 +121,14 @@ impl CgroupGate {
         }
     }
 
+    /// Waits until `create` has written the id maps of the new user namespace.
+    pub fn id_maps_written(&mut self) -> Result<(), InitError> {
+        match self.rx.recv().map_err(InitError::Channel)? {
+            Some(Message::IdMapsWritten) => Ok(()),
+            _ => Err(InitError::IdMapsNotWritten),
+        }
+    }
+
     /// The init's pid in the runtime's pid namespace (after [`CgroupGate::wait`]).
     pub fn pid(&self) -> Option<i32> {
         self.pid
@@ -171,7 +184,15 @@ fn intermediate_steps(
 ) -> Result<(), InitError> {
     let sys = LinuxSyscall;
     set_oom_score_adj(&sys, ctx.plan)?;
-    join_namespaces(&sys, ctx.plan)?;
+    // A new user namespace is mapped by `create`, from outside it.
+    let mut handshake = || -> Result<(), InitError> {
+        tx.send(&Message::UserNs).map_err(InitError::Channel)?;
+        gate.id_maps_written()
+    };
+    join_namespaces(&sys, ctx.plan, &mut handshake)?;
+    if ctx.plan.user_namespace().is_some() {
+        check_rootfs_reachable(ctx.plan)?;
+    }
     set_time_offsets(&sys, ctx.plan)?;
     // A new pid (and time) namespace only applies to children: fork so the init is pid 1.
     match sys::fork().map_err(sys_err("fork container init"))? {
@@ -311,6 +332,58 @@ const INIT_STEPS: &[(&str, Step)] = &[
     ("seccomp", |s| load_seccomp(s, true)),
 ];
 
+/// A step of `exec`'s process.
+type ExecStep = fn(&dyn Syscall, &Plan) -> Result<(), InitError>;
+
+/// What `exec` applies to its process, in the order of [`INIT_STEPS`] (keep them in step): the
+/// whole process section, and what of the container applies per process (seccomp, personality).
+/// `plan` is the container's, with the exec'd process. The cwd is changed into by `exec` itself,
+/// which checks it (CVE-2024-21626), right after no_new_privs.
+pub const EXEC_STEPS: &[(&str, ExecStep)] = &[
+    ("LSM labels", apply_lsm_labels),
+    ("rlimits", apply_rlimits),
+    ("scheduler and I/O priority", apply_scheduling),
+    ("seccomp, without no_new_privs", |sys, plan| {
+        load_exec_seccomp(sys, plan, false)
+    }),
+    ("user", switch_user),
+    ("capabilities", apply_capabilities),
+    ("no_new_privs", set_no_new_privs),
+];
+
+/// What `exec` applies after the cwd, as [`INIT_STEPS`] does.
+pub const EXEC_STEPS_AFTER_CWD: &[(&str, ExecStep)] = &[
+    ("umask", |sys, plan| {
+        if let Some(mask) = plan.process.umask {
+            sys.umask(mask);
+        }
+        Ok(())
+    }),
+    ("personality", |sys, plan| match plan.personality {
+        Some(p) => sys
+            .personality(p)
+            .map_err(sys_err(format!("personality {p:#x} (linux.personality)"))),
+        None => Ok(()),
+    }),
+    ("seccomp", |sys, plan| load_exec_seccomp(sys, plan, true)),
+];
+
+/// The container's seccomp filter for an exec'd process, at the point [`load_seccomp`] loads the
+/// init's. `exec` refuses a profile with a notify listener before it gets here.
+fn load_exec_seccomp(
+    sys: &dyn Syscall,
+    plan: &Plan,
+    with_no_new_privs: bool,
+) -> Result<(), InitError> {
+    match &plan.seccomp {
+        Some(seccomp) if plan.process.no_new_privileges == with_no_new_privs => {
+            sys.seccomp_load(seccomp)?;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Runs [`INIT_STEPS`].
 pub fn setup(
     sys: &dyn Syscall,
@@ -381,31 +454,116 @@ fn set_oom_score_adj(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
         })
 }
 
-/// setns(2) into the namespaces given by path, unshare(2) the new ones.
-pub fn join_namespaces(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
+/// setns(2) into the namespaces given by path, enter the user namespace (joined, or unshared and
+/// mapped through `map_ids`) and become its root, then unshare(2) the other new ones, which the
+/// user namespace then owns.
+pub fn join_namespaces(
+    sys: &dyn Syscall,
+    plan: &Plan,
+    map_ids: &mut dyn FnMut() -> Result<(), InitError>,
+) -> Result<(), InitError> {
     // Open every path before joining anything: a joined mount namespace changes path lookup.
-    let mut joins = Vec::new();
-    for ns in &plan.namespaces {
-        if let Some(path) = &ns.path {
-            let f = File::open(path).map_err(|source| InitError::Io {
-                what: format!("open namespace {}", path.display()),
-                source,
-            })?;
-            joins.push((f, ns.flag, path));
+    let files = plan
+        .namespaces
+        .iter()
+        .filter_map(|ns| ns.path.as_ref().map(|p| NsFile::open(ns.flag, p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let user = plan.user_namespace();
+    if user.is_some() {
+        // The host's supplementary groups must not follow into the container: drop them while
+        // still privileged, which also works when the user namespace denies setgroups(2).
+        sys.setgroups(&[]).map_err(sys_err("setgroups"))?;
+    }
+    let mut at_user = || -> Result<(), InitError> {
+        let Some(user) = user else {
+            return Ok(());
+        };
+        if user.path.is_none() {
+            sys.unshare(CloneFlags::CLONE_NEWUSER)
+                .map_err(sys_err("unshare user namespace"))?;
+            map_ids()?;
+        } else if let Some(maps) = &plan.id_maps {
+            check_joined_id_maps(maps, user.path.as_deref().unwrap_or(Path::new("")))?;
         }
-    }
-    for (f, flag, path) in joins {
-        sys.setns(f.as_fd(), flag)
-            .map_err(sys_err(format!("setns {}", path.display())))?;
-    }
+        become_root(sys)
+    };
+    nsjoin::join(sys, &files, &mut at_user)?;
     // A new cgroup namespace is unshared later, by the init, once it is in its cgroup.
     let new = plan
         .namespaces
         .iter()
-        .filter(|n| n.path.is_none() && n.flag != CloneFlags::CLONE_NEWCGROUP)
+        .filter(|n| {
+            n.path.is_none()
+                && n.flag != CloneFlags::CLONE_NEWCGROUP
+                && n.flag != CloneFlags::CLONE_NEWUSER
+        })
         .fold(CloneFlags::empty(), |acc, n| acc | n.flag);
     sys.unshare(new)
         .map_err(sys_err(format!("unshare {new:?}")))
+}
+
+/// Root of the user namespace just entered, as runc's nsexec: files the init creates (mount
+/// points in the rootfs) need an owner that is mapped there, which the host's root is not.
+fn become_root(sys: &dyn Syscall) -> Result<(), InitError> {
+    sys.setresgid(0)
+        .map_err(|source| InitError::UserNamespace {
+            field: "linux.gidMappings".into(),
+            reason: format!("cannot become gid 0 of the container's user namespace: {source}"),
+        })?;
+    sys.setresuid(0).map_err(|source| InitError::UserNamespace {
+        field: "linux.uidMappings".into(),
+        reason: format!("cannot become uid 0 of the container's user namespace: {source}"),
+    })
+}
+
+/// A user namespace joined by path together with mappings in the config must map exactly those.
+fn check_joined_id_maps(maps: &crate::spec::IdMaps, path: &Path) -> Result<(), InitError> {
+    for (file, want, field) in [
+        ("uid_map", &maps.uid, "linux.uidMappings"),
+        ("gid_map", &maps.gid, "linux.gidMappings"),
+    ] {
+        let proc = Path::new("/proc/self").join(file);
+        let text = std::fs::read_to_string(&proc).map_err(|source| InitError::Io {
+            what: format!("read {}", proc.display()),
+            source,
+        })?;
+        let have = idmap::parse_proc(&text);
+        if !have.as_deref().is_some_and(|h| idmap::same(h, want)) {
+            return Err(InitError::UserNamespace {
+                field: field.into(),
+                reason: format!(
+                    "the user namespace {} maps {:?}, not {:?}",
+                    path.display(),
+                    text.split_whitespace().collect::<Vec<_>>().join(" "),
+                    idmap::format(want)
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The init reaches the rootfs by its host path, now as root of the user namespace, which has no
+/// privilege over the host's root-owned directories: like runc, this runtime changes no owner or
+/// mode for it, so a rootfs below a directory that uid cannot search fails here, clearly.
+fn check_rootfs_reachable(plan: &Plan) -> Result<(), InitError> {
+    nix::unistd::access(&plan.rootfs, nix::unistd::AccessFlags::X_OK).map_err(|source| {
+        InitError::Syscall {
+            what: format!(
+                "rootfs {} is not reachable by root of the container's user namespace (host \
+                 uid {}): every directory above it must be searchable by that uid",
+                plan.rootfs.display(),
+                plan.id_maps
+                    .as_ref()
+                    .and_then(|m| m.uid_to_host(0))
+                    .map_or_else(|| "unknown".into(), |u| u.to_string())
+            ),
+            source,
+        }
+    })
 }
 
 fn set_hostname(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
@@ -566,12 +724,24 @@ pub fn prepare_rootfs(
         what: format!("open rootfs {}", plan.rootfs.display()),
         source,
     })?;
+    // In a user namespace only the owner of the cgroup namespace may mount cgroupfs: without a
+    // cgroup namespace of its own, the container gets its cgroup directories bound, as with runc.
+    let bind_cgroups = plan.user_namespace().is_some()
+        && !plan
+            .namespaces
+            .iter()
+            .any(|n| n.flag == CloneFlags::CLONE_NEWCGROUP);
     for (i, m) in plan.mounts.iter().enumerate() {
-        if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+        let cgroup = m.fstype == "cgroup" || m.fstype == "cgroup2";
+        if cgroup {
             // A cgroup mount shows the cgroup namespace's root, which must exist by now.
             gate.wait(sys)?;
         }
-        rootfs::mount_entry(sys, &root, m, i, layout)?;
+        if cgroup && bind_cgroups {
+            rootfs::bind_cgroups(sys, &root, m, i, layout, &plan.cgroup_path)?;
+        } else {
+            rootfs::mount_entry(sys, &root, m, i, layout)?;
+        }
     }
     rootfs::create_devices(sys, &root, plan)
 }
@@ -773,7 +943,7 @@ fn set_no_new_privs(sys: &dyn Syscall, plan: &Plan) -> Result<(), InitError> {
 }
 
 /// Looks args[0] up in the process's PATH, so a missing binary fails `create`, not `start`.
-fn find_executable(plan: &Plan) -> Result<CString, InitError> {
+pub fn find_executable(plan: &Plan) -> Result<CString, InitError> {
     let arg0 = plan
         .process
         .args

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod init;
 mod inroot;
+pub mod nsjoin;
 mod rootfs;
 #[cfg(test)]
 mod tests;
@@ -33,6 +34,13 @@ pub enum Message {
     RuntimeHooks,
     /// Sent by `create` to the init: the runtime's hooks succeeded.
     RuntimeHooksDone,
+    /// Sent by the intermediate process: it is in a new user namespace, whose uid and gid maps
+    /// `create` (outside it) must write.
+    UserNs,
+    /// Sent by `create` to the intermediate process: the id maps are written.
+    IdMapsWritten,
+    /// Sent by `exec`'s intermediate process: the host pid of the process it forked.
+    ExecPid { pid: i32 },
 }
 
 pub struct Sender(File);
@@ -40,6 +48,10 @@ pub struct Sender(File);
 impl Sender {
     pub fn new(fd: OwnedFd) -> Self {
         Self(File::from(fd))
+    }
+
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.0)
     }
 
     pub fn send(&mut self, msg: &Message) -> std::io::Result<()> {

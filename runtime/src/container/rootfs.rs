@@ -97,12 +97,18 @@ pub fn mount_entry(
         // ro/nosuid/... are ignored on the initial bind; they only take effect on a remount.
         let extra = m.flags - MsFlags::MS_REC;
         if !extra.is_empty() {
-            remount(
-                sys,
-                root,
-                dest,
-                extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
-            )?;
+            let flags = extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+            match remount(sys, root, dest, flags) {
+                // In a user namespace the flags of a mount from the host are locked: a remount
+                // must repeat them (nosuid, nodev, …), as runc's retry does.
+                Err(InitError::Mount {
+                    source: Errno::EPERM,
+                    ..
+                }) => {
+                    remount(sys, root, dest, flags | existing_flags(sys, src))?;
+                }
+                other => other?,
+            }
         }
     } else {
         let target = resolve(root, dest, Create::Dir)?;
@@ -331,6 +337,67 @@ fn mount_cgroup(
     }
 }
 
+/// A `cgroup` mount in a user namespace that shares the host's cgroup namespace, which only the
+/// host may mount cgroupfs in: the container's own cgroup directories bound instead, as runc does
+/// (`rel` is the container's cgroup path). On cgroup v1, a tmpfs holds one per hierarchy.
+pub fn bind_cgroups(
+    sys: &dyn Syscall,
+    root: &RootDir,
+    m: &MountPlan,
+    index: usize,
+    layout: &Layout,
+    rel: &Path,
+) -> Result<(), InitError> {
+    let dest = &m.destination;
+    let target = resolve(root, dest, Create::Dir)?;
+    check_destination(root, m, index, &target)?;
+    let flags = m.flags - MsFlags::MS_REC;
+    let rel = rel.strip_prefix("/").unwrap_or(rel);
+    let bind = |src: &Path, at: &Path| -> Result<(), InitError> {
+        let sub = resolve(root, at, Create::Dir)?;
+        mnt_at(sys, Some(src), &sub, NONE, MsFlags::MS_BIND, NONE)?;
+        if flags.is_empty() {
+            return Ok(());
+        }
+        let remount_flags = flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+        match remount(sys, root, at, remount_flags) {
+            // The host's cgroup mounts' own flags are locked in a user namespace: repeat them.
+            Err(InitError::Mount {
+                source: Errno::EPERM,
+                ..
+            }) => remount(sys, root, at, remount_flags | existing_flags(sys, src)),
+            other => other,
+        }
+    };
+    match layout {
+        Layout::V2 => bind(&Path::new(crate::cgroups::CGROUP_ROOT).join(rel), dest),
+        Layout::V1 {
+            hierarchies,
+            unified,
+        } => {
+            mnt_at(
+                sys,
+                Some(Path::new("tmpfs")),
+                &target,
+                Some("tmpfs"),
+                flags - MsFlags::MS_RDONLY,
+                Some("mode=755"),
+            )?;
+            let mountpoints = hierarchies.iter().map(|h| &h.mountpoint).chain(unified);
+            for mountpoint in mountpoints {
+                let Some(name) = mountpoint.file_name() else {
+                    continue;
+                };
+                bind(&mountpoint.join(rel), &dest.join(name))?;
+            }
+            if flags.contains(MsFlags::MS_RDONLY) {
+                remount(sys, root, dest, flags | MsFlags::MS_REMOUNT)?;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Default devices (bind mounts of the host's), config devices (mknod) and the /dev symlinks.
 pub fn create_devices(sys: &dyn Syscall, root: &RootDir, plan: &Plan) -> Result<(), InitError> {
     let dev = resolve(root, Path::new("/dev"), Create::Dir)?;
@@ -342,7 +409,14 @@ pub fn create_devices(sys: &dyn Syscall, root: &RootDir, plan: &Plan) -> Result<
         let target = resolve(root, &path, Create::File)?;
         mnt_at(sys, Some(&path), &target, NONE, MsFlags::MS_BIND, NONE)?;
     }
-    for d in &plan.devices {
+    // mknod(2) is not allowed in a user namespace: bind the host's node, as runc and crun do
+    // (the plan checked that it is the device the config names, with its mode and owner).
+    let in_user_ns = plan.user_namespace().is_some();
+    for d in plan.devices.iter().filter(|_| in_user_ns) {
+        let target = resolve(root, &d.path, Create::File)?;
+        mnt_at(sys, Some(&d.path), &target, NONE, MsFlags::MS_BIND, NONE)?;
+    }
+    for d in plan.devices.iter().filter(|_| !in_user_ns) {
         let make = |parent: BorrowedFd<'_>, name: &OsStr| {
             sys.mknodat(
                 parent,

@@ -637,14 +637,15 @@ fn namespaces_are_joined_by_path_before_the_new_ones_are_unshared() {
     c["process"]["oomScoreAdj"] = json!(100);
     let b = Bundle::new(&c);
     let sys = b.recorder();
-    init::join_namespaces(&sys, &b.plan).expect("joined");
+    init::join_namespaces(&sys, &b.plan, &mut || Ok(())).expect("joined");
     let calls = sys.calls();
     assert_eq!(calls.len(), 3);
+    // In runc's order (ipc before net), whatever the config's.
     assert!(
-        matches!(&calls[0], Call::Setns(ns, f) if ns.starts_with("net:[") && *f == CloneFlags::CLONE_NEWNET)
+        matches!(&calls[0], Call::Setns(ns, f) if ns.starts_with("ipc:[") && *f == CloneFlags::CLONE_NEWIPC)
     );
     assert!(
-        matches!(&calls[1], Call::Setns(ns, f) if ns.starts_with("ipc:[") && *f == CloneFlags::CLONE_NEWIPC)
+        matches!(&calls[1], Call::Setns(ns, f) if ns.starts_with("net:[") && *f == CloneFlags::CLONE_NEWNET)
     );
     // The cgroup namespace waits for the init to be in its cgroup.
     assert_eq!(
@@ -665,7 +666,7 @@ fn a_namespace_path_that_cannot_be_opened_fails_before_any_setns() {
     c["linux"]["sysctl"] = Value::Null;
     let b = Bundle::new(&c);
     let sys = b.recorder();
-    let err = init::join_namespaces(&sys, &b.plan).expect_err("cannot open");
+    let err = init::join_namespaces(&sys, &b.plan, &mut || Ok(())).expect_err("cannot open");
     assert!(
         err.to_string()
             .contains("open namespace /nonexistent/ns/ipc")
@@ -701,6 +702,151 @@ fn the_mount_target_of_a_file_bind_is_a_file() {
     assert!(Path::new(&plan.rootfs.join("etc/hostname")).is_file());
 }
 
+// --- user namespaces --------------------------------------------------------------------------
+
+fn user_ns_config(namespaces: Value, maps: bool) -> Value {
+    let mut c = config();
+    c["linux"]["namespaces"] = namespaces;
+    c["hostname"] = Value::Null;
+    c["linux"]["sysctl"] = Value::Null;
+    if maps {
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    }
+    c
+}
+
+#[test]
+fn a_new_user_namespace_is_unshared_mapped_and_entered_as_root_before_the_others() {
+    let c = user_ns_config(
+        json!([{"type": "pid"}, {"type": "mount"}, {"type": "user"}, {"type": "cgroup"},
+               {"type": "network", "path": "/proc/self/ns/net"}]),
+        true,
+    );
+    let b = Bundle::new(&c);
+    let sys = b.recorder();
+    let mut mapped_at = None;
+    init::join_namespaces(&sys, &b.plan, &mut || {
+        mapped_at = Some(sys.calls().len());
+        Ok(())
+    })
+    .expect("joined");
+    let calls = sys.calls();
+    assert_eq!(calls.len(), 6, "{calls:#?}");
+    assert_eq!(calls[0], Call::Setgroups(vec![]));
+    // A namespace given by path is joined with the host's privileges, before the new user
+    // namespace takes them away.
+    assert!(
+        matches!(&calls[1], Call::Setns(ns, f) if ns.starts_with("net:[") && *f == CloneFlags::CLONE_NEWNET)
+    );
+    assert_eq!(calls[2], Call::Unshare(CloneFlags::CLONE_NEWUSER));
+    // create writes the maps right after the unshare.
+    assert_eq!(mapped_at, Some(3));
+    assert_eq!(calls[3], Call::Setresgid(0));
+    assert_eq!(calls[4], Call::Setresuid(0));
+    // The other new namespaces come after, so that the user namespace owns them.
+    assert_eq!(
+        calls[5],
+        Call::Unshare(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS)
+    );
+}
+
+#[test]
+fn a_user_namespace_joined_by_path_comes_before_the_namespaces_it_owns() {
+    let c = user_ns_config(
+        json!([{"type": "mount"}, {"type": "network", "path": "/proc/self/ns/net"},
+               {"type": "user", "path": "/proc/self/ns/user"}, {"type": "pid"}]),
+        false,
+    );
+    let b = Bundle::new(&c);
+    let sys = b.recorder();
+    let mut called = 0;
+    init::join_namespaces(&sys, &b.plan, &mut || {
+        called += 1;
+        Ok(())
+    })
+    .expect("joined");
+    // Nothing to map in a joined namespace.
+    assert_eq!(called, 0);
+    let calls = sys.calls();
+    assert_eq!(calls.len(), 6, "{calls:#?}");
+    assert_eq!(calls[0], Call::Setgroups(vec![]));
+    assert!(
+        matches!(&calls[1], Call::Setns(ns, f) if ns.starts_with("user:[") && *f == CloneFlags::CLONE_NEWUSER)
+    );
+    assert_eq!(calls[2], Call::Setresgid(0));
+    assert_eq!(calls[3], Call::Setresuid(0));
+    // This test's own network namespace is owned by its user namespace: after it.
+    assert!(
+        matches!(&calls[4], Call::Setns(ns, f) if ns.starts_with("net:[") && *f == CloneFlags::CLONE_NEWNET)
+    );
+    assert_eq!(
+        calls[5],
+        Call::Unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)
+    );
+}
+
+#[test]
+fn the_maps_of_a_joined_user_namespace_must_be_the_configured_ones() {
+    // The test's own user namespace: the initial one maps everything to itself.
+    let own = std::fs::read_to_string("/proc/self/uid_map").expect("read uid_map");
+    let mut c = user_ns_config(
+        json!([{"type": "mount"}, {"type": "user", "path": "/proc/self/ns/user"}, {"type": "pid"}]),
+        true,
+    );
+    let b = Bundle::new(&c);
+    let err = init::join_namespaces(&b.recorder(), &b.plan, &mut || Ok(()))
+        .expect_err("other maps")
+        .to_string();
+    assert!(
+        err.starts_with("linux.uidMappings: the user namespace /proc/self/ns/user maps"),
+        "{err}"
+    );
+    let lines = spec::idmap::parse_proc(&own).expect("a uid map");
+    let own: Vec<Value> = lines
+        .iter()
+        .map(|m| json!({"containerID": m.container, "hostID": m.host, "size": m.size}))
+        .collect();
+    let gid = std::fs::read_to_string("/proc/self/gid_map").expect("read gid_map");
+    let gid: Vec<Value> = spec::idmap::parse_proc(&gid)
+        .expect("a gid map")
+        .iter()
+        .map(|m| json!({"containerID": m.container, "hostID": m.host, "size": m.size}))
+        .collect();
+    c["linux"]["uidMappings"] = json!(own);
+    c["linux"]["gidMappings"] = json!(gid);
+    if lines.iter().any(|m| m.container == 0) {
+        let b = Bundle::new(&c);
+        init::join_namespaces(&b.recorder(), &b.plan, &mut || Ok(())).expect("the same maps");
+    }
+}
+
+#[test]
+fn config_devices_in_a_user_namespace_are_bound_from_the_host() {
+    let mut c = user_ns_config(
+        json!([{"type": "mount"}, {"type": "user"}, {"type": "pid"}]),
+        true,
+    );
+    c["mounts"] = json!([]);
+    c["linux"]["devices"] = json!([{"path": "/dev/null", "type": "c", "major": 1, "minor": 3}]);
+    let b = Bundle::new(&c);
+    let sys = b.recorder();
+    let mut gate = open_gate(&b.plan);
+    init::prepare_rootfs(&sys, &b.plan, &Layout::V2, &mut gate).expect("prepared");
+    assert!(sys.calls().contains(&mount(
+        Some("/dev/null"),
+        "fd:$ROOTFS/dev/null",
+        None,
+        MsFlags::MS_BIND,
+        None
+    )));
+    // No node is made, and the host's node is neither chmod'ed nor chown'ed through the bind.
+    assert!(
+        !sys.calls()
+            .iter()
+            .any(|c| matches!(c, Call::Mknod { .. } | Call::Chmod(..) | Call::Chown(..)))
+    );
+}
 #[test]
 fn sysctls_are_written_after_the_pivot_and_before_proc_sys_is_made_read_only() {
     let mut c = config();
@@ -888,4 +1034,127 @@ fn seccomp_is_loaded_where_the_kernel_allows_it(#[case] no_new_privs: bool) {
     } else {
         assert!(seccomp < setuid, "{calls:#?}");
     }
+}
+
+#[test]
+fn cgroups_in_a_user_namespace_without_a_cgroup_namespace_are_the_container_s_bound() {
+    let mut c = user_ns_config(
+        json!([{"type": "mount"}, {"type": "user"}, {"type": "pid"}]),
+        true,
+    );
+    c["mounts"] = json!([{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                          "options": ["nosuid", "ro"]}]);
+    c["linux"]["cgroupsPath"] = json!("/pal/c1");
+    let b = Bundle::new(&c);
+    let layout = Layout::V1 {
+        hierarchies: vec![Hierarchy {
+            mountpoint: "/sys/fs/cgroup/cpu".into(),
+            options: vec!["cpu".into()],
+        }],
+        unified: Some("/sys/fs/cgroup/unified".into()),
+    };
+    // Under the bind's remount the kernel refuses to drop the host mount's locked flags once.
+    let sys = b
+        .recorder()
+        .failing(|call| match call {
+            Call::Mount { flags, .. }
+                if flags.contains(MsFlags::MS_REMOUNT | MsFlags::MS_BIND)
+                    && !flags.contains(MsFlags::MS_NODEV) =>
+            {
+                Some(Errno::EPERM)
+            }
+            _ => None,
+        })
+        .with_statvfs(FsFlags::ST_NODEV | FsFlags::ST_NOEXEC);
+    let mut gate = open_gate(&b.plan);
+    init::prepare_rootfs(&sys, &b.plan, &layout, &mut gate).expect("prepared");
+    let mounts = sys.mounts();
+    let ro = MsFlags::MS_NOSUID | MsFlags::MS_RDONLY;
+    let locked = MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+    assert_eq!(
+        mounts[2..10],
+        [
+            mount(
+                Some("tmpfs"),
+                "fd:$ROOTFS/sys/fs/cgroup",
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID,
+                Some("mode=755")
+            ),
+            // No cgroupfs: the container's own directory of each hierarchy.
+            mount(
+                Some("/sys/fs/cgroup/cpu/pal/c1"),
+                "fd:$ROOTFS/sys/fs/cgroup/cpu",
+                None,
+                MsFlags::MS_BIND,
+                None
+            ),
+            mount(
+                None,
+                "fd:$ROOTFS/sys/fs/cgroup/cpu",
+                None,
+                ro | remount,
+                None
+            ),
+            mount(
+                None,
+                "fd:$ROOTFS/sys/fs/cgroup/cpu",
+                None,
+                ro | remount | locked,
+                None
+            ),
+            mount(
+                Some("/sys/fs/cgroup/unified/pal/c1"),
+                "fd:$ROOTFS/sys/fs/cgroup/unified",
+                None,
+                MsFlags::MS_BIND,
+                None
+            ),
+            mount(
+                None,
+                "fd:$ROOTFS/sys/fs/cgroup/unified",
+                None,
+                ro | remount,
+                None
+            ),
+            mount(
+                None,
+                "fd:$ROOTFS/sys/fs/cgroup/unified",
+                None,
+                ro | remount | locked,
+                None
+            ),
+            mount(
+                None,
+                "fd:$ROOTFS/sys/fs/cgroup",
+                None,
+                ro | MsFlags::MS_REMOUNT,
+                None
+            ),
+        ]
+    );
+    assert!(
+        !mounts
+            .iter()
+            .any(|m| matches!(m, Call::Mount { fstype: Some(t), .. } if t.starts_with("cgroup")))
+    );
+
+    // Pure cgroup v2: the one directory.
+    let sys = b.recorder();
+    let mut gate = open_gate(&b.plan);
+    init::prepare_rootfs(&sys, &b.plan, &Layout::V2, &mut gate).expect("prepared");
+    assert_eq!(
+        sys.mounts()[2..4],
+        [
+            mount(
+                Some("/sys/fs/cgroup/pal/c1"),
+                "fd:$ROOTFS/sys/fs/cgroup",
+                None,
+                MsFlags::MS_BIND,
+                None
+            ),
+            mount(None, "fd:$ROOTFS/sys/fs/cgroup", None, ro | remount, None),
+        ]
+    );
 }

@@ -15,8 +15,8 @@ use nix::sys::resource::Resource;
 use nix::sys::stat::SFlag;
 use oci_spec::runtime::{
     ExecCPUAffinity, Hook, Hooks, Linux, LinuxCapabilities, LinuxCpu, LinuxDevice, LinuxIOPriority,
-    LinuxMemory, LinuxNamespace, LinuxPersonality, LinuxPids, LinuxResources, LinuxTimeOffset,
-    Mount, PosixRlimit, Process, Root, Scheduler, Spec, User,
+    LinuxIdMapping, LinuxMemory, LinuxNamespace, LinuxPersonality, LinuxPids, LinuxResources,
+    LinuxTimeOffset, Mount, PosixRlimit, Process, Root, Scheduler, Spec, User,
 };
 use serde::de::{self, Deserialize, Visitor};
 use serde_json::{Value, json};
@@ -67,6 +67,21 @@ fn with_ns(types: &[&str], mut patch: Value) -> Value {
     namespaces.extend(types.iter().map(|t| json!({"type": t})));
     patch["linux"]["namespaces"] = Value::Array(namespaces);
     patch
+}
+
+/// A config with a new user namespace and these maps (an empty one replaced by `0 100000 65536`).
+fn user_maps(uid: Value, gid: Value) -> Value {
+    let default = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let or_default = |v: Value| if v == json!([]) { default.clone() } else { v };
+    linux(json!({
+        "namespaces": [{"type": "mount"}, {"type": "user"}],
+        "uidMappings": or_default(uid),
+        "gidMappings": or_default(gid)
+    }))
+}
+
+fn id_maps(p: &Plan, check: impl Fn(&super::IdMaps) -> bool) -> bool {
+    p.id_maps.as_ref().is_some_and(check)
 }
 
 fn process(patch: Value) -> Value {
@@ -366,14 +381,54 @@ fn table() -> Vec<Row> {
             }),
         ),
         row(
-            "linux.uidMappings",
-            linux(json!({"uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]})),
-            Refused,
+            "linux.uidMappings[].containerID",
+            user_maps(
+                json!([{"containerID": 0, "hostID": 1000, "size": 1},
+                             {"containerID": 5, "hostID": 2000, "size": 1}]),
+                json!([]),
+            ),
+            applied(|p| id_maps(p, |m| m.uid[1].container == 5)),
         ),
         row(
-            "linux.gidMappings",
-            linux(json!({"gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]})),
-            Refused,
+            "linux.uidMappings[].hostID",
+            user_maps(
+                json!([{"containerID": 0, "hostID": 1000, "size": 1}]),
+                json!([]),
+            ),
+            applied(|p| id_maps(p, |m| m.uid[0].host == 1000)),
+        ),
+        row(
+            "linux.uidMappings[].size",
+            user_maps(
+                json!([{"containerID": 0, "hostID": 1000, "size": 3}]),
+                json!([]),
+            ),
+            applied(|p| id_maps(p, |m| m.uid[0].size == 3)),
+        ),
+        row(
+            "linux.gidMappings[].containerID",
+            user_maps(
+                json!([]),
+                json!([{"containerID": 0, "hostID": 1000, "size": 1},
+                                        {"containerID": 5, "hostID": 2000, "size": 1}]),
+            ),
+            applied(|p| id_maps(p, |m| m.gid[1].container == 5)),
+        ),
+        row(
+            "linux.gidMappings[].hostID",
+            user_maps(
+                json!([]),
+                json!([{"containerID": 0, "hostID": 1000, "size": 1}]),
+            ),
+            applied(|p| id_maps(p, |m| m.gid[0].host == 1000)),
+        ),
+        row(
+            "linux.gidMappings[].size",
+            user_maps(
+                json!([]),
+                json!([{"containerID": 0, "hostID": 1000, "size": 3}]),
+            ),
+            applied(|p| id_maps(p, |m| m.gid[0].size == 3)),
         ),
         row(
             "linux.timeOffsets{}.secs",
@@ -747,6 +802,8 @@ fn structs() -> Vec<(String, &'static [&'static str])> {
         ("hooks".into(), fields_of::<Hooks>()),
         ("linux".into(), fields_of::<Linux>()),
         ("linux.namespaces[]".into(), fields_of::<LinuxNamespace>()),
+        ("linux.uidMappings[]".into(), fields_of::<LinuxIdMapping>()),
+        ("linux.gidMappings[]".into(), fields_of::<LinuxIdMapping>()),
         ("linux.timeOffsets{}".into(), fields_of::<LinuxTimeOffset>()),
         ("linux.devices[]".into(), fields_of::<LinuxDevice>()),
         ("linux.resources".into(), fields_of::<LinuxResources>()),

@@ -63,22 +63,6 @@ pub(super) fn linux(linux: &Linux) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// Fields nothing applies yet (the user namespace's id maps): refused until they are, when they
-/// ask for something. Each entry goes away with the code that applies it.
-pub(super) fn not_yet_applied(_spec: &Spec, linux: &Linux) -> Result<(), SpecError> {
-    let mut set: Vec<String> = Vec::new();
-    if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
-        set.push("linux.uidMappings".into());
-    }
-    if linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
-        set.push("linux.gidMappings".into());
-    }
-    match set.first() {
-        Some(first) => Err(unsupported(first.clone(), "not implemented yet")),
-        None => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use rstest::rstest;
@@ -116,29 +100,5 @@ mod tests {
             linux(&l).expect_err("refused").to_string(),
             format!("{field} (not implemented) is not supported by palisade-runtime")
         );
-    }
-
-    #[rstest]
-    #[case::uid_mappings(json!({"linux": {"uidMappings": [{"hostID": 1, "containerID": 0, "size": 1}]}}), "linux.uidMappings")]
-    fn not_yet_applied_fields_are_refused(#[case] config: Value, #[case] field: &str) {
-        let s = spec(config);
-        let l = s.linux().clone().unwrap_or_default();
-        assert_eq!(
-            not_yet_applied(&s, &l).expect_err("refused").to_string(),
-            format!("{field} (not implemented yet) is not supported by palisade-runtime")
-        );
-    }
-
-    /// What docker 20.10 writes into every config asks for nothing beyond what is applied.
-    #[rstest]
-    #[case::docker_defaults(json!({"linux": {"resources": {
-        "memory": {"disableOOMKiller": false}, "cpu": {"shares": 0}, "blockIO": {"weight": 0}
-    }}}))]
-    #[case::empty_lists(json!({"linux": {"uidMappings": [], "resources": {"hugepageLimits": [], "unified": {}, "rdma": {}}},
-                               "mounts": [{"destination": "/d", "uidMappings": []}]}))]
-    fn values_that_ask_for_nothing_are_accepted(#[case] config: Value) {
-        let s = spec(config);
-        let l = s.linux().clone().unwrap_or_default();
-        not_yet_applied(&s, &l).expect("nothing to apply");
     }
 }

@@ -81,7 +81,6 @@ fn namespaces_plan(#[case] namespaces: Value, #[case] expected: Vec<NamespacePla
 
 #[rstest]
 #[case::twice(json!([{"type": "mount"}, {"type": "pid"}, {"type": "pid"}]), "invalid config: linux.namespaces[2]: namespace pid listed twice")]
-#[case::user(json!([{"type": "mount"}, {"type": "user"}]), "linux.namespaces[1]: the user namespace is not supported by palisade-runtime")]
 fn namespaces_refused(#[case] namespaces: Value, #[case] error: &str) {
     let result = super::namespaces(&linux(json!({"namespaces": namespaces})));
     assert_eq!(message(result), error);
@@ -661,4 +660,205 @@ fn invalid_ids_are_refused(#[case] id: &str) {
         load(dir.path(), id, false),
         Err(SpecError::InvalidId(_))
     ));
+}
+
+// --- user namespace: linux.uidMappings / gidMappings ------------------------------------------
+
+/// `minimal()` with a user namespace and the given changes to `linux` and `process`.
+fn user_config(linux_extra: Value, process_extra: Value) -> Value {
+    let mut c = minimal();
+    c["linux"] = json!({
+        "namespaces": [{"type": "mount"}, {"type": "user"}, {"type": "pid"}],
+        "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+        "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    });
+    for (k, v) in linux_extra.as_object().expect("an object") {
+        c["linux"][k] = v.clone();
+    }
+    for (k, v) in process_extra.as_object().expect("an object") {
+        c["process"][k] = v.clone();
+    }
+    c
+}
+
+fn plan_of(config: &Value) -> Result<Plan, SpecError> {
+    let dir = bundle(config);
+    let spec = spec(config.clone());
+    super::plan(&spec, dir.path().to_owned(), "c1", false, Lsm::default())
+}
+
+#[test]
+fn a_new_user_namespace_with_its_maps() {
+    let plan = plan_of(&user_config(
+        json!({}),
+        json!({"user": {"uid": 1000, "gid": 1000, "additionalGids": [5]}}),
+    ))
+    .expect("valid");
+    assert_eq!(plan.user_namespace(), Some(&ns(CloneFlags::CLONE_NEWUSER)));
+    let maps = plan.id_maps.expect("maps");
+    assert_eq!(maps.uid, [idmap::IdMap::new(0, 100_000, 65_536)]);
+    assert_eq!(maps.gid, [idmap::IdMap::new(0, 100_000, 65_536)]);
+}
+
+#[test]
+fn a_user_namespace_joined_by_path_may_come_without_maps() {
+    let c = user_config(
+        json!({"namespaces": [{"type": "mount"}, {"type": "user", "path": "/proc/1/ns/user"}],
+               "uidMappings": null, "gidMappings": null}),
+        json!({}),
+    );
+    let plan = plan_of(&c).expect("valid");
+    assert_eq!(
+        plan.user_namespace().and_then(|n| n.path.clone()),
+        Some(PathBuf::from("/proc/1/ns/user"))
+    );
+    assert_eq!(plan.id_maps, None);
+}
+
+#[rstest]
+#[case::maps_without_user_ns(
+    json!({"namespaces": [{"type": "mount"}]}), json!({}),
+    "invalid config: linux.uidMappings: requires a user namespace in linux.namespaces"
+)]
+#[case::gid_maps_without_user_ns(
+    json!({"namespaces": [{"type": "mount"}], "uidMappings": null}), json!({}),
+    "invalid config: linux.gidMappings: requires a user namespace in linux.namespaces"
+)]
+#[case::new_without_uid_maps(
+    json!({"uidMappings": null}), json!({}),
+    "invalid config: linux.uidMappings: a new user namespace needs it (an unmapped namespace has no root to set it up)"
+)]
+#[case::new_without_gid_maps(
+    json!({"gidMappings": []}), json!({}),
+    "invalid config: linux.gidMappings: a new user namespace needs it (an unmapped namespace has no root to set it up)"
+)]
+#[case::joined_with_one_map_only(
+    json!({"namespaces": [{"type": "mount"}, {"type": "user", "path": "/proc/1/ns/user"}], "gidMappings": null}), json!({}),
+    "invalid config: linux.gidMappings: must be given together with the other map, or neither"
+)]
+#[case::overlapping(
+    json!({"uidMappings": [{"containerID": 0, "hostID": 100000, "size": 10}, {"containerID": 5, "hostID": 200000, "size": 10}]}), json!({}),
+    "invalid config: linux.uidMappings[1]: container ids 5-14 overlap those of linux.uidMappings[0] (0-9)"
+)]
+#[case::zero_size(
+    json!({"gidMappings": [{"containerID": 0, "hostID": 100000}]}), json!({}),
+    "invalid config: linux.gidMappings[0].size: must be greater than 0"
+)]
+#[case::no_root(
+    json!({"uidMappings": [{"containerID": 1, "hostID": 100000, "size": 10}]}), json!({}),
+    "invalid config: linux.uidMappings: container uid 0 is not mapped (the container is set up by root of its user namespace)"
+)]
+#[case::no_root_group(
+    json!({"gidMappings": [{"containerID": 1, "hostID": 100000, "size": 10}]}), json!({}),
+    "invalid config: linux.gidMappings: container gid 0 is not mapped (the container is set up by root of its user namespace)"
+)]
+#[case::unmapped_user(
+    json!({}), json!({"user": {"uid": 70000, "gid": 0}}),
+    "invalid config: process.user.uid: 70000 is not mapped by linux.uidMappings"
+)]
+#[case::unmapped_group(
+    json!({}), json!({"user": {"uid": 0, "gid": 70000}}),
+    "invalid config: process.user.gid: 70000 is not mapped by linux.gidMappings"
+)]
+#[case::unmapped_additional_group(
+    json!({}), json!({"user": {"uid": 0, "gid": 0, "additionalGids": [5, 70000]}}),
+    "invalid config: process.user.additionalGids[1]: 70000 is not mapped by linux.gidMappings"
+)]
+fn user_namespace_refused(#[case] linux: Value, #[case] process: Value, #[case] error: &str) {
+    assert_eq!(message(plan_of(&user_config(linux, process))), error);
+}
+
+#[rstest]
+#[case::proc_without_pid_ns(
+    json!([{"type": "mount"}, {"type": "user"}]),
+    json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+    "invalid config: mounts[0]: proc cannot be mounted in a user namespace that shares the host's pid namespace: add {\"type\": \"pid\"} to linux.namespaces"
+)]
+#[case::mqueue_without_ipc_ns(
+    json!([{"type": "mount"}, {"type": "user"}]),
+    json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue"}),
+    "invalid config: mounts[0]: mqueue cannot be mounted in a user namespace that shares the host's ipc namespace: add {\"type\": \"ipc\"} to linux.namespaces"
+)]
+#[case::devpts_group_unmapped(
+    json!([{"type": "mount"}, {"type": "user"}]),
+    json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["newinstance", "gid=70000"]}),
+    "invalid config: mounts[0].options: gid=70000: not mapped in the container's user namespace"
+)]
+fn mounts_a_user_namespace_cannot_make(
+    #[case] namespaces: Value,
+    #[case] mount: Value,
+    #[case] error: &str,
+) {
+    let mut c = user_config(json!({"namespaces": namespaces}), json!({}));
+    c["mounts"] = json!([mount]);
+    assert_eq!(message(plan_of(&c)), error);
+}
+
+#[test]
+fn mounts_a_user_namespace_can_make_with_its_own_namespaces() {
+    let mut c = user_config(
+        json!({"namespaces": [{"type": "mount"}, {"type": "user"}, {"type": "pid"},
+                              {"type": "ipc"}, {"type": "cgroup"}]}),
+        json!({}),
+    );
+    c["mounts"] = json!([
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue"},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup"},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["gid=5"]}
+    ]);
+    plan_of(&c).expect("valid");
+}
+
+#[rstest]
+// /dev/null: char 1:3, mode 0666, owned by the host's root.
+#[case::the_host_node(json!({"path": "/dev/null", "type": "c", "major": 1, "minor": 3}), None)]
+#[case::its_mode(json!({"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 438}), None)]
+#[case::another_device(
+    json!({"path": "/dev/null", "type": "c", "major": 1, "minor": 5}),
+    Some("invalid config: linux.devices[0]: in a user namespace devices are bind-mounted from the host, and the host's /dev/null is not a C device 1:5")
+)]
+#[case::another_mode(
+    json!({"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 384}),
+    Some("invalid config: linux.devices[0].fileMode: 384 cannot be applied in a user namespace: the node is bind-mounted from the host, where /dev/null has fileMode 666")
+)]
+#[case::an_owner_the_bind_cannot_show(
+    json!({"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "uid": 0}),
+    Some("invalid config: linux.devices[0].uid: 0 cannot be applied in a user namespace: the node is bind-mounted from the host, where /dev/null has uid 0 on the host")
+)]
+#[case::missing_on_the_host(
+    json!({"path": "/dev/palisade-no-such-device", "type": "c", "major": 1, "minor": 3}),
+    Some("invalid config: linux.devices[0]: in a user namespace devices are bind-mounted from the host, and /dev/palisade-no-such-device cannot be read on the host: No such file or directory (os error 2)")
+)]
+fn devices_in_a_user_namespace_are_the_host_s(#[case] device: Value, #[case] error: Option<&str>) {
+    let c = user_config(json!({"devices": [device]}), json!({}));
+    match error {
+        None => {
+            plan_of(&c).expect("valid");
+        }
+        Some(error) => assert_eq!(message(plan_of(&c)), error),
+    }
+}
+
+#[test]
+fn subordinate_ids_of_root_bound_the_maps_when_there_are_any() {
+    let etc = tempfile::tempdir().expect("tempdir");
+    let plan = plan_of(&user_config(json!({}), json!({}))).expect("valid");
+    // No /etc/subuid: as runc and crun running as root, any mapping.
+    subordinate_ids(&plan, etc.path()).expect("no subordinate ids to respect");
+    // Entries for other users only: the same.
+    std::fs::write(etc.path().join("subuid"), "alice:100000:65536\n").expect("write");
+    subordinate_ids(&plan, etc.path()).expect("none for root");
+    std::fs::write(etc.path().join("subuid"), "root:100000:65536\n").expect("write");
+    std::fs::write(etc.path().join("subgid"), "root:300000:65536\n").expect("write");
+    assert_eq!(
+        message(subordinate_ids(&plan, etc.path())),
+        format!(
+            "invalid config: linux.gidMappings[0]: host ids 100000-165535 are outside the \
+             subordinate ids {}/subgid grants to root (300000-365535)",
+            etc.path().display()
+        )
+    );
+    std::fs::write(etc.path().join("subgid"), "root:100000:65536\n").expect("write");
+    subordinate_ids(&plan, etc.path()).expect("inside both");
 }
