@@ -272,9 +272,29 @@ fn remove_cgroup_tree(dir: &Path, removed: &mut Removed) {
             }
         }
     }
-    match fs::remove_dir(dir) {
+    match remove_cgroup_dir(dir) {
         Ok(()) => removed.note(format!("cgroup {}", dir.display())),
         Err(e) => removed.problem(format!("removing cgroup {}: {e}", dir.display())),
+    }
+}
+
+/// rmdir of a cgroup whose tasks were just killed. A killed task stays attached until its parent
+/// reaps it, and the kernel offers no event for that on cgroup v1, so EBUSY is retried for a
+/// bounded time (2 s), backing off from 1 ms.
+fn remove_cgroup_dir(dir: &Path) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match fs::remove_dir(dir) {
+            Err(e)
+                if e.raw_os_error() == Some(nix::libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -294,6 +314,8 @@ fn remove_netns(matches: &dyn Fn(&str) -> bool, removed: &mut Removed) {
         let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
         match fs::remove_file(&path) {
             Ok(()) => removed.note(format!("network namespace {name}")),
+            // Its lab removed it meanwhile (an interrupt cleans up beside the scenario threads).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => removed.problem(format!("removing network namespace {name}: {e}")),
         }
     }
