@@ -26,6 +26,8 @@ pub enum ExecError {
     },
     #[error("`{program}` did not finish within {} s and was killed", after.as_secs_f32())]
     TimedOut { program: String, after: Duration },
+    #[error("not starting `{program}`: the run was interrupted")]
+    Interrupted { program: String },
     #[error("waiting for `{program}`: {source}")]
     Wait {
         program: String,
@@ -92,6 +94,11 @@ pub fn run_spawned(
     program: &str,
     timeout: Duration,
 ) -> Result<ExitStatus, ExecError> {
+    if !crate::run::interrupt::may_spawn() {
+        return Err(ExecError::Interrupted {
+            program: program.to_owned(),
+        });
+    }
     let mut child = command
         .process_group(0)
         .spawn()

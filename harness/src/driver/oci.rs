@@ -151,6 +151,9 @@ impl OciCli {
                 source,
             },
             ExecError::Wait { source, .. } => RuntimeError::Wait(source),
+            interrupted @ ExecError::Interrupted { .. } => {
+                RuntimeError::Wait(std::io::Error::other(interrupted.to_string()))
+            }
         }
     }
 

@@ -36,6 +36,17 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+std::thread_local! {
+    static CLEANER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread may start a program: always, until an interrupt; then only the thread
+/// that cleans up (a scenario thread unwinding would otherwise start commands, `ip netns del`
+/// among them, that outlive the process).
+pub fn may_spawn() -> bool {
+    !interrupted() || CLEANER.with(std::cell::Cell::get)
+}
+
 /// Once interrupted, the run's own path must not end the process (with its own exit code, or
 /// while the interrupt's cleanup runs): it waits here for the watcher, which exits.
 pub fn wait_if_interrupted() {
@@ -88,10 +99,12 @@ fn watch(mut signals: Signals) {
     let cleaner = std::thread::Builder::new()
         .name("palisade-interrupt-cleanup".into())
         .spawn(move || {
+            CLEANER.with(|c| c.set(true));
             let summary = clean_up();
             let _ = done_tx.send(summary);
         });
     if cleaner.is_err() {
+        CLEANER.with(|c| c.set(true));
         let summary = clean_up();
         finish(first, &summary, started);
     }
