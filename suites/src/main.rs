@@ -77,11 +77,11 @@ struct VmArgs {
     #[arg(long, default_value_t = 900)]
     timeout: u64,
     /// Programs to copy into the guest (names on PATH or paths), with their shared libraries:
-    /// runtimes, and the network lab's `ip` and `nft`.
+    /// runtimes, the network lab's `ip` and `nft`, and `nsenter` for the exec defects.
     #[arg(
         long = "with",
         value_delimiter = ',',
-        default_value = "runc,crun,ip,nft"
+        default_value = "runc,crun,ip,nft,nsenter"
     )]
     with: Vec<String>,
     /// Echo the guest's console and its init's messages.
