@@ -28,9 +28,3 @@ pub use error::HarnessError;
 pub use palisade_probe::{Facts, Reply, Request, Response};
 pub use run::env::RunEnv;
 pub use run::scenario::{Ctx, Failure, Outcome, Requirement, Scenario};
-
-// The paths these modules had before the harness was arranged by concern; kept while branches
-// written against them are merged.
-pub use driver::{bundle, container};
-pub use lab::{cgroups, host, hostfs, netlab};
-pub use run::{cleanup, runner, scenario};

@@ -516,26 +516,14 @@ fn intermediate(st: &ContainerState, plan: &Plan, target: Target, mut tx: Sender
                     Ok(never) => match never {},
                     Err(e) => e,
                 };
-                fail(&mut tx, &err)
+                init::fail(&mut tx, &err)
             }
         }
     })();
     match result {
         Ok(()) => std::process::exit(0),
-        Err(e) => fail(&mut tx, &e),
+        Err(e) => init::fail(&mut tx, &e),
     }
-}
-
-fn fail(tx: &mut Sender, e: &InitError) -> ! {
-    if tx
-        .send(&Message::Error {
-            message: e.to_string(),
-        })
-        .is_err()
-    {
-        eprintln!("palisade-runtime: error: {e}");
-    }
-    std::process::exit(1)
 }
 
 /// The process, now in every namespace of the container: close what is not passed on, take the

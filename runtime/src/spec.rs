@@ -31,7 +31,7 @@ mod tests;
 pub use attrs::{CpuAffinity, Lsm, SchedAttr, TimeOffset};
 pub use idmap::IdMaps;
 pub use options::{RecursiveAttr, parse_mount_options};
-pub use resources::{HostLimits, Rdma, Resources, ThrottleDevice};
+pub use resources::{Cpu, HostLimits, Rdma, Resources, ThrottleDevice};
 
 use crate::hooks::HooksPlan;
 

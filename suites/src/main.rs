@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use libtest_mimic::Arguments;
 use palisade_harness::report::ReportSpec;
-use palisade_harness::runner::Mode;
-use palisade_suites::entry::{self, SuiteRun, default_runtime, own_binary, sibling_binary};
+use palisade_harness::run::runner::Mode;
+use palisade_suites::entry::{self, SuiteRun, default_runtime, own_binary};
 
 #[derive(Parser)]
 #[command(
@@ -351,7 +351,7 @@ fn main() -> ExitCode {
             ExitCode::from(entry::EXIT_SETUP)
         }
         Command::Cleanup { all } => {
-            let removed = palisade_harness::cleanup::cleanup_all(all, true);
+            let removed = palisade_harness::run::cleanup::cleanup_all(all, true);
             for item in &removed.items {
                 println!("removed {item}");
             }
@@ -415,10 +415,14 @@ fn vm(args: VmArgs) -> ExitCode {
     if let Ok(runtimes) = std::env::var("PALISADE_RUNTIME") {
         env.push(("PALISADE_RUNTIME".to_owned(), runtimes));
     }
-    let palisade_dir = sibling_binary("palisade")
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default();
+    // The file that runs now: `palisade` alone holds the probe and the bundled runtime too.
+    let palisade = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("palisade: vm: error: finding the running palisade binary: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let options = palisade_harness::vm::VmOptions {
         kernel: args.kernel,
         cgroup: args.cgroup,
@@ -429,7 +433,7 @@ fn vm(args: VmArgs) -> ExitCode {
         verbose: args.verbose,
         programs: args.with.into_iter().filter(|w| !w.is_empty()).collect(),
         suite_args: suite,
-        palisade_dir,
+        palisade,
         env,
     };
     match palisade_harness::vm::run_vm(&options) {

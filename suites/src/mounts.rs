@@ -10,7 +10,7 @@ use oci_spec::runtime::Capability;
 use oci_spec::runtime::MountBuilder;
 use palisade_common::mountinfo::MountInfo;
 use palisade_harness::lab::hostfs::{
-    UnmountTagged, mount_points_of, mount_tmpfs, parse, shared_volume, thread_mounts,
+    UnmountTagged, mount_points_of, mount_tmpfs, shared_volume, thread_mounts,
 };
 use palisade_harness::run::control::{Control, Edit};
 use palisade_harness::run::scenario::Schedule;
@@ -186,7 +186,7 @@ fn explain(
 fn only_configured_mounts(cx: &Ctx) -> Outcome {
     let spec = cx.spec("mounts-only")?;
     let mut container = cx.launch(spec.clone())?;
-    let inside = crate::paths::mounts_inside(&mut container)?;
+    let inside = container.mountinfo()?;
     let host = thread_mounts()?;
     let rootfs = container.rootfs()?.to_owned();
 
@@ -342,22 +342,7 @@ fn host_mount_stays_outside(cx: &Ctx) -> Outcome {
     );
     // Mounted on the host side after the container is running, inside its rootfs directory.
     let _host_mount = mount_tmpfs(&container.rootfs()?.join("palisade-outer"), &tag)?;
-    let Reply::Files { files } = container.ask(&Request::ReadFiles {
-        paths: vec!["/proc/self/mountinfo".into()],
-    })?
-    else {
-        return Err(Failure::Broken(
-            "the probe did not report its mountinfo".into(),
-        ));
-    };
-    let mountinfo = files
-        .first()
-        .and_then(|f| f.contents.clone())
-        .ok_or_else(|| {
-            Failure::Broken(format!("the probe could not read its mountinfo: {files:?}"))
-        })?;
-    let inside = parse(&mountinfo)
-        .map_err(|e| Failure::Broken(format!("the container's /proc/self/mountinfo: {e}")))?;
+    let inside = container.mountinfo()?;
     let leaked = mount_points_of(&inside, &tag);
     check!(
         leaked.is_empty(),

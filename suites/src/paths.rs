@@ -112,28 +112,6 @@ fn listed(spec: &ContainerSpec, masked: bool) -> Vec<String> {
     list.unwrap_or_default()
 }
 
-/// The container's mount table, as it reads it.
-pub fn mounts_inside(
-    container: &mut palisade_harness::Container,
-) -> Result<Vec<MountInfo>, Failure> {
-    let Reply::Files { files } = container.ask(&Request::ReadFiles {
-        paths: vec!["/proc/self/mountinfo".into()],
-    })?
-    else {
-        return Err(Failure::Broken(
-            "the probe did not report its mountinfo".into(),
-        ));
-    };
-    let text = files
-        .first()
-        .and_then(|f| f.contents.clone())
-        .ok_or_else(|| {
-            Failure::Broken(format!("the probe could not read its mountinfo: {files:?}"))
-        })?;
-    mountinfo::parse(&text)
-        .map_err(|e| Failure::Broken(format!("the container's /proc/self/mountinfo: {e}")))
-}
-
 fn is_readonly(mount: &MountInfo) -> bool {
     mount.mount_options.contains_key("ro")
 }
@@ -172,7 +150,7 @@ fn masked_paths_are_masked(cx: &Ctx) -> Outcome {
         "expected the host to have {DROPPED_MASK}, which the control unmasks"
     );
     let mut container = cx.launch(spec)?;
-    let mounts = mounts_inside(&mut container)?;
+    let mounts = container.mountinfo()?;
     let seen = stats(container.ask(&Request::StatPaths {
         paths: present.clone(),
     })?)?;
@@ -270,7 +248,7 @@ fn readonly_paths_refuse_writes(cx: &Ctx) -> Outcome {
         .filter(|p| Path::new(p).exists())
         .collect();
     let mut container = cx.launch(spec)?;
-    let mounts = mounts_inside(&mut container)?;
+    let mounts = container.mountinfo()?;
     for path in &present {
         let writable = writable_at_or_below(&mounts, Path::new(path));
         check!(
@@ -308,7 +286,7 @@ fn cgroup_attribute(host: &HostFacts) -> &'static str {
 
 fn sys_is_readonly(cx: &Ctx) -> Outcome {
     let mut container = cx.launch(cx.spec("paths-sys")?)?;
-    let mounts = mounts_inside(&mut container)?;
+    let mounts = container.mountinfo()?;
     let writable = writable_at_or_below(&mounts, Path::new("/sys"));
     check!(
         writable.is_empty(),

@@ -67,20 +67,7 @@ fn root_inside_is_unprivileged_outside(cx: &Ctx) -> Outcome {
         "expected the container's process to run as uid 0 inside, saw {}",
         facts.uid
     );
-    let Reply::Files { files } = container.ask(&Request::ReadFiles {
-        paths: vec!["/proc/self/uid_map".into()],
-    })?
-    else {
-        return Err(Failure::Broken(
-            "the probe did not report its uid_map".into(),
-        ));
-    };
-    let map = files
-        .first()
-        .and_then(|f| f.contents.clone())
-        .ok_or_else(|| {
-            Failure::Broken(format!("the probe could not read its uid_map: {files:?}"))
-        })?;
+    let map = container.read_file("/proc/self/uid_map")?;
     let fields: Vec<&str> = map.split_whitespace().collect();
     check!(
         fields == ["0", "100000", "65536"],

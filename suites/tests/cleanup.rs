@@ -128,7 +128,7 @@ fn a_killed_run_leaves_nothing_after_palisade_cleanup() -> TestResult {
     );
 
     assert!(!run_dir.exists(), "{} is still there", run_dir.display());
-    let cgroups: Vec<_> = palisade_harness::cgroups::mount_points()
+    let cgroups: Vec<_> = palisade_harness::lab::cgroups::mount_points()
         .into_iter()
         .flat_map(|m| walk(&m, 3))
         .filter(|p| p.to_string_lossy().contains(&tag))

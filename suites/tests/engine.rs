@@ -18,14 +18,14 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use palisade_common::testkit::{self, Skip, Test, TestResult};
-use palisade_harness::cleanup::{Removed, cleanup_run};
 use palisade_harness::engine::docker::{DockerClient, DockerConfig, Dockerd};
 use palisade_harness::engine::labhost::LabHost;
 use palisade_harness::engine::podman::{Podman, PodmanConfig};
 use palisade_harness::engine::{self, Engine, EngineError, image};
 use palisade_harness::exec::find_program;
-use palisade_harness::netlab::{NetSnapshot, connect_request, expect_connection};
+use palisade_harness::lab::netlab::{NetSnapshot, connect_request, expect_connection};
 use palisade_harness::run::PREFIX;
+use palisade_harness::run::cleanup::{Removed, cleanup_run};
 use palisade_harness::{Reply, Request, Response, RunEnv};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_palisade-probe");

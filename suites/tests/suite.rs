@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use palisade_harness::report::parse_specs;
-use palisade_harness::runner::Mode;
+use palisade_harness::run::runner::Mode;
 use palisade_suites::entry::{self, SuiteRun, test_matrix};
 
 fn main() -> ExitCode {

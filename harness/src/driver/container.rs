@@ -1,16 +1,17 @@
 //! One container under test: created through a driver, talked to through the probe.
 
-use std::io::{BufRead, BufReader, PipeWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use oci_spec::runtime::{ContainerState, State};
+use palisade_common::mountinfo::{self, MountInfo};
+use palisade_probe::protocol::FileRead;
 use palisade_probe::{Reply, Request, Response};
 
 use super::bundle::ContainerSpec;
-use super::{ContainerStdio, Driver, RuntimeError};
+use super::channel::{ProbeChannel, probe_pipes};
+use super::{Driver, RuntimeError};
 use crate::error::HarnessError;
 
 /// A created container. Dropping it kills and deletes it and removes its directory, whatever
@@ -24,8 +25,8 @@ pub struct Container {
     runtime: Arc<dyn Driver>,
     /// Known after `create` (OCI runtimes) or after `start` (engines).
     host_pid: std::sync::Mutex<Option<i32>>,
-    stdin: Option<PipeWriter>,
-    stdout: Receiver<String>,
+    /// The init probe's pipes.
+    channel: ProbeChannel,
     deadline: Instant,
     deleted: bool,
     /// The config's `cgroupsPath`: Palisade named it, so Palisade removes it if the runtime did not.
@@ -48,24 +49,11 @@ impl Container {
         runtime: Arc<dyn Driver>,
         deadline: Instant,
     ) -> Result<Container, HarnessError> {
-        let io_err = |what: &'static str| move |source| HarnessError::Io { what, source };
-        std::fs::create_dir_all(dir).map_err(io_err("creating the container's directory"))?;
-        let (stdin_reader, stdin_writer) =
-            std::io::pipe().map_err(io_err("making the stdin pipe"))?;
-        let (stdout_reader, stdout_writer) =
-            std::io::pipe().map_err(io_err("making the stdout pipe"))?;
-        let stderr = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(dir.join("stderr.log"))
-            .map_err(io_err("creating stderr.log"))?;
-        let stdio = ContainerStdio {
-            stdin: stdin_reader.into(),
-            stdout: stdout_writer.into(),
-            stderr,
-        };
-        let stdout = spawn_line_reader(stdout_reader);
+        std::fs::create_dir_all(dir).map_err(|source| HarnessError::Io {
+            what: "creating the container's directory",
+            source,
+        })?;
+        let (stdio, channel) = probe_pipes(id, &dir.join("stderr.log"), deadline)?;
         // From here on the directory is ours to remove, even if `create` fails half way.
         let mut container = Container {
             id: id.to_owned(),
@@ -74,8 +62,7 @@ impl Container {
             write_layer: None,
             runtime,
             host_pid: std::sync::Mutex::new(None),
-            stdin: Some(stdin_writer),
-            stdout,
+            channel,
             deadline,
             deleted: false,
             cgroups_path: spec
@@ -159,7 +146,7 @@ impl Container {
         let n = self
             .execs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (stdio, channel) = super::exec::probe_pipes(
+        let (stdio, channel) = probe_pipes(
             &format!("{} (exec {n})", self.id),
             &self.dir.join(format!("exec-{n}.stderr.log")),
             self.deadline,
@@ -203,52 +190,59 @@ impl Container {
         Ok(self.runtime.kill(&self.id, signal)?)
     }
 
-    /// The next response the probe prints, waiting at most until the scenario's deadline.
+    /// The next response the init's probe prints, waiting at most until the scenario's deadline.
     pub fn response(&self) -> Result<Response, HarnessError> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        let line = match self.stdout.recv_timeout(left) {
-            Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => {
-                return Err(HarnessError::ProbeSilent {
-                    id: self.id.clone(),
-                    stderr: self.stderr_tail(),
-                });
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(HarnessError::ProbeGone {
-                    id: self.id.clone(),
-                    stderr: self.stderr_tail(),
-                });
-            }
-        };
-        serde_json::from_str(&line).map_err(|e| HarnessError::ProbeGarbage {
-            line,
-            problem: e.to_string(),
-        })
+        self.channel.response()
     }
 
     /// The probe's next reply; a probe that reports an error is a harness error.
     pub fn reply(&self) -> Result<Reply, HarnessError> {
-        match self.response()? {
-            Response::Ok { reply } => Ok(reply),
-            Response::Error { op, message } => Err(HarnessError::ProbeFailed { op, message }),
-        }
+        self.channel.reply()
     }
 
     /// Sends one request to a probe in `serve` mode and returns its reply.
     pub fn ask(&mut self, request: &Request) -> Result<Reply, HarnessError> {
-        let line = request.to_arg();
-        let stdin = self.stdin.as_mut().ok_or(HarnessError::StdinClosed)?;
-        writeln!(stdin, "{line}").map_err(|source| HarnessError::Io {
-            what: "writing to the probe",
-            source,
-        })?;
-        self.reply()
+        self.channel.ask(request)
+    }
+
+    /// `path` as the container reads it. An unreadable file is an error, never an empty one:
+    /// every fact a verdict rests on fails closed.
+    pub fn read_file(&mut self, path: &str) -> Result<String, HarnessError> {
+        let failed = |message: String| HarnessError::ProbeFailed {
+            op: format!("read {path}"),
+            message,
+        };
+        match self.ask(&Request::ReadFiles {
+            paths: vec![path.to_owned()],
+        })? {
+            Reply::Files { files } => {
+                match files.into_iter().next() {
+                    Some(FileRead {
+                        contents: Some(text),
+                        ..
+                    }) => Ok(text),
+                    Some(FileRead { errno, .. }) => Err(failed(errno.unwrap_or_else(|| {
+                        "the probe returned no contents and no error".to_owned()
+                    }))),
+                    None => Err(failed("the probe returned no file".to_owned())),
+                }
+            }
+            other => Err(failed(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// The container's mount table, as it reads its `/proc/self/mountinfo`.
+    pub fn mountinfo(&mut self) -> Result<Vec<MountInfo>, HarnessError> {
+        let text = self.read_file("/proc/self/mountinfo")?;
+        mountinfo::parse(&text).map_err(|message| HarnessError::ProbeFailed {
+            op: "parse the container's /proc/self/mountinfo".to_owned(),
+            message: message.to_string(),
+        })
     }
 
     /// Closes the probe's stdin (a `serve` probe then exits).
     pub fn close_stdin(&mut self) {
-        self.stdin = None;
+        self.channel.close_stdin();
     }
 
     /// Waits for the container's init to exit, at most until the scenario's deadline.
@@ -279,14 +273,13 @@ impl Container {
 
     /// The last lines the container (and the runtime's `create`) wrote to stderr.
     pub fn stderr_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
-        super::error_summary(&text, 5)
+        self.channel.stderr_tail()
     }
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
-        self.stdin = None;
+        self.channel.close_stdin();
         if !self.deleted {
             let _ = self.runtime.kill(&self.id, "KILL");
             if let Err(RuntimeError::Failed { .. }) = self.runtime.delete(&self.id, true) {
@@ -325,18 +318,4 @@ impl Container {
             }
         }
     }
-}
-
-/// Forwards each line the container prints to a channel; the thread ends when the pipe closes.
-fn spawn_line_reader(reader: std::io::PipeReader) -> Receiver<String> {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines() {
-            let Ok(line) = line else { break };
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receiver
 }

@@ -5,6 +5,7 @@
 //! [`oci::OciCli`] drives any runtime with runc's command line.
 
 pub mod bundle;
+pub mod channel;
 pub mod container;
 pub mod exec;
 pub mod oci;

@@ -29,8 +29,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cleanup::NETNS_DIR;
 use crate::exec;
+use crate::run::cleanup::NETNS_DIR;
 
 /// The lab host cgroups of run `run_tag` are named `<run_tag>-eng<n>`.
 pub fn is_lab_cgroup(name: &str, run_tag: &str) -> bool {
@@ -43,7 +43,7 @@ pub fn is_lab_cgroup(name: &str, run_tag: &str) -> bool {
 /// could not do.
 pub fn kill_lab_processes(run_tag: &str, timeout: Duration) -> Vec<String> {
     let mut problems = Vec::new();
-    let Ok(hierarchies) = crate::cgroups::hierarchies() else {
+    let Ok(hierarchies) = crate::lab::cgroups::hierarchies() else {
         return vec!["cannot list the cgroup hierarchies".into()];
     };
     // The tracking hierarchy first (it holds every lab process), then the others (containers
@@ -144,7 +144,7 @@ pub fn remove_cgroup_tree(dir: &Path) -> Vec<String> {
 pub fn leftovers(run_tag: &str, run_dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
     let ours = |name: &str| name.starts_with(run_tag);
-    for mount in crate::cgroups::mount_points() {
+    for mount in crate::lab::cgroups::mount_points() {
         for dir in matching_dirs(&mount, &ours, 3) {
             found.push(format!("cgroup {}", dir.display()));
             for pid in cgroup_pids(&dir) {

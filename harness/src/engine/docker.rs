@@ -479,19 +479,7 @@ impl Dockerd {
 
     /// A daemon that was killed leaves its containerd and shims: they name its exec root.
     fn kill_stragglers(&self) {
-        let root = self.layout.dir.to_string_lossy().into_owned();
-        for pid in self.lab.processes() {
-            let names_root = procfs::process::Process::new(pid)
-                .and_then(|p| p.cmdline())
-                .is_ok_and(|args| args.iter().any(|a| a.contains(&root)));
-            if names_root {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::SIGKILL,
-                );
-                let _ = exec::wait_for_exit(pid, Duration::from_secs(5));
-            }
-        }
+        self.lab.kill_naming(&self.layout.dir);
     }
 }
 

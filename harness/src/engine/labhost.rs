@@ -36,11 +36,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::cgroups::Hierarchy;
-use crate::cleanup::NETNS_DIR;
 use crate::exec;
-use crate::netlab::{NetNs, OUTSIDE_IP, OUTSIDE_PORT, UPLINK_IP, in_netns};
+use crate::lab::cgroups::Hierarchy;
+use crate::lab::netlab::{NetNs, OUTSIDE_IP, OUTSIDE_PORT, UPLINK_IP, in_netns};
 use crate::run::RunEnv;
+use crate::run::cleanup::NETNS_DIR;
 
 use super::{EngineError, io_err};
 
@@ -223,20 +223,29 @@ impl LabHost {
             .unwrap_or_default()
     }
 
+    /// Kills every process in the lab whose command line names `dir` (a killed daemon's
+    /// containerd, shims and conmons name its state directory) and waits for each to exit.
+    pub fn kill_naming(&self, dir: &Path) {
+        let dir = dir.to_string_lossy();
+        for pid in self.processes() {
+            let names_dir = procfs::process::Process::new(pid)
+                .and_then(|p| p.cmdline())
+                .is_ok_and(|args| args.iter().any(|a| a.contains(dir.as_ref())));
+            if names_dir {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::SIGKILL,
+                );
+                let _ = crate::exec::wait_for_exit(pid, std::time::Duration::from_secs(5));
+            }
+        }
+    }
+
     /// Mount points at or below `dir` in the lab host's mount namespace, deepest first.
     pub fn mounts_below(&self, dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
         let pid = self.holder_pid()?;
-        let mounts = procfs::process::Process::new(pid)
-            .and_then(|p| p.mountinfo())
-            .map_err(|e| EngineError::Lab(format!("reading the lab's mount table: {e}")))?;
-        let mut points: Vec<PathBuf> = mounts
-            .into_iter()
-            .map(|m| m.mount_point)
-            .filter(|p| p.starts_with(dir))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        points.dedup();
-        Ok(points)
+        crate::lab::hostfs::mount_points_below(&pid.to_string(), dir)
+            .map_err(|e| EngineError::Lab(format!("reading the lab's mount table: {e}")))
     }
 
     /// Detaches every mount at or below `dir` in the lab host (what a daemon that was killed
@@ -433,7 +442,7 @@ impl LabCgroup {
     /// `<hierarchy>/<name>/daemons`, in the unified hierarchy if there is one (it can kill a
     /// whole tree at once), else in the v1 `pids` hierarchy (which needs no setup).
     fn create(name: &str) -> Result<LabCgroup, EngineError> {
-        let hierarchies = crate::cgroups::hierarchies()
+        let hierarchies = crate::lab::cgroups::hierarchies()
             .map_err(|e| EngineError::Lab(format!("finding the cgroup hierarchies: {e}")))?;
         let hierarchy = tracking_hierarchy(&hierarchies).ok_or_else(|| {
             EngineError::Lab("neither a unified nor a `pids` cgroup hierarchy is mounted".into())
@@ -465,7 +474,7 @@ impl LabCgroup {
     /// Removes the lab's cgroups in every hierarchy (the engines made theirs in each v1 one
     /// under their cgroup parent).
     fn remove(self) {
-        let Ok(hierarchies) = crate::cgroups::hierarchies() else {
+        let Ok(hierarchies) = crate::lab::cgroups::hierarchies() else {
             return;
         };
         for hierarchy in hierarchies {

@@ -181,19 +181,7 @@ impl Podman {
             }
         }
         // A conmon left by a container podman could not remove names podman's directories.
-        let root = self.dir.to_string_lossy().into_owned();
-        for pid in self.lab.processes() {
-            let names_root = procfs::process::Process::new(pid)
-                .and_then(|p| p.cmdline())
-                .is_ok_and(|args| args.iter().any(|a| a.contains(&root)));
-            if names_root {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::SIGKILL,
-                );
-                let _ = exec::wait_for_exit(pid, Duration::from_secs(5));
-            }
-        }
+        self.lab.kill_naming(&self.dir);
         // Podman's overlay driver keeps its storage directory bind-mounted (private).
         if let Err(e) = self.lab.unmount_below(&self.dir) {
             problems.push(e.to_string());

@@ -48,6 +48,19 @@ pub fn thread_mounts() -> Result<Vec<MountInfo>, HarnessError> {
     })
 }
 
+/// The mount points at or below `dir` in the mount namespace of `/proc/<pid>` (`self`, a pid),
+/// deepest first so that each can be detached before its parent.
+pub fn mount_points_below(pid: &str, dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut points: Vec<PathBuf> = palisade_common::mountinfo::read(pid)?
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    Ok(points)
+}
+
 /// Where, in `mounts`, something with source `tag` is mounted.
 pub fn mount_points_of(mounts: &[MountInfo], tag: &str) -> Vec<PathBuf> {
     mounts

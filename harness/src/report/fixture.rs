@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::{RunReport, RuntimeReport, RuntimeStatus};
 use crate::driver::RuntimeInfo;
-use crate::host::{CgroupMode, HostFacts};
-use crate::runner::{TrialResult, Verdict};
+use crate::lab::host::{CgroupMode, HostFacts};
+use crate::run::runner::{TrialResult, Verdict};
 
 pub fn host() -> HostFacts {
     HostFacts {

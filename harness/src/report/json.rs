@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use super::{Counts, ReportError, RunReport, RuntimeReport};
-use crate::host::HostFacts;
-use crate::runner::Verdict;
+use crate::lab::host::HostFacts;
+use crate::run::runner::Verdict;
 
 /// Bumped when a field changes meaning or disappears; new fields do not bump it (readers such as
 /// `palisade merge` take them as optional).

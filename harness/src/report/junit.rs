@@ -4,7 +4,7 @@
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{ReportError, RunReport, RuntimeStatus, one_line};
-use crate::runner::Verdict;
+use crate::run::runner::{TrialResult, Verdict};
 
 pub fn render(report: &RunReport) -> Result<String, ReportError> {
     let mut junit = Report::new("palisade");
@@ -47,23 +47,7 @@ pub fn render(report: &RunReport) -> Result<String, ReportError> {
         suite.add_property(Property::new("host.vm", report.host.in_vm.to_string()));
         let mut time = std::time::Duration::ZERO;
         for result in report.results_of(&runtime.label) {
-            let status = match &result.verdict {
-                Verdict::Pass => TestCaseStatus::success(),
-                Verdict::Fail(message) => {
-                    let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                    status.set_message(one_line(message));
-                    status.set_description(message.as_str());
-                    status
-                }
-                Verdict::Skip(reason) => {
-                    let mut status = TestCaseStatus::skipped();
-                    status.set_message(one_line(reason));
-                    status
-                }
-            };
-            let mut case = TestCase::new(result.name.as_str(), status);
-            case.set_classname(runtime.label.as_str());
-            case.set_time(result.duration);
+            let case = test_case(&runtime.label, result);
             time += result.duration;
             suite.add_test_case(case);
         }
@@ -71,6 +55,28 @@ pub fn render(report: &RunReport) -> Result<String, ReportError> {
         junit.add_test_suite(suite);
     }
     Ok(junit.to_string()?)
+}
+
+/// One trial as a JUnit test case of class `class` (a runtime's label; a merged report's column).
+pub(super) fn test_case(class: &str, result: &TrialResult) -> TestCase {
+    let status = match &result.verdict {
+        Verdict::Pass => TestCaseStatus::success(),
+        Verdict::Fail(message) => {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            status.set_message(one_line(message));
+            status.set_description(message.as_str());
+            status
+        }
+        Verdict::Skip(reason) => {
+            let mut status = TestCaseStatus::skipped();
+            status.set_message(one_line(reason));
+            status
+        }
+    };
+    let mut case = TestCase::new(result.name.as_str(), status);
+    case.set_classname(class);
+    case.set_time(result.duration);
+    case
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! version), each cell pass / FAIL / skip, every skip reason and failure message in a footnote.
 
 use super::{RunReport, RuntimeStatus, one_line};
-use crate::runner::Verdict;
+use crate::run::runner::Verdict;
 
 pub fn render(report: &RunReport) -> String {
     let mut notes = Footnotes::default();

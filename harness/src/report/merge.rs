@@ -12,12 +12,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{Property, Report, TestCase, TestCaseStatus, TestSuite};
 use serde::{Deserialize, Serialize};
 
 use super::markdown::{Footnotes, cell};
 use super::{Counts, Format, ReportError, ReportSpec, one_line, version_title};
-use crate::runner::{TrialResult, Verdict};
+use crate::run::runner::{TrialResult, Verdict};
 
 /// A report larger than this is not one Palisade wrote (a full run with controls is well under
 /// 1 MiB); refusing it keeps a wrong argument (a device, a disk image) from filling memory.
@@ -732,13 +732,13 @@ pub fn junit(merged: &Merged) -> Result<String, ReportError> {
         let mut time = Duration::ZERO;
         let preflight = column.results.iter().filter(|r| r.name == "preflight");
         for result in preflight {
-            suite.add_test_case(test_case(column, result));
+            suite.add_test_case(super::junit::test_case(&column.id, result));
             time += result.duration;
         }
         for scenario in &merged.scenarios {
             match column.verdict_of(scenario) {
                 Some(result) => {
-                    suite.add_test_case(test_case(column, result));
+                    suite.add_test_case(super::junit::test_case(&column.id, result));
                     time += result.duration;
                 }
                 None => {
@@ -759,27 +759,6 @@ pub fn junit(merged: &Merged) -> Result<String, ReportError> {
     }
     junit.set_time(total);
     Ok(junit.to_string()?)
-}
-
-fn test_case(column: &Column, result: &TrialResult) -> TestCase {
-    let status = match &result.verdict {
-        Verdict::Pass => TestCaseStatus::success(),
-        Verdict::Fail(message) => {
-            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            status.set_message(one_line(message));
-            status.set_description(message.as_str());
-            status
-        }
-        Verdict::Skip(reason) => {
-            let mut status = TestCaseStatus::skipped();
-            status.set_message(one_line(reason));
-            status
-        }
-    };
-    let mut case = TestCase::new(result.name.as_str(), status);
-    case.set_classname(column.id.as_str());
-    case.set_time(result.duration);
-    case
 }
 
 #[derive(Serialize)]

@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::driver::RuntimeInfo;
-use crate::host::HostFacts;
-use crate::runner::{TrialResult, Verdict};
+use crate::lab::host::HostFacts;
+use crate::run::runner::{TrialResult, Verdict};
 
 /// Everything a report needs about one run, fixed once the run is over.
 #[derive(Debug, Clone, Serialize)]

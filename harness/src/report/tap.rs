@@ -2,7 +2,7 @@
 //! each `not ok` with the message, the runtime and the duration.
 
 use super::{RunReport, RuntimeStatus, one_line};
-use crate::runner::Verdict;
+use crate::run::runner::Verdict;
 
 pub fn render(report: &RunReport) -> String {
     let mut out = String::from("TAP version 13\n");

@@ -96,7 +96,7 @@ pub fn cleanup_all(include_live: bool, orphans: bool) -> Removed {
     let orphan =
         |name: &str| run_tag_of(name).is_some_and(|tag| !live_tags.iter().any(|live| live == tag));
     // Lab hosts whose run directory is gone: killed first, as in `cleanup_run`.
-    let mut orphan_labs: Vec<String> = crate::cgroups::mount_points()
+    let mut orphan_labs: Vec<String> = crate::lab::cgroups::mount_points()
         .iter()
         .flat_map(|mount| fs::read_dir(mount).into_iter().flatten().flatten())
         .filter_map(|e| {
@@ -118,7 +118,7 @@ pub fn cleanup_all(include_live: bool, orphans: bool) -> Removed {
 /// Kills every process of run `run_tag`'s engine lab hosts (daemons, shims, containers); one
 /// item per lab host (`lab host <name>: <n> processes killed`).
 fn kill_labs(run_tag: &str, removed: &mut Removed) {
-    let mut labs: Vec<(String, usize)> = crate::cgroups::mount_points()
+    let mut labs: Vec<(String, usize)> = crate::lab::cgroups::mount_points()
         .iter()
         .flat_map(|mount| fs::read_dir(mount).into_iter().flatten().flatten())
         .filter_map(|e| {
@@ -212,7 +212,7 @@ fn delete_containers(runtime: &Path, root: &Path, removed: &mut Removed) {
 /// Kills the processes in, then removes, every cgroup (at the top three levels of each hierarchy)
 /// whose name matches.
 fn remove_cgroups(matches: &dyn Fn(&str) -> bool, removed: &mut Removed) {
-    for mount in crate::cgroups::mount_points() {
+    for mount in crate::lab::cgroups::mount_points() {
         for dir in matching_dirs(&mount, matches, 3) {
             kill_cgroup_processes(&dir);
             remove_cgroup_tree(&dir, removed);
@@ -323,17 +323,9 @@ fn remove_netns(matches: &dyn Fn(&str) -> bool, removed: &mut Removed) {
 
 /// Detaches any mount left below `dir` (a runtime that died mid-create can leave its rootfs bind).
 fn unmount_below(dir: &Path, removed: &mut Removed) {
-    let Ok(me) = procfs::process::Process::myself() else {
+    let Ok(points) = crate::lab::hostfs::mount_points_below("self", dir) else {
         return;
     };
-    let Ok(mounts) = me.mountinfo() else { return };
-    let mut points: Vec<PathBuf> = mounts
-        .into_iter()
-        .map(|m| m.mount_point)
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    // Deepest first, so parents are not busy.
-    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for point in points {
         match nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH) {
             Ok(()) => removed.note(format!("mount {}", point.display())),
@@ -365,7 +357,7 @@ pub fn leftovers(run_dir: &Path, run_tag: &str, state_roots: &[PathBuf]) -> Vec<
     {
         found.push(format!("bundle {}", entry.path().display()));
     }
-    for mount in crate::cgroups::mount_points() {
+    for mount in crate::lab::cgroups::mount_points() {
         for dir in matching_dirs(&mount, &|name| name.starts_with(run_tag), 3) {
             // The run's own parent cgroup is removed at the end of the run; what is inside it is not ours to leave.
             for child in fs::read_dir(&dir)

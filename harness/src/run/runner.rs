@@ -206,15 +206,15 @@ fn trial(
     } else {
         scenario.full_name()
     };
-    let skip = blocked
-        .or_else(|| scenario.requires.iter().find_map(|r| r.unmet(&run.host)))
-        .or_else(|| {
-            let driver = target.driver.as_ref().ok()?;
-            scenario
-                .requires
-                .iter()
-                .find_map(|r| r.unmet_on(driver.as_ref()))
-        });
+    // The first unmet requirement, in the order the scenario lists them: what the driver cannot
+    // be (an engine) is said before a program the host lacks for it.
+    let driver = target.driver.as_ref().ok();
+    let skip = blocked.or_else(|| {
+        scenario.requires.iter().find_map(|r| {
+            r.unmet(&run.host)
+                .or_else(|| driver.and_then(|d| r.unmet_on(d.as_ref())))
+        })
+    });
     let (run, driver, label) = (
         run.clone(),
         target.driver.clone().ok(),

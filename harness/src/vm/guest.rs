@@ -90,6 +90,8 @@ fn run(channel: &mut Channel) -> Result<i32, String> {
         fs::read_to_string(CONFIG_PATH).map_err(|e| format!("reading {CONFIG_PATH}: {e}"))?;
     let config: GuestConfig =
         serde_json::from_str(&text).map_err(|e| format!("parsing {CONFIG_PATH}: {e}"))?;
+    // The name in the guest's report (/etc/hostname says the same; nothing else reads it).
+    nix::unistd::sethostname("palisade-vm").map_err(|e| format!("setting the hostname: {e}"))?;
     mount_cgroups(config.cgroup)
         .map_err(|e| format!("mounting cgroups ({}): {e}", config.cgroup))?;
     channel.log(format!("cgroup layout {}", config.cgroup));

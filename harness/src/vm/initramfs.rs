@@ -38,9 +38,6 @@ pub const WANTED_MODULES: &[&str] = &[
     "loop",
 ];
 
-/// Palisade's binaries, all static, taken from the directory of the running `palisade`.
-pub const PALISADE_BINARIES: &[&str] = &["palisade", "palisade-probe", "palisade-runtime"];
-
 #[derive(Debug, thiserror::Error)]
 pub enum InitramfsError {
     #[error("{what} {}: {source}", path.display())]
@@ -55,8 +52,8 @@ pub enum InitramfsError {
 
 /// What goes into the guest.
 pub struct InitramfsSpec {
-    /// The directory holding `palisade`, `palisade-probe` and `palisade-runtime`.
-    pub palisade_dir: PathBuf,
+    /// The static `palisade` binary, which is also the probe and the bundled runtime.
+    pub palisade: PathBuf,
     /// Dynamically linked programs to include (runc, crun...), placed in `/usr/bin`.
     pub programs: Vec<PathBuf>,
     /// `/lib/modules/<release>` of the guest kernel, if the host has it.
@@ -151,10 +148,8 @@ pub fn build(spec: &InitramfsSpec, out: &Path) -> Result<Built, InitramfsError> 
     ] {
         archive.dir_all(dir).map_err(|e| io_err("writing", e))?;
     }
-    for name in PALISADE_BINARIES {
-        let binary = stripped(&spec.palisade_dir.join(name), &spec.staging);
-        archive.copy(&binary, &format!("/bin/{name}"))?;
-    }
+    let binary = stripped(&spec.palisade, &spec.staging);
+    archive.copy(&binary, "/bin/palisade")?;
     // The kernel runs /init; it is `palisade` itself, which becomes `palisade vm-init`.
     archive
         .cpio
@@ -201,6 +196,13 @@ pub fn build(spec: &InitramfsSpec, out: &Path) -> Result<Built, InitramfsError> 
     for (path, text) in etc {
         archive
             .bytes(path, 0o644, text.as_bytes())
+            .map_err(|e| io_err("writing", e))?;
+    }
+    // The guest's programs (runc, crun, ip, nft and their libraries) are the host distribution's:
+    // its os-release names the distribution in the guest's report.
+    if let Ok(text) = fs::read("/etc/os-release").or_else(|_| fs::read("/usr/lib/os-release")) {
+        archive
+            .bytes("/etc/os-release", 0o644, &text)
             .map_err(|e| io_err("writing", e))?;
     }
     let json = serde_json::to_vec_pretty(&config).unwrap_or_default();

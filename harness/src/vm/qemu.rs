@@ -57,8 +57,8 @@ pub struct VmOptions {
     pub programs: Vec<String>,
     /// The `palisade` command line to run inside (`run pid::`).
     pub suite_args: Vec<String>,
-    /// Where `palisade`, `palisade-probe` and `palisade-runtime` are.
-    pub palisade_dir: PathBuf,
+    /// The static `palisade` binary to run in the guest (its probe and bundled runtime too).
+    pub palisade: PathBuf,
     /// Environment passed to the suite inside.
     pub env: Vec<(String, String)>,
 }
@@ -189,7 +189,7 @@ fn prepare(
     let initrd = dir.join("initramfs.cpio");
     let built = initramfs::build(
         &InitramfsSpec {
-            palisade_dir: opts.palisade_dir.clone(),
+            palisade: opts.palisade.clone(),
             programs,
             modules_dir,
             config: GuestConfig {

@@ -444,7 +444,7 @@ mod tests {
             verbose: false,
             programs: Vec::new(),
             suite_args: Vec::new(),
-            palisade_dir: std::path::PathBuf::new(),
+            palisade: std::path::PathBuf::new(),
             env: Vec::new(),
         }
     }

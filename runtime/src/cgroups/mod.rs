@@ -140,6 +140,20 @@ impl Write {
     }
 }
 
+/// `cpu.cpus` and `cpu.mems`: the same cpuset files on v1 and v2.
+pub(crate) fn cpuset_writes(c: &crate::spec::Cpu) -> Vec<Write> {
+    const R: &str = "linux.resources.cpu";
+    let cpus = c
+        .cpus
+        .as_ref()
+        .map(|cpus| Write::new(&format!("{R}.cpus"), "cpuset", "cpuset.cpus", cpus));
+    let mems = c
+        .mems
+        .as_ref()
+        .map(|mems| Write::new(&format!("{R}.mems"), "cpuset", "cpuset.mems", mems));
+    cpus.into_iter().chain(mems).collect()
+}
+
 /// A line of `rdma.max` (same on v1 and v2); an absent limit is "max".
 pub(crate) fn rdma_line(r: &crate::spec::Rdma) -> String {
     let n = |v: Option<u32>| v.map_or_else(|| "max".to_owned(), |v| v.to_string());

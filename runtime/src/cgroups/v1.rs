@@ -93,22 +93,7 @@ pub fn writes(r: &Resources) -> Vec<Write> {
             w.push(Write::new(&format!("{R}.cpu.{field}"), "cpu", file, value));
         }
     }
-    if let Some(cpus) = &c.cpus {
-        w.push(Write::new(
-            &format!("{R}.cpu.cpus"),
-            "cpuset",
-            "cpuset.cpus",
-            cpus,
-        ));
-    }
-    if let Some(mems) = &c.mems {
-        w.push(Write::new(
-            &format!("{R}.cpu.mems"),
-            "cpuset",
-            "cpuset.mems",
-            mems,
-        ));
-    }
+    w.extend(super::cpuset_writes(c));
 
     let m = &r.memory;
     let mem = |field: &str, file: &str, value: String| {

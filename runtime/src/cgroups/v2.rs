@@ -113,22 +113,7 @@ pub fn writes(r: &Resources) -> Result<Vec<Write>, CgroupError> {
     if c.realtime_period.is_some() {
         return Err(no_v2("cpu.realtimePeriod", "real-time CPU bandwidth"));
     }
-    if let Some(cpus) = &c.cpus {
-        w.push(Write::new(
-            &format!("{R}.cpu.cpus"),
-            "cpuset",
-            "cpuset.cpus",
-            cpus,
-        ));
-    }
-    if let Some(mems) = &c.mems {
-        w.push(Write::new(
-            &format!("{R}.cpu.mems"),
-            "cpuset",
-            "cpuset.mems",
-            mems,
-        ));
-    }
+    w.extend(super::cpuset_writes(c));
 
     let m = &r.memory;
     let mem = |field: &str, file: &str, value: String| {

@@ -164,7 +164,8 @@ pub fn intermediate(ctx: InitContext<'_>, mut tx: Sender, gate: CgroupGate) -> !
     }
 }
 
-fn fail(tx: &mut Sender, e: &InitError) -> ! {
+/// Tells `create` (or `exec`) why this child gives up, and exits.
+pub fn fail(tx: &mut Sender, e: &InitError) -> ! {
     // If create is gone there is nobody left to tell; stderr is the container's stderr.
     if tx
         .send(&Message::Error {
