@@ -823,11 +823,13 @@ fn a_failing_create_hook_fails_create_and_leaves_nothing() -> TestResult {
 
 /// No such process, or only its zombie (its reaper may not have run yet).
 fn assert_dead(pid: i64) {
-    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+    let Ok(pid) = i32::try_from(pid) else {
+        panic!("{pid} is not a pid")
+    };
+    if let Ok(stat) = procfs::process::Process::new(pid).and_then(|p| p.stat()) {
         assert!(
-            state.starts_with('Z') || state.starts_with('X'),
-            "pid {pid} is alive: {stat}"
+            matches!(stat.state, 'Z' | 'X'),
+            "pid {pid} is alive: {stat:?}"
         );
     }
 }
@@ -1040,18 +1042,11 @@ fn scheduler_io_priority_and_domainname_apply() -> TestResult {
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
-    let stat = lines.next().expect("/proc/self/stat");
-    // Fields after the command name: state is field 3, nice field 19, policy field 41.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    assert_eq!(fields.get(19 - 3), Some(&"5"), "nice: {stat}");
-    assert_eq!(
-        fields.get(41 - 3),
-        Some(&"3"),
-        "policy (SCHED_BATCH): {stat}"
-    );
+    let line = lines.next().expect("/proc/self/stat");
+    let stat = <procfs::process::Stat as procfs::FromRead>::from_read(line.as_bytes())
+        .expect("the container's /proc/self/stat");
+    assert_eq!(stat.nice, 5, "nice: {line}");
+    assert_eq!(stat.policy, Some(3), "policy (SCHED_BATCH): {line}");
     assert_eq!(lines.next(), Some("best-effort: prio 6"), "{text}");
     assert_eq!(lines.next(), Some("example.org"), "{text}");
     f.assert_nothing_left(&id);
@@ -2370,8 +2365,8 @@ fn paused_container_can_be_killed_and_force_deleted() -> TestResult {
         .stderr(contains("it is paused"));
     f.delete_force(&id);
     // The exec'd process went with it (gone, or a zombie its new parent has yet to reap).
-    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    assert!(state.is_empty() || state.contains(") Z "), "{state}");
+    let state = procfs::process::Process::new(pid).and_then(|p| p.stat());
+    assert!(state.as_ref().map_or(true, |s| s.state == 'Z'), "{state:?}");
     Ok(())
 }
 

@@ -1336,8 +1336,8 @@ impl Driver for EngineDriver {
             return Ok(None);
         }
         let pid = i32::try_from(state.pid).map_err(|e| self.bad(id, &text, e))?;
-        match std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
-            Ok(cgroups) if !full_id.is_empty() && cgroups.contains(full_id) => {
+        match crate::lab::cgroups::memberships(pid) {
+            Ok(groups) if !full_id.is_empty() && groups.values().any(|p| p.contains(full_id)) => {
                 if let Some(slot) = self.slots().get_mut(id) {
                     slot.pid = Some(pid);
                 }
@@ -1345,12 +1345,12 @@ impl Driver for EngineDriver {
             }
             // Gone between inspect and now: it ran and ended.
             Err(_) => Ok(None),
-            Ok(cgroups) => Err(self.bad(
+            Ok(groups) => Err(self.bad(
                 id,
                 &text,
                 format!(
-                    "the engine says the init is pid {pid}, but that process is not in the container's cgroup ({})",
-                    cgroups.lines().last().unwrap_or_default()
+                    "the engine says the init is pid {pid}, but that process is not in the container's cgroup ({:?})",
+                    groups.values().collect::<std::collections::BTreeSet<_>>()
                 ),
             )),
         }

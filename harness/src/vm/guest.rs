@@ -42,6 +42,13 @@ impl Channel {
         let _ = writeln!(self.0, "{}", event.to_line());
     }
 
+    /// Waits until the serial port has sent everything written to it: write(2) returns once the
+    /// bytes are in the tty's buffer, and powering off then would lose the last events (the
+    /// report and the exit code) of a long report.
+    fn drain(&self) {
+        let _ = nix::sys::termios::tcdrain(&self.0);
+    }
+
     fn log(&mut self, message: impl Into<String>) {
         self.send(&GuestEvent::Log {
             message: message.into(),
@@ -73,6 +80,7 @@ pub fn init_main() -> ! {
         },
     };
     channel.send(&exit);
+    channel.drain();
     nix::unistd::sync();
     power_off()
 }
