@@ -292,22 +292,10 @@ impl Edit {
                         .push(device);
                 }
             }),
-            Edit::SysReadWrite => spec.edit(|s| {
-                for mount in s.mounts_mut().iter_mut().flatten() {
-                    let sys = mount.destination() == Path::new("/sys")
-                        || mount.destination() == Path::new("/sys/fs/cgroup");
-                    if sys {
-                        let options: Vec<String> = mount
-                            .options()
-                            .iter()
-                            .flatten()
-                            .filter(|o| o.as_str() != "ro")
-                            .cloned()
-                            .collect();
-                        mount.set_options(Some(options));
-                    }
-                }
-            }),
+            Edit::SysReadWrite => {
+                let spec = edit_mount_options(spec, "/sys", |o| o.retain(|o| o != "ro"));
+                edit_mount_options(spec, "/sys/fs/cgroup", |o| o.retain(|o| o != "ro"))
+            }
             Edit::NoSeccomp => spec.edit(|s| {
                 if let Some(linux) = s.linux_mut() {
                     linux.set_seccomp(None);
@@ -317,17 +305,9 @@ impl Edit {
                 destination,
                 from,
                 to,
-            } => spec.edit(|s| {
-                for mount in s.mounts_mut().iter_mut().flatten() {
-                    if mount.destination() == Path::new(destination) {
-                        let options: Vec<String> = mount
-                            .options()
-                            .iter()
-                            .flatten()
-                            .map(|o| if o == from { to.to_owned() } else { o.clone() })
-                            .collect();
-                        mount.set_options(Some(options));
-                    }
+            } => edit_mount_options(spec, destination, |options| {
+                for option in options.iter_mut().filter(|o| o.as_str() == from) {
+                    to.clone_into(option);
                 }
             }),
             Edit::AllowAllDevices => spec.edit(|s| {
@@ -404,23 +384,13 @@ impl Edit {
                     .unwrap_or_default(),
             ),
             Edit::RootfsPropagation(mode) => spec.rootfs_propagation(mode),
-            Edit::Bidirectional(destination) => spec.rootfs_propagation("shared").edit(|s| {
-                for mount in s.mounts_mut().iter_mut().flatten() {
-                    if mount.destination() == Path::new(destination) {
-                        let mut options = mount.options().clone().unwrap_or_default();
-                        options.push("rshared".to_owned());
-                        mount.set_options(Some(options));
-                    }
-                }
-            }),
-            Edit::NoCpuQuota => spec.edit(|s| {
-                if let Some(resources) = s
-                    .linux_mut()
-                    .as_mut()
-                    .and_then(|l| l.resources_mut().as_mut())
-                {
-                    resources.set_cpu(None);
-                }
+            Edit::Bidirectional(destination) => {
+                edit_mount_options(spec.rootfs_propagation("shared"), destination, |options| {
+                    options.push("rshared".to_owned());
+                })
+            }
+            Edit::NoCpuQuota => edit_resources(spec, |r| {
+                r.set_cpu(None);
             }),
             Edit::CpuQuota(quota) => {
                 let period = spec
@@ -433,14 +403,8 @@ impl Edit {
                     .unwrap_or(100_000);
                 spec.cpu_quota(quota, period)
             }
-            Edit::NoPidsLimit => spec.edit(|s| {
-                if let Some(resources) = s
-                    .linux_mut()
-                    .as_mut()
-                    .and_then(|l| l.resources_mut().as_mut())
-                {
-                    resources.set_pids(None);
-                }
+            Edit::NoPidsLimit => edit_resources(spec, |r| {
+                r.set_pids(None);
             }),
             Edit::CgroupsPathSuffix(suffix) => {
                 let path = spec
@@ -482,6 +446,39 @@ impl Edit {
             }
         })
     }
+}
+
+/// Edits the options of every configured mount at `destination`.
+fn edit_mount_options(
+    spec: ContainerSpec,
+    destination: &str,
+    edit: impl Fn(&mut Vec<String>),
+) -> ContainerSpec {
+    spec.edit(|s| {
+        for mount in s.mounts_mut().iter_mut().flatten() {
+            if mount.destination() == Path::new(destination) {
+                let mut options = mount.options().clone().unwrap_or_default();
+                edit(&mut options);
+                mount.set_options(Some(options));
+            }
+        }
+    })
+}
+
+/// Edits `linux.resources`, where the config has them.
+fn edit_resources(
+    spec: ContainerSpec,
+    edit: impl FnOnce(&mut oci_spec::runtime::LinuxResources),
+) -> ContainerSpec {
+    spec.edit(|s| {
+        if let Some(resources) = s
+            .linux_mut()
+            .as_mut()
+            .and_then(|l| l.resources_mut().as_mut())
+        {
+            edit(resources);
+        }
+    })
 }
 
 fn bind(source: &Path, destination: &Path, options: &[&str]) -> oci_spec::runtime::Mount {
