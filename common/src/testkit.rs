@@ -108,3 +108,34 @@ pub fn require(condition: bool, reason: impl Into<String>) -> TestResult {
         Err(Skip(reason.into()))
     }
 }
+
+/// Runs `shellcheck` (found with [`require_program`]) over `script` as a `shell` script; the
+/// error is what shellcheck printed.
+pub fn shellcheck(shellcheck: &std::path::Path, shell: &str, script: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(shellcheck)
+        .args([&format!("--shell={shell}"), "--format=gcc", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting shellcheck: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| format!("writing the script to shellcheck: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for shellcheck: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}

@@ -4,9 +4,8 @@
 //! counted as ignored, with the reason.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 
 use palisade_common::testkit::{self, Skip, Test, TestResult};
 use serde::Deserialize;
@@ -225,26 +224,9 @@ fn daemonset_has_what_node_validation_needs() -> TestResult {
 fn init_script_passes_shellcheck() -> TestResult {
     let shellcheck = testkit::require_program("shellcheck")
         .map_err(|Skip(reason)| Skip(format!("{reason}: the init script is not checked")))?;
-    let mut child = Command::new(shellcheck)
-        .args(["--shell=sh", "--format=gcc", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start shellcheck");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(init_script(&documents()).as_bytes())
-        .expect("write the script");
-    let out = child.wait_with_output().expect("shellcheck");
-    assert!(
-        out.status.success(),
-        "shellcheck:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(output) = testkit::shellcheck(&shellcheck, "sh", &init_script(&documents())) {
+        panic!("shellcheck:\n{output}");
+    }
     Ok(())
 }
 

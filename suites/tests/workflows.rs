@@ -6,9 +6,8 @@
 //! ignored, with the reason.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 
 use palisade_common::testkit::{self, Skip, Test, TestResult};
 use serde_yaml::Value;
@@ -321,26 +320,8 @@ fn scripts_pass_shellcheck() -> TestResult {
         .map_err(|Skip(reason)| Skip(format!("{reason}: the run: scripts are not checked")))?;
     let mut problems = String::new();
     for (origin, script) in scripts() {
-        let mut child = Command::new(&shellcheck)
-            .args(["--shell=bash", "--format=gcc", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start shellcheck");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(script.as_bytes())
-            .expect("write the script");
-        let out = child.wait_with_output().expect("shellcheck");
-        if !out.status.success() {
-            problems.push_str(&format!(
-                "{origin}:\n{}{}\n",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
+        if let Err(output) = testkit::shellcheck(&shellcheck, "bash", &script) {
+            problems.push_str(&format!("{origin}:\n{output}\n"));
         }
     }
     assert!(problems.is_empty(), "shellcheck:\n{problems}");
