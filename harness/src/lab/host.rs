@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, TMPFS_MAGIC, statfs};
+use nix::sys::statfs::{CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, TMPFS_MAGIC, statfs};
 use serde::Serialize;
 
 /// How cgroups are mounted at `/sys/fs/cgroup`.
@@ -153,10 +153,18 @@ pub fn detect_cgroup_mode(root: &Path) -> CgroupMode {
     match magic(root) {
         Some(m) if m == CGROUP2_SUPER_MAGIC => CgroupMode::V2,
         Some(m) if m == TMPFS_MAGIC => {
+            // A tmpfs is v1's only if it holds cgroup v1 hierarchies (a /tmp on tmpfs does not).
+            let holds_v1 = std::fs::read_dir(root).is_ok_and(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| magic(&e.path()) == Some(CGROUP_SUPER_MAGIC))
+            });
             if magic(&root.join("unified")) == Some(CGROUP2_SUPER_MAGIC) {
                 CgroupMode::Hybrid
-            } else {
+            } else if holds_v1 {
                 CgroupMode::V1
+            } else {
+                CgroupMode::Unknown
             }
         }
         _ => CgroupMode::Unknown,
@@ -239,6 +247,13 @@ mod tests {
     #[test]
     fn a_plain_directory_is_not_a_cgroup_mount() {
         let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(detect_cgroup_mode(dir.path()), CgroupMode::Unknown);
+    }
+
+    #[test]
+    fn a_tmpfs_without_hierarchies_is_not_cgroup_v1() {
+        // /dev/shm is a tmpfs nearly everywhere; /tmp is one on many distributions.
+        let dir = tempfile::tempdir_in("/dev/shm").expect("a directory in /dev/shm");
         assert_eq!(detect_cgroup_mode(dir.path()), CgroupMode::Unknown);
     }
 
