@@ -21,7 +21,7 @@ pub fn parse(line: &str) -> MountInfo {
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     use super::*;
 
@@ -39,6 +39,7 @@ mod tests {
     #[test]
     fn reads_its_own_table() {
         let mounts = own().expect("/proc/self/mountinfo");
-        assert!(mounts.iter().any(|m| m.mount_point == Path::new("/")));
+        // Not "/": in a chroot the root is no mount point. /proc is, or nothing could be read.
+        assert!(mounts.iter().any(|m| m.fs_type == "proc"), "{mounts:?}");
     }
 }

@@ -294,13 +294,16 @@ fn mounts_in_config_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let b = dir.path();
     std::fs::create_dir(b.join("vol")).expect("mkdir");
+    // An absolute source of the bundle's own (a minimal system may have no /etc/hosts).
+    let hosts = b.join("hosts");
+    std::fs::write(&hosts, "").expect("write hosts");
     let s = spec(json!({"mounts": [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
         // A relative bind source is relative to the bundle; `rbind` implies type bind.
         {"destination": "/data", "source": "vol", "options": ["rbind", "ro", "rshared"]},
         // Type bind without a bind option is a bind too.
-        {"destination": "/etc/hosts", "type": "bind", "source": "/etc/hosts"},
+        {"destination": "/etc/hosts", "type": "bind", "source": hosts},
         {"destination": "/mnt", "source": "none"},
         // Recursive attributes are not mount(2) flags nor data.
         {"destination": "/vol", "source": "vol", "options": ["rbind", "rro", "rnosuid", "rnoatime"]}
@@ -338,7 +341,7 @@ fn mounts_in_config_order() {
             mount_plan(
                 "/etc/hosts",
                 "bind",
-                Some(Path::new("/etc/hosts")),
+                Some(&hosts),
                 true,
                 MsFlags::empty(),
                 ""
