@@ -139,3 +139,48 @@ pub fn shellcheck(shellcheck: &std::path::Path, shell: &str, script: &str) -> Re
         ))
     }
 }
+
+/// Writes `contents` to `path` as an executable (mode 0755). A child process writes it: had this
+/// (multi-threaded) test process opened the file for writing, a fork by another test at that
+/// moment would inherit the descriptor, and running the program would fail with ETXTBSY until
+/// that child execs.
+pub fn write_executable(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut writer = Command::new("/bin/sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = writer.stdin.take() {
+        stdin.write_all(contents.as_bytes())?;
+    }
+    let status = writer.wait()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "writing {} failed: {status}",
+            path.display()
+        )))
+    }
+}
+
+/// Copies the program `from` to `to`, executable, the way [`write_executable`] writes one (by a
+/// child, so that no descriptor open for writing can leak into another test's fork).
+pub fn copy_executable(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    let status = std::process::Command::new("/bin/sh")
+        .args(["-c", "cp \"$1\" \"$2\" && chmod 755 \"$2\"", "sh"])
+        .arg(from)
+        .arg(to)
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "copying {} to {} failed: {status}",
+            from.display(),
+            to.display()
+        )))
+    }
+}

@@ -314,14 +314,13 @@ pub fn state_json(
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
 
     use super::*;
 
     fn script(dir: &Path, body: &str) -> PathBuf {
         let path = dir.join("hook.sh");
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write hook");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        palisade_common::testkit::write_executable(&path, &format!("#!/bin/sh\n{body}\n"))
+            .expect("write hook");
         path
     }
 
@@ -428,12 +427,11 @@ mod tests {
         let log = dir.path().join("log");
         let mk = |name: &str, code: i32| {
             let path = dir.path().join(name);
-            std::fs::write(
+            palisade_common::testkit::write_executable(
                 &path,
-                format!("#!/bin/sh\necho {name} >> {}\nexit {code}\n", log.display()),
+                &format!("#!/bin/sh\necho {name} >> {}\nexit {code}\n", log.display()),
             )
             .expect("write");
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
             hook(path, &[], &[], None)
         };
         let hooks = [mk("one", 0), mk("two", 1), mk("three", 0)];

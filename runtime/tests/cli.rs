@@ -672,9 +672,8 @@ fn features_prints_the_features_document() -> TestResult {
 
 /// An executable shell script.
 fn script(path: &Path, body: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write script");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    palisade_common::testkit::write_executable(path, &format!("#!/bin/sh\n{body}\n"))
+        .expect("write script");
 }
 
 /// Records `kind|mount ns|uts ns|state on stdin` in the log file `$2`.

@@ -25,9 +25,7 @@ fn world_readable_binaries() -> tempfile::TempDir {
         env!("CARGO_BIN_EXE_palisade-runtime"),
     ] {
         let to = dir.path().join(Path::new(bin).file_name().expect("name"));
-        std::fs::copy(bin, &to).expect("copy binary");
-        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod binary");
+        palisade_common::testkit::copy_executable(Path::new(bin), &to).expect("copy binary");
     }
     dir
 }
@@ -78,13 +76,11 @@ fn a_killed_run_leaves_nothing_after_palisade_cleanup() -> TestResult {
     // the run dies holding a created container, its bundle, state and cgroups.
     let dir = tempfile::tempdir().expect("tempdir");
     let killer = dir.path().join("runtime-that-kills-palisade");
-    std::fs::write(
+    palisade_common::testkit::write_executable(
         &killer,
-        format!("#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = start ] && kill -KILL $PPID; done\nexec {} \"$@\"\n", runtime.display()),
+        &format!("#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = start ] && kill -KILL $PPID; done\nexec {} \"$@\"\n", runtime.display()),
     )
     .expect("write wrapper");
-    std::fs::set_permissions(&killer, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
     let output = Command::new(palisade())
         .args([
             "run",

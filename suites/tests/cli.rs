@@ -2,7 +2,6 @@
 //! here are shell scripts that misbehave in one precise way, and the real `runc`.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -24,8 +23,8 @@ fn palisade() -> assert_cmd::Command {
 /// Writes an executable shell script standing in for a runtime.
 fn fake_runtime(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
-    fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write the fake runtime");
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod the fake runtime");
+    palisade_common::testkit::write_executable(&path, &format!("#!/bin/sh\n{body}\n"))
+        .expect("write the fake runtime");
     path
 }
 

@@ -308,12 +308,11 @@ fn sigterm_at_20_moments() -> TestResult {
 /// `--version`, a report that cannot be written. (A missing probe cannot happen to `palisade`,
 /// which carries it; `RunEnv`'s own test covers a run given a probe that is not there.)
 fn start_up_failures_leave_nothing() -> TestResult {
-    use std::os::unix::fs::PermissionsExt;
     // A temp dir of the test's own: other runs on this machine cannot blur what is left.
     let tmp = tempfile::tempdir().expect("tempdir");
     let broken = tmp.path().join("broken-runtime");
-    std::fs::write(&broken, "#!/bin/sh\necho broken >&2\nexit 3\n").expect("write");
-    std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    palisade_common::testkit::write_executable(&broken, "#!/bin/sh\necho broken >&2\nexit 3\n")
+        .expect("write");
     let scratch = tmp.path().join("tmp");
     std::fs::create_dir(&scratch).expect("mkdir");
     let broken_arg = broken.display().to_string();
