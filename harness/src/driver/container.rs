@@ -151,10 +151,13 @@ impl Container {
             &self.dir.join(format!("exec-{n}.stderr.log")),
             self.deadline,
         )?;
+        let init_pid = self.host_pid()?;
         let execed = self
             .runtime
-            .exec(&self.id, self.host_pid()?, &process, &self.dir, stdio)?;
-        Ok(super::exec::ExecProcess::new(channel, execed, process))
+            .exec(&self.id, init_pid, &process, &self.dir, stdio)?;
+        Ok(super::exec::ExecProcess::new(
+            channel, execed, init_pid, process,
+        ))
     }
 
     /// Where a file the container writes under `/` lands, as the host sees it: the bundle's

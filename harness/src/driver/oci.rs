@@ -211,7 +211,7 @@ impl Driver for OciCli {
         stdio: ContainerStdio,
     ) -> Result<Execed, HarnessError> {
         if let Some(ExecDefect::Nsenter { skip }) = &self.defect.exec {
-            return nsenter_exec(init_pid, *skip, process, stdio);
+            return super::exec::nsenter_exec(init_pid, *skip, process, stdio);
         }
         let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
         let process_file = dir.join(format!("exec-{n}.json"));
@@ -370,63 +370,6 @@ fn read_back(log: &mut std::fs::File) -> String {
         let _ = log.read_to_string(&mut text);
     }
     text
-}
-
-/// A simulated runtime defect: the process joins the init's namespaces by itself, as `nsenter`
-/// does, leaving `skip` out; it keeps the caller's cgroup, user and capabilities.
-fn nsenter_exec(
-    init_pid: i32,
-    skip: Option<oci_spec::runtime::LinuxNamespaceType>,
-    process: &oci_spec::runtime::Process,
-    stdio: ContainerStdio,
-) -> Result<Execed, HarnessError> {
-    use oci_spec::runtime::LinuxNamespaceType as Ns;
-    let nsenter = crate::exec::find_program("nsenter").ok_or_else(|| {
-        HarnessError::ControlNotApplied("`nsenter` (util-linux) is not installed".into())
-    })?;
-    let own = crate::lab::host::process_namespaces(std::process::id() as i32).unwrap_or_default();
-    let theirs = crate::lab::host::process_namespaces(init_pid).unwrap_or_default();
-    let mut command = Command::new(nsenter);
-    command.arg("--target").arg(init_pid.to_string());
-    let flags = [
-        (Ns::User, "--user"),
-        (Ns::Mount, "--mount"),
-        (Ns::Uts, "--uts"),
-        (Ns::Ipc, "--ipc"),
-        (Ns::Network, "--net"),
-        (Ns::Pid, "--pid"),
-        (Ns::Cgroup, "--cgroup"),
-        (Ns::Time, "--time"),
-    ];
-    for (kind, flag) in flags {
-        let name = palisade_common::namespaces::proc_name(kind);
-        // Only namespaces that differ from the caller's can (and need to) be entered.
-        let differs = own.get(name) != theirs.get(name);
-        if Some(kind) != skip && differs && theirs.contains_key(name) {
-            command.arg(flag);
-        }
-    }
-    let args = process.args().clone().unwrap_or_default();
-    let ContainerStdio {
-        stdin,
-        stdout,
-        stderr,
-    } = stdio;
-    let helper = command
-        .arg("--")
-        .args(&args)
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .map_err(|source| HarnessError::Io {
-            what: "running nsenter",
-            source,
-        })?;
-    Ok(Execed {
-        host_pid: None,
-        helper: Some(helper),
-    })
 }
 
 /// The pid the runtime wrote to `--pid-file`.

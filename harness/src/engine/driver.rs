@@ -139,6 +139,8 @@ struct Slot {
     attach: Option<Child>,
     /// The init's host pid, once started and checked.
     pid: Option<i32>,
+    /// The container's process, which the engine's `exec` starts others like.
+    process: Option<oci_spec::runtime::Process>,
 }
 
 /// Lends the lab host's UTS namespace to one trial at a time (a control renames it), and gives
@@ -201,6 +203,8 @@ pub struct EngineDriver {
     timeout: Duration,
     next_port: AtomicU16,
     uts: Arc<UtsLock>,
+    /// The driver itself, once shared: a negative control's variant wraps it.
+    me: std::sync::OnceLock<std::sync::Weak<EngineDriver>>,
 }
 
 #[derive(Deserialize)]
@@ -324,9 +328,36 @@ impl EngineDriver {
             timeout: crate::run::runtime_timeout().max(Duration::from_secs(30)),
             next_port: AtomicU16::new(20000),
             uts: Arc::default(),
+            me: std::sync::OnceLock::new(),
         };
         driver.defaults = driver.discover_defaults(run);
         Ok(driver)
+    }
+
+    /// `process` as the flags of `<engine> exec` and its command, for the container `id`; a skip
+    /// if the engine cannot start it as its spec says.
+    pub fn exec_command(
+        &self,
+        id: &str,
+        process: &oci_spec::runtime::Process,
+    ) -> Result<(Vec<String>, Vec<String>), HarnessError> {
+        let container = self
+            .slots()
+            .get(id)
+            .and_then(|slot| slot.process.clone())
+            .unwrap_or_default();
+        super::translate::exec_flags(self.kind, process, &container).map_err(|e| {
+            HarnessError::Unsupported {
+                what: e.to_string(),
+            }
+        })
+    }
+
+    /// Shares the driver: from here on it can make variants for negative controls.
+    pub fn share(self) -> Arc<EngineDriver> {
+        let shared = Arc::new(self);
+        let _ = shared.me.set(Arc::downgrade(&shared));
+        shared
     }
 
     pub fn kind(&self) -> EngineKind {
@@ -1193,6 +1224,7 @@ impl Driver for EngineDriver {
             Slot {
                 stdio: Some(stdio),
                 log: Some(log),
+                process: spec.spec.process().clone(),
                 ..Slot::default()
             },
         );
@@ -1457,20 +1489,44 @@ impl Driver for EngineDriver {
         Some(self)
     }
 
+    /// `<engine> exec --interactive`: the client process holds the probe's pipes and lives as long
+    /// as the process. The engine does not say the process's pid; the probe does.
     fn exec(
         &self,
-        _id: &str,
+        id: &str,
         _init_pid: i32,
-        _process: &oci_spec::runtime::Process,
+        process: &oci_spec::runtime::Process,
         _dir: &Path,
-        _stdio: ContainerStdio,
+        stdio: ContainerStdio,
     ) -> Result<crate::driver::exec::Execed, HarnessError> {
-        Err(HarnessError::Unsupported {
-            what: format!(
-                "Palisade does not drive `{} exec` yet: it says neither the host pid of the process nor lets the process's capabilities be set",
-                self.kind.name()
-            ),
+        let (flags, command) = self.exec_command(id, process)?;
+        let mut args: Vec<&str> = vec!["exec", "--interactive"];
+        args.extend(flags.iter().map(String::as_str));
+        args.push(id);
+        args.extend(command.iter().map(String::as_str));
+        let ContainerStdio {
+            stdin,
+            stdout,
+            mut stderr,
+        } = stdio;
+        // What Palisade asked the engine for, first in the process's log.
+        let _ = writeln!(stderr, "palisade: {} {}", self.kind.name(), args.join(" "));
+        let mut client = self.command(&args)?;
+        client.stdin(stdin).stdout(stdout).stderr(stderr);
+        // Its own process group: a Ctrl-C for palisade must not cut the probe's pipes first.
+        std::os::unix::process::CommandExt::process_group(&mut client, 0);
+        let helper = client.spawn().map_err(|source| RuntimeError::Spawn {
+            path: self.info.path.clone(),
+            source,
+        })?;
+        Ok(crate::driver::exec::Execed {
+            host_pid: None,
+            helper: Some(helper),
         })
+    }
+
+    fn variant(&self, defect: &crate::driver::Defect) -> Option<Arc<dyn Driver>> {
+        super::variant::Variant::of(self.me.get()?.upgrade()?, defect)
     }
 }
 

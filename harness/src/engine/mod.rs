@@ -17,6 +17,7 @@
 //! - [`cleanup`]: what a killed engine run leaves, and how it is removed.
 //! - [`driver`]: the engine as a [`crate::Driver`]: the suite's containers through `docker` or
 //!   `podman`, their config as the engine's own flags ([`translate`]).
+//! - [`variant`]: the engine with a simulated runtime defect, for negative controls.
 
 pub mod cleanup;
 pub mod docker;
@@ -25,6 +26,7 @@ pub mod image;
 pub mod labhost;
 pub mod podman;
 pub mod translate;
+pub mod variant;
 
 use std::path::PathBuf;
 use std::process::Command;

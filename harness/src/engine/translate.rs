@@ -109,6 +109,99 @@ fn is_default_destination(path: &Path) -> bool {
         .any(|m| m.destination() == path)
 }
 
+/// A process to start in a running container (`process`, inside the container created with
+/// `container`'s process) as the flags of `<engine> exec` and the command after the container's
+/// name. Exact or refused: the engine's `exec` sets the user, working directory and environment,
+/// and otherwise gives the process what the container's init has; a process spec that differs
+/// from the container's anywhere else (its own capabilities, rlimits, noNewPrivileges…) is
+/// [`Untranslatable`].
+pub fn exec_flags(
+    kind: EngineKind,
+    process: &oci_spec::runtime::Process,
+    container: &oci_spec::runtime::Process,
+) -> Result<(Vec<String>, Vec<String>), Untranslatable> {
+    let refuse = |what: String| Untranslatable {
+        engine: kind.name(),
+        what,
+    };
+    let args = process.args().clone().unwrap_or_default();
+    if args.is_empty() {
+        return Err(refuse("an exec process without arguments".into()));
+    }
+    let user = process.user();
+    if user.umask().is_some()
+        || user
+            .additional_gids()
+            .as_ref()
+            .is_some_and(|g| !g.is_empty())
+    {
+        return Err(refuse(format!(
+            "an exec process's own umask or supplementary groups (`{} exec` has only --user uid:gid)",
+            kind.name()
+        )));
+    }
+    // The environment the process gets is the container's plus --env: a variable of the
+    // container's that the process spec leaves out cannot be taken away.
+    let env = process.env().clone().unwrap_or_default();
+    let names: BTreeSet<&str> = env
+        .iter()
+        .map(|e| e.split('=').next().unwrap_or(e))
+        .collect();
+    let dropped: Vec<&str> = container
+        .env()
+        .iter()
+        .flatten()
+        .map(|e| e.split('=').next().unwrap_or(e))
+        .filter(|name| !names.contains(name))
+        .collect();
+    if !dropped.is_empty() {
+        return Err(refuse(format!(
+            "an exec process without the container's environment variables {dropped:?}"
+        )));
+    }
+    // Everything else must be the container's: compare what is left, field by field.
+    let rest = |p: &oci_spec::runtime::Process| {
+        let mut value = serde_json::to_value(p).unwrap_or_default();
+        if let Some(map) = value.as_object_mut() {
+            for key in ["args", "env", "cwd", "user", "terminal", "consoleSize"] {
+                map.remove(key);
+            }
+        }
+        value
+    };
+    let (own, theirs) = (rest(process), rest(container));
+    let differing: Vec<String> = own
+        .as_object()
+        .into_iter()
+        .flatten()
+        .chain(theirs.as_object().into_iter().flatten())
+        .filter(|(key, _)| own.get(key.as_str()) != theirs.get(key.as_str()))
+        .map(|(key, _)| key.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !differing.is_empty() {
+        return Err(refuse(format!(
+            "an exec process with its own {} (`{} exec` gives it the container's)",
+            differing.join(", "),
+            kind.name()
+        )));
+    }
+    if process.terminal() == Some(true) {
+        return Err(refuse("an exec process on a terminal".into()));
+    }
+    let mut flags = vec![
+        "--user".to_owned(),
+        format!("{}:{}", user.uid(), user.gid()),
+        "--workdir".to_owned(),
+        process.cwd().display().to_string(),
+    ];
+    for var in env {
+        flags.extend(["--env".to_owned(), var]);
+    }
+    Ok((flags, args))
+}
+
 pub fn translate(spec: &ContainerSpec, env: &TranslateEnv) -> Result<Translation, Untranslatable> {
     let mut t = Translator {
         env,
@@ -793,6 +886,52 @@ mod tests {
 
     fn has(t: &Translation, flag: &str, value: &str) -> bool {
         pairs(t).iter().any(|(f, v)| f == flag && v == value)
+    }
+
+    #[rstest]
+    #[case::the_container_s_process(|_: &mut oci_spec::runtime::Process| {}, None)]
+    #[case::another_user(|p: &mut oci_spec::runtime::Process| {
+        p.set_user(oci_spec::runtime::UserBuilder::default().uid(1000u32).gid(1000u32).build().expect("user"));
+    }, None)]
+    #[case::own_capabilities(|p: &mut oci_spec::runtime::Process| {
+        p.set_capabilities(None);
+    }, Some("its own capabilities"))]
+    #[case::own_no_new_privileges(|p: &mut oci_spec::runtime::Process| {
+        p.set_no_new_privileges(Some(false));
+    }, Some("noNewPrivileges"))]
+    #[case::supplementary_groups(|p: &mut oci_spec::runtime::Process| {
+        p.set_user(oci_spec::runtime::UserBuilder::default().additional_gids(vec![5u32]).build().expect("user"));
+    }, Some("supplementary groups"))]
+    #[case::a_dropped_variable(|p: &mut oci_spec::runtime::Process| {
+        p.set_env(Some(Vec::new()));
+    }, Some("without the container's environment variables"))]
+    #[case::no_arguments(|p: &mut oci_spec::runtime::Process| {
+        p.set_args(Some(Vec::new()));
+    }, Some("without arguments"))]
+    fn exec_is_exact_or_refused(
+        #[case] change: fn(&mut oci_spec::runtime::Process),
+        #[case] refused: Option<&str>,
+    ) {
+        let spec = reference();
+        let container = spec.spec.process().clone().expect("a process");
+        let mut process = spec.exec_process();
+        change(&mut process);
+        let result = exec_flags(EngineKind::Podman, &process, &container);
+        match refused {
+            None => {
+                let (flags, args) = result.expect("expressible");
+                let user = format!("{}:{}", process.user().uid(), process.user().gid());
+                assert_eq!(flags[..4], ["--user", user.as_str(), "--workdir", "/"]);
+                assert_eq!(Some(args), process.args().clone());
+                let envs = flags.iter().filter(|f| *f == "--env").count();
+                assert_eq!(envs, process.env().as_ref().map_or(0, Vec::len));
+            }
+            Some(text) => {
+                let error = result.expect_err("refused").to_string();
+                assert!(error.contains(text), "{error}");
+                assert!(error.starts_with("podman cannot express"), "{error}");
+            }
+        }
     }
 
     #[test]

@@ -112,6 +112,32 @@ pub fn process_namespaces(pid: i32) -> Result<BTreeMap<String, u64>, std::io::Er
     namespaces_at(&Path::new("/proc").join(pid.to_string()).join("ns"))
 }
 
+/// The host pid of the process that is pid `inner` in the pid namespace of process `init` (a
+/// container's init): for a process started in the container by a runtime or engine that does not
+/// say its pid. `None` if no such process lives there now.
+pub fn host_pid_in_pid_namespace_of(init: i32, inner: i32) -> Result<Option<i32>, std::io::Error> {
+    let ns_of = |pid: i32| {
+        process_namespaces(pid).and_then(|map| {
+            map.get("pid").copied().ok_or_else(|| {
+                std::io::Error::other(format!("/proc/{pid}/ns has no pid namespace"))
+            })
+        })
+    };
+    let theirs = ns_of(init)?;
+    let all = procfs::process::all_processes().map_err(std::io::Error::other)?;
+    for process in all.flatten() {
+        // The last NSpid entry is the pid in the process's own (innermost) pid namespace.
+        let Ok(status) = process.status() else {
+            continue; // Gone since the listing.
+        };
+        let innermost = status.nspid.as_ref().and_then(|ids| ids.last().copied());
+        if innermost == Some(inner) && ns_of(process.pid).is_ok_and(|ns| ns == theirs) {
+            return Ok(Some(process.pid));
+        }
+    }
+    Ok(None)
+}
+
 /// Namespace name to nsfs inode for every entry of `dir`; any entry that cannot be read is an
 /// error (a partial map would let a comparison pass on what it could not see).
 fn namespaces_at(dir: &Path) -> Result<BTreeMap<String, u64>, std::io::Error> {

@@ -234,7 +234,7 @@ impl RunEnv {
                 name,
                 source: Box::new(source),
             })?;
-        let driver = Arc::new(driver);
+        let driver = driver.share();
         if let Ok(mut engines) = self.engines.lock() {
             engines.push(driver.clone());
         }
