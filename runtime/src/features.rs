@@ -66,10 +66,11 @@ const MOUNT_OPTIONS: &[&str] = &[
     "suid",
     "symfollow",
     "sync",
+    "tmpcopyup",
     "unbindable",
 ];
 
-/// Namespace types the runtime creates and joins (the user namespace is refused).
+/// Namespace types the runtime creates and joins.
 const NAMESPACES: &[LinuxNamespaceType] = &[
     LinuxNamespaceType::Cgroup,
     LinuxNamespaceType::Ipc,
@@ -77,8 +78,68 @@ const NAMESPACES: &[LinuxNamespaceType] = &[
     LinuxNamespaceType::Network,
     LinuxNamespaceType::Pid,
     LinuxNamespaceType::Time,
+    LinuxNamespaceType::User,
     LinuxNamespaceType::Uts,
 ];
+
+/// The seccomp filter flags the runtime passes to seccomp(2) (crate::seccomp's `flags`).
+const SECCOMP_FLAGS: &[&str] = &[
+    "SECCOMP_FILTER_FLAG_TSYNC",
+    "SECCOMP_FILTER_FLAG_LOG",
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+];
+
+/// What the runtime's own seccomp compiler ([`crate::seccomp`]) implements: every action and
+/// operator of the spec, and the architectures it has syscall tables for.
+fn seccomp() -> oci_spec::runtime::Seccomp {
+    use oci_spec::runtime::{LinuxSeccompAction as A, LinuxSeccompOperator as O};
+    let operators = [
+        O::ScmpCmpNe,
+        O::ScmpCmpLt,
+        O::ScmpCmpLe,
+        O::ScmpCmpEq,
+        O::ScmpCmpGe,
+        O::ScmpCmpGt,
+        O::ScmpCmpMaskedEq,
+    ];
+    SeccompBuilder::default()
+        .enabled(true)
+        .actions(vec![
+            A::ScmpActKill,
+            A::ScmpActKillProcess,
+            A::ScmpActKillThread,
+            A::ScmpActTrap,
+            A::ScmpActErrno,
+            A::ScmpActTrace,
+            A::ScmpActAllow,
+            A::ScmpActLog,
+            A::ScmpActNotify,
+        ])
+        .operators(
+            operators
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
+        .archs(crate::seccomp::known_architectures())
+        // The kernel, not the runtime, may lack one (WAIT_KILLABLE_RECV: Linux 5.19); seccomp(2)
+        // then fails `create` with EINVAL, named in the error.
+        .known_flags(
+            SECCOMP_FLAGS
+                .iter()
+                .map(|f| (*f).to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .supported_flags(
+            SECCOMP_FLAGS
+                .iter()
+                .map(|f| (*f).to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .build()
+        .unwrap_or_default()
+}
 
 pub fn features() -> Features {
     let mut capabilities: Vec<caps::Capability> = caps::all().into_iter().collect();
@@ -102,12 +163,7 @@ pub fn features() -> Features {
                 .build()
                 .unwrap_or_default(),
         )
-        .seccomp(
-            SeccompBuilder::default()
-                .enabled(false)
-                .build()
-                .unwrap_or_default(),
-        )
+        .seccomp(seccomp())
         .apparmor(
             ApparmorBuilder::default()
                 .enabled(true)
@@ -206,7 +262,9 @@ mod tests {
         let linux = &v["linux"];
         assert_eq!(
             linux["namespaces"],
-            serde_json::json!(["cgroup", "ipc", "mount", "network", "pid", "time", "uts"])
+            serde_json::json!([
+                "cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"
+            ])
         );
         let caps = linux["capabilities"].as_array().expect("capabilities");
         assert_eq!(caps[0], "CAP_CHOWN");
@@ -214,7 +272,34 @@ mod tests {
         assert_eq!(linux["cgroup"]["v1"], true);
         assert_eq!(linux["cgroup"]["v2"], true);
         assert_eq!(linux["cgroup"]["systemd"], false);
-        assert_eq!(linux["seccomp"]["enabled"], false);
+        assert_eq!(linux["seccomp"]["enabled"], true);
+        assert_eq!(
+            linux["seccomp"]["actions"].as_array().map(Vec::len),
+            Some(9)
+        );
+        assert_eq!(
+            linux["seccomp"]["operators"],
+            serde_json::json!([
+                "SCMP_CMP_NE",
+                "SCMP_CMP_LT",
+                "SCMP_CMP_LE",
+                "SCMP_CMP_EQ",
+                "SCMP_CMP_GE",
+                "SCMP_CMP_GT",
+                "SCMP_CMP_MASKED_EQ"
+            ])
+        );
+        assert_eq!(
+            linux["seccomp"]["archs"],
+            serde_json::json!([
+                "SCMP_ARCH_X86_64",
+                "SCMP_ARCH_X86",
+                "SCMP_ARCH_X32",
+                "SCMP_ARCH_AARCH64",
+                "SCMP_ARCH_ARM",
+                "SCMP_ARCH_RISCV64"
+            ])
+        );
         assert_eq!(linux["intelRdt"]["enabled"], false);
         assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], false);
         assert_eq!(

@@ -108,6 +108,8 @@ pub struct MountPlan {
     /// Recursive attributes (`rro`, …), set on the whole tree by mount_setattr(2) at the end.
     pub recursive: Option<RecursiveAttr>,
     pub data: String,
+    /// `tmpcopyup`: the tmpfs starts with a copy of the directory it is mounted on.
+    pub copy_up: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -644,7 +646,7 @@ fn mount(m: &Mount, bundle: &Path, field: &str) -> Result<MountPlan, SpecError> 
     }
     let options = parse_mount_options(m.options().as_deref().unwrap_or_default())
         .map_err(|e| invalid(format!("{field}.options"), e.to_string()))?;
-    // Id-mapped mounts come with user namespaces; until then they are refused, never ignored.
+    // Id-mapped mounts are not implemented: refused, never ignored.
     for (name, mappings) in [
         ("uidMappings", m.uid_mappings()),
         ("gidMappings", m.gid_mappings()),
@@ -681,6 +683,12 @@ fn mount(m: &Mount, bundle: &Path, field: &str) -> Result<MountPlan, SpecError> 
             ),
         ));
     }
+    if options.copy_up && (bind || fstype != "tmpfs") {
+        return Err(invalid(
+            format!("{field}.options"),
+            format!("tmpcopyup copies into a tmpfs, and this mount is of type {fstype}"),
+        ));
+    }
     Ok(MountPlan {
         destination,
         fstype,
@@ -690,6 +698,7 @@ fn mount(m: &Mount, bundle: &Path, field: &str) -> Result<MountPlan, SpecError> 
         propagation: options.propagation,
         recursive: options.recursive,
         data: options.data,
+        copy_up: options.copy_up,
     })
 }
 

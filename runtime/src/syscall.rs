@@ -81,6 +81,8 @@ pub trait Syscall {
         dev: u64,
     ) -> io::Result<()>;
     fn symlinkat(&self, target: &Path, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()>;
+    /// Copies the tree of directory `from` into directory `to` (`tmpcopyup`); `shown` names it.
+    fn copy_tree(&self, from: BorrowedFd<'_>, to: BorrowedFd<'_>, shown: &Path) -> io::Result<()>;
     fn unlinkat(&self, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()>;
     fn chmod(&self, path: &Path, mode: u32) -> io::Result<()>;
     fn chown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()>;
@@ -207,6 +209,10 @@ impl Syscall for LinuxSyscall {
 
     fn symlinkat(&self, target: &Path, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
         rustix::fs::symlinkat(target, dir, name).map_err(io::Error::from)
+    }
+
+    fn copy_tree(&self, from: BorrowedFd<'_>, to: BorrowedFd<'_>, shown: &Path) -> io::Result<()> {
+        crate::container::copyup::copy_tree(from, to, shown)
     }
 
     fn unlinkat(&self, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {

@@ -95,6 +95,10 @@ fn main() -> ExitCode {
             sysctl_applies_with_a_read_only_proc_sys,
         ),
         Test::new(
+            "tmpcopyup_fills_the_tmpfs_with_the_directory",
+            tmpcopyup_fills_the_tmpfs_with_the_directory,
+        ),
+        Test::new(
             "refused_fields_name_themselves",
             refused_fields_name_themselves,
         ),
@@ -1225,6 +1229,48 @@ fn sysctl_applies_with_a_read_only_proc_sys() -> TestResult {
         .success()
         .stdout("1\n");
     f.assert_nothing_left(&id);
+    Ok(())
+}
+
+/// `tmpcopyup` (podman's `--read-only` asks for it on /run, /tmp and /var/tmp): the tmpfs starts
+/// with a copy of the image's directory, modes kept; writes land in the tmpfs, never in the
+/// rootfs; with `ro` too, the copy is there and the tmpfs refuses writes.
+fn tmpcopyup_fills_the_tmpfs_with_the_directory() -> TestResult {
+    can_run_containers()?;
+    use std::os::unix::fs::PermissionsExt;
+    let script = "cat /run/seed/file; stat -c %a /run/seed /run/seed/file; \
+                  (echo x > /run/new) 2>/dev/null && echo wrote || echo refused";
+    for (read_only, write) in [(false, "wrote"), (true, "refused")] {
+        let f = Fixture::new(&["sh", "-c", script]);
+        let seed = f.bundle.join("rootfs/run/seed");
+        std::fs::create_dir_all(&seed).expect("mkdir run/seed");
+        std::fs::write(seed.join("file"), "from the image\n").expect("write seed");
+        std::fs::set_permissions(seed.join("file"), std::fs::Permissions::from_mode(0o640))
+            .expect("chmod");
+        std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+        let mut config = f.config(&["sh", "-c", script]);
+        let mut options = vec!["tmpcopyup", "nosuid", "mode=755"];
+        if read_only {
+            options.push("ro");
+        }
+        config["mounts"].as_array_mut().expect("mounts").push(
+            json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": options}),
+        );
+        f.write_config(&config);
+        let id = unique("copyup");
+        let _guard = f.guard(&id);
+        let out = f.run(&id);
+        assert_eq!(
+            out,
+            format!("from the image\n750\n640\n{write}\n"),
+            "ro: {read_only}"
+        );
+        assert!(
+            !f.bundle.join("rootfs/run/new").exists(),
+            "a write reached the rootfs below the tmpfs"
+        );
+        f.assert_nothing_left(&id);
+    }
     Ok(())
 }
 

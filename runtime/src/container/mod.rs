@@ -6,6 +6,7 @@ use std::os::fd::OwnedFd;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) mod copyup;
 pub mod init;
 mod inroot;
 pub mod nsjoin;

@@ -6,7 +6,7 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -113,33 +113,37 @@ pub fn mount_entry(
     } else {
         let target = resolve(root, dest, Create::Dir)?;
         check_destination(root, m, index, &target)?;
-        let src = m.source.clone().unwrap_or_else(|| PathBuf::from(&m.fstype));
-        let data = (!m.data.is_empty()).then_some(m.data.as_str());
-        match mnt_at(sys, Some(&src), &target, Some(&m.fstype), m.flags, data) {
-            // sysfs can only be mounted by the owner of the net namespace: fall back to a
-            // recursive bind of the host's /sys like runc.
-            Err(InitError::Mount {
-                source: Errno::EPERM,
-                ..
-            }) if m.fstype == "sysfs" => {
-                mnt_at(
-                    sys,
-                    Some(Path::new("/sys")),
-                    &target,
-                    NONE,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    NONE,
-                )?;
-                if !m.flags.is_empty() {
-                    remount(
+        if m.copy_up {
+            mount_copied_up(sys, root, m, index, &target)?;
+        } else {
+            let src = m.source.clone().unwrap_or_else(|| PathBuf::from(&m.fstype));
+            let data = (!m.data.is_empty()).then_some(m.data.as_str());
+            match mnt_at(sys, Some(&src), &target, Some(&m.fstype), m.flags, data) {
+                // sysfs can only be mounted by the owner of the net namespace: fall back to a
+                // recursive bind of the host's /sys like runc.
+                Err(InitError::Mount {
+                    source: Errno::EPERM,
+                    ..
+                }) if m.fstype == "sysfs" => {
+                    mnt_at(
                         sys,
-                        root,
-                        dest,
-                        m.flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+                        Some(Path::new("/sys")),
+                        &target,
+                        NONE,
+                        MsFlags::MS_BIND | MsFlags::MS_REC,
+                        NONE,
                     )?;
+                    if !m.flags.is_empty() {
+                        remount(
+                            sys,
+                            root,
+                            dest,
+                            m.flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+                        )?;
+                    }
                 }
+                other => other?,
             }
-            other => other?,
         }
     }
     if !m.propagation.is_empty() {
@@ -169,6 +173,49 @@ pub fn mount_entry(
                     source,
                 },
             })?;
+    }
+    Ok(())
+}
+
+/// A tmpfs with `tmpcopyup`: mounted writable, filled with a copy of the directory below it
+/// (read through a descriptor opened before the tmpfs hides it), then made read-only if asked.
+fn mount_copied_up(
+    sys: &dyn Syscall,
+    root: &RootDir,
+    m: &MountPlan,
+    index: usize,
+    target: &Target,
+) -> Result<(), InitError> {
+    let dest = &m.destination;
+    let open = |t: &Target| {
+        rustix::fs::open(
+            t.proc_path().as_path(),
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| InitError::Io {
+            what: format!(
+                "mounts[{index}] ({}): opening for tmpcopyup",
+                dest.display()
+            ),
+            source: e.into(),
+        })
+    };
+    let below = open(target)?;
+    let data = (!m.data.is_empty()).then_some(m.data.as_str());
+    let writable = m.flags - MsFlags::MS_RDONLY;
+    let src = m.source.clone().unwrap_or_else(|| PathBuf::from("tmpfs"));
+    mnt_at(sys, Some(&src), target, Some("tmpfs"), writable, data)?;
+    let top = open(&resolve(root, dest, Create::Nothing)?)?;
+    sys.copy_tree(below.as_fd(), top.as_fd(), dest)
+        .map_err(io_err(format!(
+            "mounts[{index}] ({}): tmpcopyup",
+            dest.display()
+        )))?;
+    if m.flags.contains(MsFlags::MS_RDONLY) {
+        remount(sys, root, dest, m.flags | MsFlags::MS_REMOUNT)?;
     }
     Ok(())
 }

@@ -1158,3 +1158,39 @@ fn cgroups_in_a_user_namespace_without_a_cgroup_namespace_are_the_container_s_bo
         ]
     );
 }
+
+#[test]
+fn tmpcopyup_mounts_writable_copies_the_directory_below_then_remounts_read_only() {
+    let mut c = config();
+    c["mounts"] = json!([
+        {"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+         "options": ["tmpcopyup", "nosuid", "ro", "mode=755"]}
+    ]);
+    let b = Bundle::new(&c);
+    let sys = b.recorder();
+    let mut gate = open_gate(&b.plan);
+    init::prepare_rootfs(&sys, &b.plan, &Layout::V2, &mut gate).expect("prepared");
+    let writable = mount(
+        Some("tmpfs"),
+        "fd:$ROOTFS/run",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID,
+        Some("mode=755"),
+    );
+    // The recorder mounts nothing, so both descriptors name the same directory here; in a real
+    // mount namespace the second reaches the new tmpfs.
+    let copy = Call::CopyTree("fd:$ROOTFS/run".into(), "fd:$ROOTFS/run".into());
+    let read_only = mount(
+        None,
+        "fd:$ROOTFS/run",
+        None,
+        MsFlags::MS_NOSUID | MsFlags::MS_RDONLY | MsFlags::MS_REMOUNT,
+        None,
+    );
+    let (w, c, r) = (
+        position(&sys, &writable),
+        position(&sys, &copy),
+        position(&sys, &read_only),
+    );
+    assert!(w < c && c < r, "{:#?}", sys.calls());
+}

@@ -68,6 +68,18 @@ impl ScmpArch {
         }
     }
 
+    /// The config's name of this architecture.
+    pub fn to_oci(self) -> Arch {
+        match self {
+            ScmpArch::X86_64 => Arch::ScmpArchX86_64,
+            ScmpArch::X86 => Arch::ScmpArchX86,
+            ScmpArch::X32 => Arch::ScmpArchX32,
+            ScmpArch::Aarch64 => Arch::ScmpArchAarch64,
+            ScmpArch::Arm => Arch::ScmpArchArm,
+            ScmpArch::Riscv64 => Arch::ScmpArchRiscv64,
+        }
+    }
+
     /// The config spelling, for messages.
     pub fn name(self) -> &'static str {
         match self {

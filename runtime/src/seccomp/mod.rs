@@ -191,6 +191,11 @@ impl SeccompPlan {
     }
 }
 
+/// The architectures a filter can name (those with syscall tables here).
+pub fn known_architectures() -> Vec<Arch> {
+    ScmpArch::ALL.iter().map(|a| a.to_oci()).collect()
+}
+
 /// Validates `linux.seccomp` and compiles it. Pure: no side effect.
 pub fn plan(seccomp: &LinuxSeccomp) -> Result<SeccompPlan, SeccompError> {
     let native = ScmpArch::native().ok_or(SeccompError::UnsupportedMachine)?;

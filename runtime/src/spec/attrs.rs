@@ -522,6 +522,7 @@ mod tests {
             propagation: vec![],
             recursive: None,
             data: data.into(),
+            copy_up: false,
         }
     }
 

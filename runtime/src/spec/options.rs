@@ -42,6 +42,8 @@ pub struct MountOptions {
     pub data: String,
     /// `bind` or `rbind` (the latter also sets MS_REC).
     pub bind: bool,
+    /// `tmpcopyup`: the tmpfs starts with a copy of the directory it is mounted on.
+    pub copy_up: bool,
 }
 
 /// An option this runtime refuses rather than passing it on, and why.
@@ -65,6 +67,8 @@ enum Kind {
     Recursive(bool, u64),
     /// A recursive atime mode: clears the atime mask, then sets this mode.
     RecursiveAtime(u64),
+    /// runc's `tmpcopyup`.
+    CopyUp,
     /// Refused, with the reason.
     Refused(&'static str),
     /// Anything else: passed to the filesystem.
@@ -126,13 +130,10 @@ fn kind(option: &str) -> Kind {
         "rstrictatime" => RecursiveAtime(attr::STRICTATIME),
         // Back to the kernel's default atime mode.
         "ratime" | "rnorelatime" | "rnostrictatime" => RecursiveAtime(attr::RELATIME),
-        // runc's extension (podman's --read-only asks for it); passing it on as data would make
-        // the kernel fail the mount with a bare EINVAL.
-        "tmpcopyup" => Kind::Refused(
-            "runc's copy-up of the directory into the tmpfs is not implemented by palisade-runtime",
-        ),
+        // runc's extension (podman's --read-only asks for it): never filesystem data.
+        "tmpcopyup" => Kind::CopyUp,
         "idmap" | "ridmap" => Kind::Refused(
-            "id-mapped mounts need user namespaces, which palisade-runtime does not support yet",
+            "id-mapped mounts (mount_setattr with MOUNT_ATTR_IDMAP) are not implemented by palisade-runtime",
         ),
         _ => Kind::Data,
     }
@@ -147,6 +148,7 @@ pub fn parse_mount_options(options: &[String]) -> Result<MountOptions, RefusedOp
         recursive: None,
         data: String::new(),
         bind: false,
+        copy_up: false,
     };
     let mut data: Vec<&str> = Vec::new();
     for option in options {
@@ -182,6 +184,7 @@ pub fn parse_mount_options(options: &[String]) -> Result<MountOptions, RefusedOp
                     reason,
                 });
             }
+            Kind::CopyUp => parsed.copy_up = true,
             Kind::Data => data.push(option),
         }
     }
@@ -329,6 +332,6 @@ mod tests {
         let options: Vec<String> = options.split(',').map(str::to_owned).collect();
         let err = parse_mount_options(&options).expect_err("refused");
         assert!(err.option.ends_with("idmap"));
-        assert!(err.to_string().contains("need user namespaces"), "{err}");
+        assert!(err.to_string().contains("are not implemented"), "{err}");
     }
 }

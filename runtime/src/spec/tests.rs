@@ -286,6 +286,7 @@ fn mount_plan(
         propagation: vec![],
         recursive: None,
         data: data.into(),
+        copy_up: false,
     }
 }
 
@@ -377,8 +378,10 @@ fn mounts_in_config_order() {
 #[case::dotdot_destination(json!({"destination": "/a/../b", "type": "tmpfs"}), "invalid config: mounts[1].destination: /a/../b must be absolute without ..")]
 #[case::missing_bind_source(json!({"destination": "/data", "source": "/no/such/dir", "options": ["bind"]}), "invalid config: mounts[1].source: bind mount source /no/such/dir of /data does not exist")]
 #[case::bind_without_source(json!({"destination": "/data", "type": "bind"}), "invalid config: mounts[1].source: bind mount source  of /data does not exist")]
-#[case::idmap(json!({"destination": "/data", "source": "/", "options": ["rbind", "idmap"]}), "invalid config: mounts[1].options: idmap: id-mapped mounts need user namespaces, which palisade-runtime does not support yet")]
-#[case::ridmap(json!({"destination": "/data", "source": "/", "options": ["ridmap", "rbind"]}), "invalid config: mounts[1].options: ridmap: id-mapped mounts need user namespaces, which palisade-runtime does not support yet")]
+#[case::tmpcopyup_on_a_bind(json!({"destination": "/data", "source": "/", "options": ["rbind", "tmpcopyup"]}), "invalid config: mounts[1].options: tmpcopyup copies into a tmpfs, and this mount is of type bind")]
+#[case::tmpcopyup_on_proc(json!({"destination": "/p", "type": "proc", "source": "proc", "options": ["tmpcopyup"]}), "invalid config: mounts[1].options: tmpcopyup copies into a tmpfs, and this mount is of type proc")]
+#[case::idmap(json!({"destination": "/data", "source": "/", "options": ["rbind", "idmap"]}), "invalid config: mounts[1].options: idmap: id-mapped mounts (mount_setattr with MOUNT_ATTR_IDMAP) are not implemented by palisade-runtime")]
+#[case::ridmap(json!({"destination": "/data", "source": "/", "options": ["ridmap", "rbind"]}), "invalid config: mounts[1].options: ridmap: id-mapped mounts (mount_setattr with MOUNT_ATTR_IDMAP) are not implemented by palisade-runtime")]
 #[case::uid_mappings(json!({"destination": "/data", "source": "/", "options": ["rbind"], "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}), "mounts[1].uidMappings (id-mapped mounts) is not supported by palisade-runtime")]
 #[case::gid_mappings(json!({"destination": "/data", "source": "/", "options": ["rbind"], "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}), "mounts[1].gidMappings (id-mapped mounts) is not supported by palisade-runtime")]
 fn mounts_refused(#[case] bad: Value, #[case] error: &str) {

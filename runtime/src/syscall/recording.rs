@@ -62,6 +62,8 @@ pub enum Call {
         link: String,
     },
     Unlink(String),
+    /// `tmpcopyup`: the tree of the first directory copied into the second.
+    CopyTree(String, String),
     Chmod(String, u32),
     Chown(String, u32, u32),
     Write(String, String),
@@ -358,6 +360,12 @@ impl Syscall for Recorder {
 
     fn unlinkat(&self, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
         self.record_io(Call::Unlink(self.show_at(dir, name)))
+    }
+
+    fn copy_tree(&self, from: BorrowedFd<'_>, to: BorrowedFd<'_>, _shown: &Path) -> io::Result<()> {
+        let path =
+            |fd: BorrowedFd<'_>| self.show(Path::new(&format!("/proc/self/fd/{}", fd.as_raw_fd())));
+        self.record_io(Call::CopyTree(path(from), path(to)))
     }
 
     fn chmod(&self, path: &Path, mode: u32) -> io::Result<()> {
