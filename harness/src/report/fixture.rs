@@ -42,6 +42,7 @@ fn result(runtime: &str, name: &str, verdict: Verdict, millis: u64) -> TrialResu
         name: name.into(),
         verdict,
         duration: Duration::from_millis(millis),
+        caught: None,
     }
 }
 

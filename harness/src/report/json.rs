@@ -40,6 +40,8 @@ struct JsonTrial<'a> {
     /// `pass`, `fail` or `skip`.
     verdict: &'static str,
     duration_secs: f64,
+    /// A failure's message; for a negative control that passed, the message of the check that
+    /// caught it.
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,7 +64,7 @@ pub(crate) fn render_as(report: &RunReport, palisade_version: &str) -> Result<St
                 .results_of(&runtime.label)
                 .map(|result| {
                     let (verdict, message, skip_reason) = match &result.verdict {
-                        Verdict::Pass => ("pass", None, None),
+                        Verdict::Pass => ("pass", result.caught.as_deref(), None),
                         Verdict::Fail(message) => ("fail", Some(message.as_str()), None),
                         Verdict::Skip(reason) => ("skip", None, Some(reason.as_str())),
                     };
@@ -112,5 +114,24 @@ mod tests {
         assert_eq!(value["host"]["cgroup_mode"], "hybrid");
         assert_eq!(value["host"]["architecture"], "x86_64");
         assert_eq!(value["palisade_version"], super::PALISADE_VERSION);
+    }
+
+    #[test]
+    fn a_caught_control_says_what_caught_it() {
+        let mut report = fixture::report();
+        let control = report
+            .results
+            .iter_mut()
+            .find(|r| r.name == "selftest::pid::init_is_pid_1")
+            .expect("a control in the fixture");
+        control.caught = Some("expected pid 1, saw 4242".into());
+        let text = super::render(&report).expect("renders");
+        let value: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        let trial = &value["runtimes"][0]["trials"][3];
+        assert_eq!(trial["name"], "selftest::pid::init_is_pid_1");
+        assert_eq!(trial["verdict"], "pass");
+        assert_eq!(trial["message"], "expected pid 1, saw 4242");
+        // A plain pass has none.
+        assert!(value["runtimes"][0]["trials"][0].get("message").is_none());
     }
 }

@@ -101,6 +101,10 @@ impl InputTrial {
         TrialResult {
             runtime: label.to_owned(),
             name: self.name.clone(),
+            caught: match self.verdict {
+                InputVerdict::Pass => self.message.clone(),
+                _ => None,
+            },
             verdict,
             duration: Duration::try_from_secs_f64(self.duration_secs).unwrap_or_default(),
         }
@@ -811,7 +815,9 @@ pub(crate) fn json_as(merged: &Merged, palisade_version: &str) -> Result<String,
                 .map(|column| {
                     let result = column.verdict_of(scenario);
                     let (verdict, message, skip_reason) = match result.map(|r| &r.verdict) {
-                        Some(Verdict::Pass) => ("pass", None, None),
+                        Some(Verdict::Pass) => {
+                            ("pass", result.and_then(|r| r.caught.as_deref()), None)
+                        }
                         Some(Verdict::Fail(m)) => ("fail", Some(m.as_str()), None),
                         Some(Verdict::Skip(r)) => ("skip", None, Some(r.as_str())),
                         None => ("not-run", None, None),

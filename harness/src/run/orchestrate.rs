@@ -366,6 +366,7 @@ fn run_report(
                 name: "preflight".into(),
                 verdict: Verdict::Fail(error.clone()),
                 duration: Duration::ZERO,
+                caught: None,
             });
         }
     }

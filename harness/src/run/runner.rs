@@ -53,6 +53,9 @@ pub struct TrialResult {
     #[serde(flatten)]
     pub verdict: Verdict,
     pub duration: Duration,
+    /// For a negative control that was caught: the failure message of the check that caught it,
+    /// so a reader can tell it was caught for the right reason.
+    pub caught: Option<String>,
 }
 
 /// Collects every trial's verdict, in completion order.
@@ -154,6 +157,7 @@ pub fn trials(
                         name: "preflight".into(),
                         verdict: Verdict::Fail(error.clone()),
                         duration: Duration::ZERO,
+                        caught: None,
                     });
                     Err(error.into())
                 })
@@ -226,6 +230,7 @@ fn trial(
         let skip = skip.or_else(|| {
             crate::run::interrupt::interrupted().then(|| "the run was interrupted".to_owned())
         });
+        let mut caught = None;
         let verdict = match (skip, driver) {
             (Some(reason), _) => Verdict::Skip(reason),
             (None, None) => Verdict::Skip(format!("`{label}` is not available")),
@@ -233,6 +238,9 @@ fn trial(
                 // Ctx puts the runtime into every container id: the same scenario runs on each
                 // runtime at once, and must not share bundle directories or ids.
                 let outcome = execute(&run, &driver, scenario, &trial_name, control);
+                if let (Err(Failure::Failed(message)), true) = (&outcome, control) {
+                    caught = Some(message.clone());
+                }
                 match (judge(outcome, control, scenario), known) {
                     (Verdict::Fail(message), Some(bug)) => Verdict::Skip(format!(
                         "known bug of {} ({}), not Palisade's: {message}",
@@ -247,6 +255,7 @@ fn trial(
             name: trial_name,
             verdict: verdict.clone(),
             duration: started.elapsed(),
+            caught,
         });
         match verdict {
             Verdict::Pass => Ok(Completion::Completed),
