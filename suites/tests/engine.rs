@@ -54,6 +54,10 @@ fn main() -> ExitCode {
             the_bundled_runtime_reaches_the_outside_through_engine_nat,
         ),
         Test::serial(
+            "the_bundled_runtime_serves_exec_under_the_engines",
+            the_bundled_runtime_serves_exec_under_the_engines,
+        ),
+        Test::serial(
             "bad_engines_fail_fast_with_clear_errors",
             bad_engines_fail_fast_with_clear_errors,
         ),
@@ -478,6 +482,52 @@ fn the_bundled_runtime_reaches_the_outside_through_engine_nat() -> TestResult {
     run.assert_nothing_left("after the bundled runtime ran under the engines");
     drop(run);
     assert_unchanged(&before, "after the bundled runtime ran under the engines");
+    Ok(())
+}
+
+/// What containerd's shim and conmon call the bundled runtime for beyond `create`: `exec`. The
+/// `exec::` scenarios through each engine with it underneath, as `palisade run` reports them.
+fn the_bundled_runtime_serves_exec_under_the_engines() -> TestResult {
+    require_lab()?;
+    require_docker()?;
+    let before = NetSnapshot::take().expect("snapshot of the root network namespace");
+    let mut engines = vec!["docker"];
+    if require_podman().is_ok() {
+        engines.push("podman");
+    }
+    let choice: Vec<String> = engines
+        .iter()
+        .map(|e| format!("{e}:palisade-runtime"))
+        .collect();
+    let (code, stdout, stderr, took) =
+        palisade(plain(), &["run", "--engine", &choice.join(","), "exec::"]);
+    eprintln!("measure: exec:: through {choice:?} took {}", secs(took));
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    for engine in engines {
+        let label = format!("[{engine} (palisade-runtime)]");
+        let verdict = |scenario: &str| {
+            stdout
+                .lines()
+                .find(|l| l.contains(&label) && l.contains(scenario))
+                .unwrap_or_else(|| panic!("no {label} {scenario} in\n{stdout}"))
+                .to_owned()
+        };
+        for scenario in [
+            "exec::joins_every_namespace",
+            "exec::joins_the_cgroup",
+            "exec::no_host_fd_or_cwd",
+        ] {
+            let line = verdict(scenario);
+            assert!(line.ends_with("... ok"), "{line}");
+        }
+        // Its own capabilities are what no engine's `exec` can give a process: a skip that says so.
+        let line = verdict("exec::process_spec_applies");
+        assert!(
+            line.contains("ignored") && line.contains("its own capabilities"),
+            "{line}"
+        );
+    }
+    assert_unchanged(&before, "after exec through the engines");
     Ok(())
 }
 
