@@ -39,12 +39,13 @@ pub fn default_runtime() -> Vec<String> {
     vec![palisade_harness::run::env::BUNDLED_RUNTIME.to_owned()]
 }
 
-/// The matrix `cargo test` runs: the bundled runtime (at `bundled`), and runc and crun as
-/// references.
+/// The matrix `cargo test` runs: the bundled runtime (at `bundled`), and runc, crun and youki as
+/// references (one that is not installed is a column of skips that says so).
 pub fn test_matrix(bundled: &Path) -> Vec<String> {
     vec![
         bundled.to_string_lossy().into_owned(),
         "runc".to_owned(),
         "crun".to_owned(),
+        "youki".to_owned(),
     ]
 }

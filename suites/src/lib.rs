@@ -95,5 +95,12 @@ pub fn known_bugs() -> Vec<palisade_harness::run::runner::KnownBug> {
             trial: "paths::sys_is_readonly",
             reason: v1_cgroup_tmpfs,
         },
+        KnownBug {
+            runtime: "youki",
+            version_prefix: "youki version: 0.7",
+            cgroup_modes: &[V1, Hybrid],
+            trial: "paths::sys_is_readonly",
+            reason: "on cgroup v1 it mounts the tmpfs at /sys/fs/cgroup, and every v1 hierarchy in it, read-write although the config says `ro`",
+        },
     ]
 }
