@@ -1387,6 +1387,22 @@ impl Driver for EngineDriver {
             .map(drop)
     }
 
+    fn status(&self, id: &str) -> Result<crate::driver::Status, RuntimeError> {
+        // `inspect` says `paused` where an OCI state cannot (see `Driver::status`).
+        if self.inspect("{{.State.Status}}", id)? == "paused" {
+            return Ok(crate::driver::Status::Paused);
+        }
+        Ok((*self.state(id)?.status()).into())
+    }
+
+    fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call("pause", &["pause", id]).map(drop)
+    }
+
+    fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call("unpause", &["unpause", id]).map(drop)
+    }
+
     fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
         let mut outcome = self.remove(id, force);
         if outcome.is_err() && self.kind == EngineKind::Podman {
