@@ -604,7 +604,7 @@ fn facts() -> Result<Facts, String> {
 
 fn spawn_sleeper() -> Result<Reply, String> {
     let request = serde_json::to_string(&Request::Sleep).map_err(|e| e.to_string())?;
-    let child = Command::new("/proc/self/exe")
+    let child = probe_again()
         .arg(request)
         // The sleeper must not hold the harness's pipes: it may outlive this process.
         .stdin(Stdio::null())
@@ -615,6 +615,19 @@ fn spawn_sleeper() -> Result<Reply, String> {
     Ok(Reply::Spawned {
         pid: child.id() as i32,
     })
+}
+
+/// This program again, through /proc/self/exe (inside a container its file may have no path),
+/// under the name it was started with: the single `palisade` binary is the probe only when its
+/// argv[0] names the probe, and /proc/self/exe would name nothing it knows (`palisade` would then
+/// take the request for a subcommand and exit 2).
+fn probe_again() -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new("/proc/self/exe");
+    if let Some(name) = std::env::args_os().next() {
+        command.arg0(name);
+    }
+    command
 }
 
 fn sleep_until_killed() -> ! {
@@ -654,7 +667,7 @@ fn fork_sleepers(count: u32) -> Result<Reply, String> {
     let mut children = Vec::new();
     let mut errno = None;
     for _ in 0..count {
-        let spawned = Command::new("/proc/self/exe")
+        let spawned = probe_again()
             .arg(&request)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

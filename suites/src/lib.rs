@@ -11,6 +11,7 @@ pub mod exec;
 pub mod image;
 pub mod ipc;
 pub mod kernel;
+pub mod lifecycle;
 pub mod mounts;
 pub mod namespaces;
 pub mod nat;
@@ -34,6 +35,7 @@ pub fn all() -> Vec<&'static Scenario> {
         user::SCENARIOS,
         exec::SCENARIOS,
         nsenter::SCENARIOS,
+        lifecycle::SCENARIOS,
         uts::SCENARIOS,
         kernel::SCENARIOS,
         rootfs::SCENARIOS,

@@ -1,7 +1,8 @@
 //! PID namespace: the container's first process is pid 1 of its own world, and an ordinary
 //! process on the host.
 
-use oci_spec::runtime::{ContainerState, LinuxNamespaceType::Pid};
+use oci_spec::runtime::LinuxNamespaceType::Pid;
+use palisade_harness::driver::Status;
 use palisade_harness::exec::ProcessHandle;
 use palisade_harness::run::control::{Control, Edit};
 use palisade_harness::run::scenario::{Schedule, expect_facts};
@@ -139,7 +140,7 @@ fn only_sigkill_stops_init(cx: &Ctx) -> Outcome {
     container.wait_exit()?;
     let status = container.status()?;
     check!(
-        status == ContainerState::Stopped,
+        status == Status::Stopped,
         "expected `state` to say stopped after SIGKILL to the init (host pid {host_pid}), saw {status}"
     );
     container.delete()?;

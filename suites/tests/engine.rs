@@ -54,8 +54,8 @@ fn main() -> ExitCode {
             the_bundled_runtime_reaches_the_outside_through_engine_nat,
         ),
         Test::serial(
-            "the_bundled_runtime_serves_exec_under_the_engines",
-            the_bundled_runtime_serves_exec_under_the_engines,
+            "the_bundled_runtime_serves_exec_and_pause_under_the_engines",
+            the_bundled_runtime_serves_exec_and_pause_under_the_engines,
         ),
         Test::serial(
             "bad_engines_fail_fast_with_clear_errors",
@@ -485,9 +485,10 @@ fn the_bundled_runtime_reaches_the_outside_through_engine_nat() -> TestResult {
     Ok(())
 }
 
-/// What containerd's shim and conmon call the bundled runtime for beyond `create`: `exec`. The
-/// `exec::` scenarios through each engine with it underneath, as `palisade run` reports them.
-fn the_bundled_runtime_serves_exec_under_the_engines() -> TestResult {
+/// What containerd's shim and conmon call the bundled runtime for beyond `create`: `exec`,
+/// `pause` and `resume`. The `exec::` and `lifecycle::` scenarios through each engine with it
+/// underneath, as `palisade run` reports them.
+fn the_bundled_runtime_serves_exec_and_pause_under_the_engines() -> TestResult {
     require_lab()?;
     require_docker()?;
     let before = NetSnapshot::take().expect("snapshot of the root network namespace");
@@ -499,9 +500,20 @@ fn the_bundled_runtime_serves_exec_under_the_engines() -> TestResult {
         .iter()
         .map(|e| format!("{e}:palisade-runtime"))
         .collect();
-    let (code, stdout, stderr, took) =
-        palisade(plain(), &["run", "--engine", &choice.join(","), "exec::"]);
-    eprintln!("measure: exec:: through {choice:?} took {}", secs(took));
+    let (code, stdout, stderr, took) = palisade(
+        plain(),
+        &[
+            "run",
+            "--engine",
+            &choice.join(","),
+            "exec::",
+            "lifecycle::",
+        ],
+    );
+    eprintln!(
+        "measure: exec:: lifecycle:: through {choice:?} took {}",
+        secs(took)
+    );
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     for engine in engines {
         let label = format!("[{engine} (palisade-runtime)]");
@@ -516,6 +528,7 @@ fn the_bundled_runtime_serves_exec_under_the_engines() -> TestResult {
             "exec::joins_every_namespace",
             "exec::joins_the_cgroup",
             "exec::no_host_fd_or_cwd",
+            "lifecycle::pause_freezes_every_process",
         ] {
             let line = verdict(scenario);
             assert!(line.ends_with("... ok"), "{line}");
@@ -527,7 +540,7 @@ fn the_bundled_runtime_serves_exec_under_the_engines() -> TestResult {
             "{line}"
         );
     }
-    assert_unchanged(&before, "after exec through the engines");
+    assert_unchanged(&before, "after exec and pause through the engines");
     Ok(())
 }
 

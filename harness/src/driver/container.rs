@@ -4,14 +4,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oci_spec::runtime::{ContainerState, State};
+use oci_spec::runtime::State;
 use palisade_common::mountinfo::{self, MountInfo};
 use palisade_probe::protocol::FileRead;
 use palisade_probe::{Reply, Request, Response};
 
 use super::bundle::ContainerSpec;
 use super::channel::{ProbeChannel, probe_pipes};
-use super::{Driver, RuntimeError};
+use super::{Driver, RuntimeError, Status};
 use crate::error::HarnessError;
 
 /// A created container. Dropping it kills and deletes it and removes its directory, whatever
@@ -37,6 +37,9 @@ pub struct Container {
     spec: ContainerSpec,
     /// How many processes were started in it with `exec`.
     execs: std::sync::atomic::AtomicU32,
+    /// `pause` succeeded and no `resume` since: dropping it thaws it first, since a frozen
+    /// process acts on SIGKILL only once thawed.
+    paused: std::sync::atomic::AtomicBool,
 }
 
 impl Container {
@@ -73,6 +76,7 @@ impl Container {
             live: None,
             spec: spec.clone(),
             execs: std::sync::atomic::AtomicU32::new(0),
+            paused: std::sync::atomic::AtomicBool::new(false),
         };
         let created = container.runtime.create(id, spec, dir, stdio)?;
         container.set_host_pid(created.host_pid);
@@ -185,12 +189,29 @@ impl Container {
         Ok(self.runtime.state(&self.id)?)
     }
 
-    pub fn status(&self) -> Result<ContainerState, HarnessError> {
-        Ok(*self.state()?.status())
+    /// The runtime's word on the container's status, `paused` included.
+    pub fn status(&self) -> Result<Status, HarnessError> {
+        Ok(self.runtime.status(&self.id)?)
     }
 
     pub fn kill(&self, signal: &str) -> Result<(), HarnessError> {
         Ok(self.runtime.kill(&self.id, signal)?)
+    }
+
+    /// Freezes every process of the container through the runtime's `pause`.
+    pub fn pause(&self) -> Result<(), HarnessError> {
+        self.runtime.pause(&self.id)?;
+        self.paused
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Thaws the container through the runtime's `resume`.
+    pub fn resume(&self) -> Result<(), HarnessError> {
+        self.runtime.resume(&self.id)?;
+        self.paused
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// The next response the init's probe prints, waiting at most until the scenario's deadline.
@@ -284,6 +305,11 @@ impl Drop for Container {
     fn drop(&mut self) {
         self.channel.close_stdin();
         if !self.deleted {
+            if self.paused.load(std::sync::atomic::Ordering::Relaxed) {
+                // Runtimes thaw on `delete --force`, but not all of them on `kill`; an engine
+                // may do neither.
+                let _ = self.runtime.resume(&self.id);
+            }
             let _ = self.runtime.kill(&self.id, "KILL");
             if let Err(RuntimeError::Failed { .. }) = self.runtime.delete(&self.id, true) {
                 // Some runtimes refuse --force on a container that is still dying; wait and retry once.

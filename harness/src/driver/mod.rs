@@ -16,7 +16,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oci_spec::runtime::State;
+use oci_spec::runtime::{ContainerState, State};
 use serde::Serialize;
 
 use crate::error::HarnessError;
@@ -67,8 +67,17 @@ pub trait Driver: Send + Sync {
     ) -> Result<Created, HarnessError>;
     fn start(&self, id: &str) -> Result<(), RuntimeError>;
     fn state(&self, id: &str) -> Result<State, RuntimeError>;
+    /// The container's status, `paused` included (which a [`State`] cannot hold); a driver whose
+    /// runtime can pause reports it here.
+    fn status(&self, id: &str) -> Result<Status, RuntimeError> {
+        Ok((*self.state(id)?.status()).into())
+    }
     fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError>;
     fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError>;
+    /// Freezes every process of the container (`<runtime> pause`, `docker pause`).
+    fn pause(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Thaws a paused container (`<runtime> resume`, `docker unpause`).
+    fn resume(&self, id: &str) -> Result<(), RuntimeError>;
 
     /// Starts `process` in the running container `id` (whose init is `init_pid` on the host),
     /// with `stdio`; `dir` is the container's own directory, for files the driver needs.
@@ -133,6 +142,41 @@ pub trait Driver: Send + Sync {
     }
 }
 
+/// A container's status as its runtime reports it: the runtime spec's four, and `paused`, which
+/// runc, crun, the bundled runtime and the engines add (the spec lets a runtime define more
+/// values) and which oci-spec's [`ContainerState`] has no variant for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl From<ContainerState> for Status {
+    fn from(state: ContainerState) -> Status {
+        match state {
+            ContainerState::Creating => Status::Creating,
+            ContainerState::Created => Status::Created,
+            ContainerState::Running => Status::Running,
+            ContainerState::Stopped => Status::Stopped,
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
 /// A runtime defect a negative control can switch on through the driver.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Defect {
@@ -146,6 +190,8 @@ pub struct Defect {
     pub exec: Option<ExecDefect>,
     /// `state` reports this pid instead of the init's.
     pub state_pid: Option<i32>,
+    /// `pause` succeeds without calling the runtime: nothing is frozen.
+    pub pause_noop: bool,
 }
 
 /// A runtime's `exec` gone wrong, simulated by the driver.

@@ -1,6 +1,6 @@
 //! Drives an OCI runtime through runc's command-line conventions: a bundle on disk, then
 //! `<runtime> --root <dir> create --bundle <dir> --pid-file <file> <id>`, `start`, `state`,
-//! `kill`, `delete`.
+//! `kill`, `delete`, `pause`, `resume`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,7 +12,8 @@ use oci_spec::runtime::{ContainerState, State};
 use super::bundle::{Bundle, ContainerSpec};
 use super::exec::Execed;
 use super::{
-    ContainerStdio, Created, Defect, Driver, ExecDefect, RuntimeError, RuntimeInfo, error_summary,
+    ContainerStdio, Created, Defect, Driver, ExecDefect, RuntimeError, RuntimeInfo, Status,
+    error_summary,
 };
 use crate::error::HarnessError;
 use crate::exec::{self, ExecError};
@@ -202,6 +203,11 @@ impl Driver for OciCli {
         Ok(state)
     }
 
+    fn status(&self, id: &str) -> Result<Status, RuntimeError> {
+        let output = self.call("state", &[id])?;
+        parse_status(&self.info.name, id, &output)
+    }
+
     fn exec(
         &self,
         id: &str,
@@ -263,6 +269,18 @@ impl Driver for OciCli {
 
     fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
         self.call("kill", &[id, signal]).map(drop)
+    }
+
+    fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        if self.defect.pause_noop {
+            // The simulated defect: `pause` says it worked and nothing was frozen.
+            return Ok(());
+        }
+        self.call("pause", &[id]).map(drop)
+    }
+
+    fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call("resume", &[id]).map(drop)
     }
 
     fn variant(&self, defect: &Defect) -> Option<Arc<dyn Driver>> {
@@ -387,6 +405,25 @@ fn read_pid_file(path: &Path) -> Result<i32, HarnessError> {
         })
 }
 
+/// The status in `state` output, `paused` included. A paused container still has its init, so
+/// the rest of its state must hold as for a running one; everything is checked as strictly as
+/// [`parse_state`] does.
+pub fn parse_status(runtime: &str, id: &str, output: &str) -> Result<Status, RuntimeError> {
+    let value: serde_json::Value =
+        serde_json::from_str(output).map_err(|e| RuntimeError::BadState {
+            runtime: runtime.to_owned(),
+            problem: format!("not JSON: {e}"),
+            output: output.chars().take(200).collect(),
+        })?;
+    if value.get("status").and_then(serde_json::Value::as_str) == Some("paused") {
+        let mut running = value;
+        running["status"] = "running".into();
+        parse_state(runtime, id, &running.to_string())?;
+        return Ok(Status::Paused);
+    }
+    Ok((*parse_state(runtime, id, output)?.status()).into())
+}
+
 /// Parses `state` output strictly: the OCI fields must be there and name the container asked about.
 pub fn parse_state(runtime: &str, id: &str, output: &str) -> Result<State, RuntimeError> {
     let bad = |problem: String| RuntimeError::BadState {
@@ -438,6 +475,40 @@ mod tests {
         let state = parse_state("rt", "c1", output).expect("valid state");
         assert_eq!(*state.status(), status);
         assert_eq!(*state.pid(), pid);
+    }
+
+    #[rstest]
+    #[case::paused(
+        r#"{"ociVersion":"1.0.2-dev","id":"c1","pid":42,"status":"paused","bundle":"/b"}"#,
+        Status::Paused
+    )]
+    #[case::running(
+        r#"{"ociVersion":"1.0.2","id":"c1","pid":42,"status":"running","bundle":"/b"}"#,
+        Status::Running
+    )]
+    #[case::stopped(
+        r#"{"ociVersion":"1.0.2","id":"c1","status":"stopped","bundle":"/b"}"#,
+        Status::Stopped
+    )]
+    fn statuses_include_paused(#[case] output: &str, #[case] status: Status) {
+        assert_eq!(parse_status("rt", "c1", output).expect("valid"), status);
+    }
+
+    #[rstest]
+    #[case::paused_without_pid(
+        r#"{"ociVersion":"1","id":"c1","status":"paused","bundle":"/b"}"#,
+        "no pid"
+    )]
+    #[case::paused_other_container(
+        r#"{"ociVersion":"1","id":"c2","pid":42,"status":"paused","bundle":"/b"}"#,
+        "not `c1`"
+    )]
+    #[case::garbage("hello", "not JSON")]
+    fn a_paused_state_is_checked_as_strictly(#[case] output: &str, #[case] problem: &str) {
+        let err = parse_status("rt", "c1", output)
+            .expect_err("must be rejected")
+            .to_string();
+        assert!(err.contains(problem), "{err}");
     }
 
     #[rstest]

@@ -1398,8 +1398,9 @@ impl Driver for EngineDriver {
             })?;
         let status = match state.status.as_str() {
             "created" | "configured" | "initialized" => "created",
-            "running" | "restarting" | "removing" if state.running => "running",
-            "paused" => "paused",
+            // An OCI state has no `paused` (runc's extension): its processes exist, frozen;
+            // `status` tells paused from running.
+            "running" | "restarting" | "removing" | "paused" if state.running => "running",
             _ => "stopped",
         };
         let mut value = serde_json::json!({
@@ -1417,6 +1418,22 @@ impl Driver for EngineDriver {
     fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
         self.call("kill", &["kill", "--signal", signal, id])
             .map(drop)
+    }
+
+    fn status(&self, id: &str) -> Result<crate::driver::Status, RuntimeError> {
+        // `inspect` says `paused` where an OCI state cannot (see `Driver::status`).
+        if self.inspect("{{.State.Status}}", id)? == "paused" {
+            return Ok(crate::driver::Status::Paused);
+        }
+        Ok((*self.state(id)?.status()).into())
+    }
+
+    fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call("pause", &["pause", id]).map(drop)
+    }
+
+    fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call("unpause", &["unpause", id]).map(drop)
     }
 
     fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {

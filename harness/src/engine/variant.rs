@@ -1,7 +1,7 @@
 //! An engine driver with a runtime defect switched on, for negative controls: the engine as it
 //! is, except the verb the defect changes. Only what Palisade can simulate from outside the
 //! engine is offered (an `exec` that enters the container by itself, with nsenter; a `state`
-//! with the wrong pid); a defect that needs the runtime's own flags (`--no-pivot`,
+//! with the wrong pid; a `pause` that does nothing); a defect that needs the runtime's own flags (`--no-pivot`,
 //! `--preserve-fds`) cannot go through an engine, and the control is then a skip.
 
 use std::path::Path;
@@ -14,7 +14,7 @@ use super::driver::EngineDriver;
 use crate::driver::bundle::ContainerSpec;
 use crate::driver::exec::{Execed, nsenter_exec};
 use crate::driver::{
-    ContainerStdio, Created, Defect, Driver, ExecDefect, RuntimeError, RuntimeInfo,
+    ContainerStdio, Created, Defect, Driver, ExecDefect, RuntimeError, RuntimeInfo, Status,
 };
 use crate::error::HarnessError;
 
@@ -24,6 +24,8 @@ pub struct Variant {
     nsenter: Option<Option<LinuxNamespaceType>>,
     /// `state` reports this pid instead of the init's.
     state_pid: Option<i32>,
+    /// `pause` succeeds without asking the engine: nothing is frozen.
+    pause_noop: bool,
 }
 
 impl Variant {
@@ -41,6 +43,7 @@ impl Variant {
             engine,
             nsenter,
             state_pid: defect.state_pid,
+            pause_noop: defect.pause_noop,
         }))
     }
 }
@@ -72,8 +75,23 @@ impl Driver for Variant {
         Ok(state)
     }
 
+    fn status(&self, id: &str) -> Result<Status, RuntimeError> {
+        self.engine.status(id)
+    }
+
     fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
         self.engine.kill(id, signal)
+    }
+
+    fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        if self.pause_noop {
+            return Ok(());
+        }
+        self.engine.pause(id)
+    }
+
+    fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        self.engine.resume(id)
     }
 
     fn delete(&self, id: &str, force: bool) -> Result<(), RuntimeError> {

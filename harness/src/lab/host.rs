@@ -112,27 +112,71 @@ pub fn process_namespaces(pid: i32) -> Result<BTreeMap<String, u64>, std::io::Er
     namespaces_at(&Path::new("/proc").join(pid.to_string()).join("ns"))
 }
 
-/// The host pid of the process that is pid `inner` in the pid namespace of process `init` (a
-/// container's init): for a process started in the container by a runtime or engine that does not
-/// say its pid. `None` if no such process lives there now.
-pub fn host_pid_in_pid_namespace_of(init: i32, inner: i32) -> Result<Option<i32>, std::io::Error> {
-    let ns_of = |pid: i32| {
-        process_namespaces(pid).and_then(|map| {
-            map.get("pid").copied().ok_or_else(|| {
-                std::io::Error::other(format!("/proc/{pid}/ns has no pid namespace"))
-            })
-        })
-    };
-    let theirs = ns_of(init)?;
-    let all = procfs::process::all_processes().map_err(std::io::Error::other)?;
-    for process in all.flatten() {
-        // The last NSpid entry is the pid in the process's own (innermost) pid namespace.
-        let Ok(status) = process.status() else {
-            continue; // Gone since the listing.
+/// The pid namespace of process `pid`: the device and inode of its `/proc/<pid>/ns/pid`.
+pub fn pid_namespace_of(pid: i32) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(format!("/proc/{pid}/ns/pid"))?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// The host pids of every process in the pid namespace of process `init` (a container's init),
+/// from the host's /proc. A process that cannot be looked at is an error, except one that exited
+/// meanwhile: a partial list would let "every process" checks pass on what they did not see.
+pub fn pid_namespace_members(init: i32) -> std::io::Result<Vec<i32>> {
+    use procfs::process::Process;
+    let failed =
+        |what: String| move |e: procfs::ProcError| std::io::Error::other(format!("{what}: {e}"));
+    let depth_of = |process: &Process| process.status().map(|s| s.nspid.map_or(0, |n| n.len()));
+    let depth = Process::new(init)
+        .and_then(|p| depth_of(&p))
+        .map_err(failed(format!("reading /proc/{init}/status")))?;
+    let theirs = pid_namespace_of(init)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("reading /proc/{init}/ns/pid: {e}")))?;
+    let mut members = Vec::new();
+    for process in procfs::process::all_processes().map_err(failed("listing /proc".into()))? {
+        let process = match process {
+            Ok(process) => process,
+            Err(procfs::ProcError::NotFound(_)) => continue,
+            Err(e) => return Err(failed("listing /proc".into())(e)),
         };
-        let innermost = status.nspid.as_ref().and_then(|ids| ids.last().copied());
-        if innermost == Some(inner) && ns_of(process.pid).is_ok_and(|ns| ns == theirs) {
-            return Ok(Some(process.pid));
+        let pid = process.pid();
+        // Only a process as deeply nested as the init can share its pid namespace (NSpid has one
+        // entry per level). The others include processes of the machine's own that even root
+        // may not look into (another user namespace's), and need no look.
+        match depth_of(&process) {
+            Ok(d) if d == depth => {}
+            Ok(_) | Err(procfs::ProcError::NotFound(_)) => continue,
+            Err(e) => return Err(failed(format!("reading /proc/{pid}/status"))(e)),
+        }
+        match pid_namespace_of(pid) {
+            Ok(ns) if ns == theirs => members.push(pid),
+            Ok(_) => {}
+            // It exited (or is a zombie, which has no namespaces left) since /proc was listed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("reading /proc/{pid}/ns/pid: {e}"),
+                ));
+            }
+        }
+    }
+    Ok(members)
+}
+
+/// The host pid of the process that is pid `inner` in the pid namespace of process `init` (a
+/// container's init): for a process started in the container by a runtime or engine that does
+/// not say its pid, or forked there. `None` if no such process lives there now.
+pub fn host_pid_in_pid_namespace_of(init: i32, inner: i32) -> std::io::Result<Option<i32>> {
+    for pid in pid_namespace_members(init)? {
+        // The last NSpid entry is the pid in the process's own (innermost) pid namespace.
+        let innermost = procfs::process::Process::new(pid)
+            .and_then(|p| p.status())
+            .ok()
+            .and_then(|s| s.nspid)
+            .and_then(|ids| ids.last().copied());
+        if innermost == Some(inner) {
+            return Ok(Some(pid));
         }
     }
     Ok(None)

@@ -608,6 +608,8 @@ pub enum Defect {
     ExecIgnoresProcess,
     /// `state` reports a pid that is not the container's init.
     StateReportsWrongPid,
+    /// `pause` exits 0 and freezes nothing.
+    PauseDoesNothing,
 }
 
 impl fmt::Display for Defect {
@@ -637,6 +639,10 @@ impl fmt::Display for Defect {
             Defect::StateReportsWrongPid => write!(
                 f,
                 "a runtime whose `state` reports a pid that is not the container's init"
+            ),
+            Defect::PauseDoesNothing => write!(
+                f,
+                "a runtime whose `pause` exits 0 and freezes nothing (simulated: the runtime is not called)"
             ),
         }
     }

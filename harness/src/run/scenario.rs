@@ -133,6 +133,8 @@ pub enum Requirement {
     /// An OCI runtime driven directly: the scenario builds the container's world itself (a
     /// network namespace Palisade made), which an engine makes its own way.
     DirectRuntime,
+    /// A cgroup freezer (v1 `freezer` hierarchy, or cgroup v2's `cgroup.freeze`): `pause`.
+    Freezer,
 }
 
 impl Requirement {
@@ -153,6 +155,7 @@ impl Requirement {
             Requirement::Program(program) if crate::exec::find_program(program).is_none() => {
                 Some(format!("`{program}` is not installed"))
             }
+            Requirement::Freezer => crate::lab::cgroups::freezer::unavailable(host),
             _ => None,
         }
     }
@@ -533,6 +536,12 @@ impl Ctx {
             Defect::StateReportsWrongPid => self
                 .variant(crate::driver::Defect {
                     state_pid: Some(std::process::id() as i32),
+                    ..crate::driver::Defect::default()
+                })
+                .map(|v| (v, spec)),
+            Defect::PauseDoesNothing => self
+                .variant(crate::driver::Defect {
+                    pause_noop: true,
                     ..crate::driver::Defect::default()
                 })
                 .map(|v| (v, spec)),

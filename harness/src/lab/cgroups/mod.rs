@@ -4,8 +4,10 @@
 //! into directories, so the path is never assumed) and resolved against the mount points that
 //! `/proc/self/mountinfo` gives each hierarchy. The version-specific files live behind
 //! [`CgroupVersion`], chosen at run time from [`HostFacts::cgroup_mode`]: v1 (and the hybrid
-//! layout, where every controller is on v1) in [`v1`], the unified hierarchy in [`v2`].
+//! layout, where every controller is on v1) in [`v1`], the unified hierarchy in [`v2`]. Whether a
+//! cgroup is frozen (`pause`) is read in [`freezer`].
 
+pub mod freezer;
 pub mod v1;
 pub mod v2;
 
