@@ -79,7 +79,7 @@ pub fn scenario_table() -> String {
 /// each with its explanation in the README matrix. `palisade run` reports them as what they are:
 /// FAIL.
 pub fn known_bugs() -> Vec<palisade_harness::run::runner::KnownBug> {
-    use palisade_harness::lab::host::CgroupMode::{Hybrid, V1};
+    use palisade_harness::lab::host::CgroupMode::{Hybrid, V1, V2};
     use palisade_harness::run::runner::KnownBug;
     let v1_cgroup_tmpfs = "on cgroup v1 it mounts the tmpfs at /sys/fs/cgroup read-write although the config says `ro`";
     vec![
@@ -103,6 +103,13 @@ pub fn known_bugs() -> Vec<palisade_harness::run::runner::KnownBug> {
             cgroup_modes: &[V1, Hybrid],
             trial: "paths::sys_is_readonly",
             reason: "on cgroup v1 it mounts the tmpfs at /sys/fs/cgroup, and every v1 hierarchy in it, read-write although the config says `ro`",
+        },
+        KnownBug {
+            runtime: "youki",
+            version_prefix: "youki version: 0.7",
+            cgroup_modes: &[V2],
+            trial: "devices::unlisted_device_cannot_be_opened",
+            reason: "built without its `cgroupsv2_devices` feature (as `--features v1,v2,seccomp` builds it), it applies no device rules on cgroup v2, silently",
         },
     ]
 }

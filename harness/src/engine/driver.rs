@@ -314,7 +314,10 @@ impl EngineDriver {
                 path: exec::find_program(kind.name()).unwrap_or_default(),
                 version: format!(
                     "{engine_version}, {}",
-                    runtime_version.replacen(" version", "", 1)
+                    // `runc version 1.1.5`, `youki version: 0.7.0`: the name and the number.
+                    runtime_version
+                        .replacen(" version:", "", 1)
+                        .replacen(" version", "", 1)
                 ),
             },
             kind,
