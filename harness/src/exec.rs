@@ -199,6 +199,22 @@ impl ProcessHandle {
     }
 }
 
+/// Forwards each line `reader` yields (a child's pipe) to a channel, so a wait on it can have a
+/// deadline; the thread ends when the pipe closes or the receiver is gone.
+pub fn lines_of(reader: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -164,34 +164,15 @@ fn process_spec_applies(cx: &Ctx) -> Outcome {
             .build()
             .map_err(|e| Failure::Broken(format!("building the user: {e}")))?,
     );
+    let only_kill: oci_spec::runtime::Capabilities = kill.iter().copied().collect();
     process.set_capabilities(Some(
         LinuxCapabilitiesBuilder::default()
-            .bounding(
-                kill.iter()
-                    .copied()
-                    .collect::<oci_spec::runtime::Capabilities>(),
-            )
-            .effective(
-                kill.iter()
-                    .copied()
-                    .collect::<oci_spec::runtime::Capabilities>(),
-            )
-            .permitted(
-                kill.iter()
-                    .copied()
-                    .collect::<oci_spec::runtime::Capabilities>(),
-            )
+            .bounding(only_kill.clone())
+            .effective(only_kill.clone())
+            .permitted(only_kill.clone())
             // A non-root process keeps capabilities across execve(2) only through the ambient set.
-            .inheritable(
-                kill.iter()
-                    .copied()
-                    .collect::<oci_spec::runtime::Capabilities>(),
-            )
-            .ambient(
-                kill.iter()
-                    .copied()
-                    .collect::<oci_spec::runtime::Capabilities>(),
-            )
+            .inheritable(only_kill.clone())
+            .ambient(only_kill)
             .build()
             .map_err(|e| Failure::Broken(format!("building the capabilities: {e}")))?,
     ));

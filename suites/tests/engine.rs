@@ -9,12 +9,12 @@
 //! the podman test `podman`. Without them the tests are reported as ignored, with the reason.
 //! Timings are printed as `measure: …` lines (`cargo test --test engine -- --nocapture`).
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use palisade_common::testkit::{self, Skip, Test, TestResult};
@@ -655,19 +655,6 @@ impl Drop for ChildGuard {
     }
 }
 
-fn lines_of(out: std::process::ChildStdout) -> Receiver<String> {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receiver
-}
-
 fn a_killed_engine_run_is_cleaned_up() -> TestResult {
     require_lab()?;
     require_docker()?;
@@ -680,7 +667,7 @@ fn a_killed_engine_run_is_cleaned_up() -> TestResult {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("starting the child palisade");
-    let lines = lines_of(child.stdout.take().expect("child stdout"));
+    let lines = palisade_harness::exec::lines_of(child.stdout.take().expect("child stdout"));
     let mut child = ChildGuard(child);
     let deadline = Instant::now() + engine::engine_timeout() * 3;
     let mut run: Option<(String, PathBuf)> = None;

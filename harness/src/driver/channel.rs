@@ -1,7 +1,7 @@
 //! The pipes between Palisade and a probe: requests to its stdin, one JSON reply per line from its
 //! stdout, its stderr in a log. A container's init and every process `exec` starts talk this way.
 
-use std::io::{BufRead, BufReader, PipeWriter, Write};
+use std::io::{PipeWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
@@ -45,7 +45,7 @@ pub fn probe_pipes(
         ProbeChannel {
             who: who.to_owned(),
             stdin: Some(stdin_writer),
-            stdout: spawn_line_reader(stdout_reader),
+            stdout: crate::exec::lines_of(stdout_reader),
             stderr: stderr_path.to_owned(),
             deadline,
         },
@@ -104,18 +104,4 @@ impl ProbeChannel {
         let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
         super::error_summary(&text, 5)
     }
-}
-
-/// Forwards each line the probe prints to a channel; the thread ends when the pipe closes.
-pub fn spawn_line_reader(reader: std::io::PipeReader) -> Receiver<String> {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines() {
-            let Ok(line) = line else { break };
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receiver
 }

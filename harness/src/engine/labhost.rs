@@ -26,7 +26,6 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::BufRead;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -406,15 +405,7 @@ fn wait_for_line(
     expected: &str,
     timeout: Duration,
 ) -> Result<(), String> {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let receiver = crate::exec::lines_of(out);
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

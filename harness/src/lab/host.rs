@@ -123,13 +123,33 @@ pub fn pid_namespace_of(pid: i32) -> std::io::Result<(u64, u64)> {
 /// from the host's /proc. A process that cannot be looked at is an error, except one that exited
 /// meanwhile: a partial list would let "every process" checks pass on what they did not see.
 pub fn pid_namespace_members(init: i32) -> std::io::Result<Vec<i32>> {
+    Ok(pid_namespace_scan(init)?
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect())
+}
+
+/// The host pid of the process that is pid `inner` in the pid namespace of process `init` (a
+/// container's init): for a process started in the container by a runtime or engine that does
+/// not say its pid, or forked there. `None` if no such process lives there now.
+pub fn host_pid_in_pid_namespace_of(init: i32, inner: i32) -> std::io::Result<Option<i32>> {
+    // The last NSpid entry is the pid in the process's own (innermost) pid namespace.
+    Ok(pid_namespace_scan(init)?
+        .into_iter()
+        .find(|(_, nspid)| nspid.last() == Some(&inner))
+        .map(|(pid, _)| pid))
+}
+
+/// Every process in the pid namespace of `init`: its host pid and its NSpid (one pid per level).
+fn pid_namespace_scan(init: i32) -> std::io::Result<Vec<(i32, Vec<i32>)>> {
     use procfs::process::Process;
     let failed =
         |what: String| move |e: procfs::ProcError| std::io::Error::other(format!("{what}: {e}"));
-    let depth_of = |process: &Process| process.status().map(|s| s.nspid.map_or(0, |n| n.len()));
+    let nspid_of = |process: &Process| process.status().map(|s| s.nspid.unwrap_or_default());
     let depth = Process::new(init)
-        .and_then(|p| depth_of(&p))
-        .map_err(failed(format!("reading /proc/{init}/status")))?;
+        .and_then(|p| nspid_of(&p))
+        .map_err(failed(format!("reading /proc/{init}/status")))?
+        .len();
     let theirs = pid_namespace_of(init)
         .map_err(|e| std::io::Error::new(e.kind(), format!("reading /proc/{init}/ns/pid: {e}")))?;
     let mut members = Vec::new();
@@ -143,13 +163,13 @@ pub fn pid_namespace_members(init: i32) -> std::io::Result<Vec<i32>> {
         // Only a process as deeply nested as the init can share its pid namespace (NSpid has one
         // entry per level). The others include processes of the machine's own that even root
         // may not look into (another user namespace's), and need no look.
-        match depth_of(&process) {
-            Ok(d) if d == depth => {}
+        let nspid = match nspid_of(&process) {
+            Ok(nspid) if nspid.len() == depth => nspid,
             Ok(_) | Err(procfs::ProcError::NotFound(_)) => continue,
             Err(e) => return Err(failed(format!("reading /proc/{pid}/status"))(e)),
-        }
+        };
         match pid_namespace_of(pid) {
-            Ok(ns) if ns == theirs => members.push(pid),
+            Ok(ns) if ns == theirs => members.push((pid, nspid)),
             Ok(_) => {}
             // It exited (or is a zombie, which has no namespaces left) since /proc was listed.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -162,24 +182,6 @@ pub fn pid_namespace_members(init: i32) -> std::io::Result<Vec<i32>> {
         }
     }
     Ok(members)
-}
-
-/// The host pid of the process that is pid `inner` in the pid namespace of process `init` (a
-/// container's init): for a process started in the container by a runtime or engine that does
-/// not say its pid, or forked there. `None` if no such process lives there now.
-pub fn host_pid_in_pid_namespace_of(init: i32, inner: i32) -> std::io::Result<Option<i32>> {
-    for pid in pid_namespace_members(init)? {
-        // The last NSpid entry is the pid in the process's own (innermost) pid namespace.
-        let innermost = procfs::process::Process::new(pid)
-            .and_then(|p| p.status())
-            .ok()
-            .and_then(|s| s.nspid)
-            .and_then(|ids| ids.last().copied());
-        if innermost == Some(inner) {
-            return Ok(Some(pid));
-        }
-    }
-    Ok(None)
 }
 
 /// Namespace name to nsfs inode for every entry of `dir`; any entry that cannot be read is an
